@@ -1,0 +1,1 @@
+"""Thin Faust agents and timers wiring topics to the pure code in ``app``."""

@@ -1,0 +1,1 @@
+"""Project commands of ``faust -A app``. Filled in by the offline tools."""

@@ -1,0 +1,55 @@
+"""The one Faust application of Flowsight.
+
+Run a worker from the repository root::
+
+    faust -A app worker -l info            # web server on :6066 (FLOWSIGHT_WEB_PORT)
+
+Settings come from ``FLOWSIGHT_*`` variables (see app/settings.py); the worker
+prints them, redacted, when it starts.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import faust
+
+from app.settings import Settings
+
+settings = Settings.from_env()
+log = logging.getLogger("flowsight")
+
+app = faust.App(
+    settings.app_id,
+    broker=settings.broker,
+    store="rocksdb://",
+    datadir=settings.datadir,
+    autodiscover=False,
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication,
+    producer_acks=-1,
+    producer_max_request_size=settings.chunk_bytes + (1 << 20),
+    consumer_max_fetch_size=max(4 << 20, settings.chunk_bytes * 2),
+    stream_buffer_maxsize=64,
+    web_port=settings.web_port,
+    web_bind=settings.web_host,
+    web_router_enabled=False,
+    web_tables_enabled=False,
+    web_graph_enabled=False,
+    web_stats_enabled=False,
+    web_metrics_enabled=False,
+    broker_commit_interval=1.0,
+)
+
+
+@app.on_configured.connect
+def _print_settings(app_: faust.App, conf, **kwargs) -> None:
+    if os.environ.get("FLOWSIGHT_QUIET") != "1":
+        print("flowsight settings: " + json.dumps(settings.redacted(), sort_keys=True), flush=True)
+
+
+# Registering agents, tables and views imports them; they import `app` from here.
+from agents import decode as _decode, flows as _flows, ticks as _ticks  # noqa: E402,F401
+from web import routes as _routes  # noqa: E402,F401
+from app import commands as _commands  # noqa: E402,F401

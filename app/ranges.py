@@ -1,0 +1,22 @@
+"""Sets of chunk indexes kept as sorted, disjoint ``[lo, hi]`` ranges (usually a single one).
+
+Used to remember which chunks of a block were applied, in table rows that are
+rewritten on every change: a contiguous run costs two numbers however long it is.
+"""
+from __future__ import annotations
+
+
+def contains(ranges: list[list[int]] | None, i: int) -> bool:
+    return any(lo <= i <= hi for lo, hi in ranges or ())
+
+
+def add(ranges: list[list[int]] | None, i: int) -> list[list[int]]:
+    """A new range list holding ``i`` too, with neighbours merged."""
+    out = sorted([list(r) for r in ranges or ()] + [[i, i]])
+    merged: list[list[int]] = []
+    for lo, hi in out:
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return merged

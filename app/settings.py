@@ -1,0 +1,141 @@
+"""Typed, frozen settings read from ``FLOWSIGHT_*`` environment variables.
+
+Every value is checked when the object is built; a bad value raises
+:class:`SettingsError` with a message that says what a valid value looks like.
+``Settings.from_env().redacted()`` is what the worker prints at start-up.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from typing import Mapping
+from urllib.parse import urlsplit
+
+PREFIX = "FLOWSIGHT_"
+SECRET_WORDS = ("password", "secret", "token", "key")
+
+
+class SettingsError(ValueError):
+    """A ``FLOWSIGHT_*`` variable holds a value that cannot be used."""
+
+
+def _int(name: str, raw: str, lo: int, hi: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r}: expected a whole number from {lo} to {hi}") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r}: expected a whole number from {lo} to {hi}")
+    return value
+
+
+def _bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{PREFIX}{name.upper()}={raw!r}: expected true or false")
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: Kafka bootstrap servers, ``kafka://host:port[;host:port]``.
+    broker: str = "kafka://127.0.0.1:9092"
+    #: Faust application id; prefixes consumer groups and changelog topics.
+    app_id: str = "flowsight"
+    #: Partitions of every topic the app creates.
+    partitions: int = 8
+    #: Replication factor of every topic the app creates (3 on a 3-broker cluster).
+    replication: int = 1
+    #: Tumbling capture-time window length in seconds; 0 means one record per flow for the whole capture.
+    window_s: int = 60
+    #: How far capture time may run behind the highest time seen before a window closes, in seconds.
+    lateness_s: int = 5
+    #: Wall-clock seconds a partition may be idle before its open windows are flushed.
+    idle_flush_s: int = 5
+    #: Largest pcap chunk produced to Kafka, in bytes.
+    chunk_bytes: int = 2 * 1024 * 1024
+    #: Largest upload accepted, in bytes.
+    max_upload_bytes: int = 8 * 1024 * 1024 * 1024
+    #: TCP port of the web server.
+    web_port: int = 6066
+    #: Interface the web server binds.
+    web_host: str = "0.0.0.0"
+    #: Folder for RocksDB tables and the upload spool.
+    datadir: str = "var/worker"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        kwargs: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            if f.type == "int":
+                kwargs[f.name] = _int(f.name, raw, *_RANGES[f.name])
+            elif f.type == "bool":
+                kwargs[f.name] = _bool(f.name, raw)
+            else:
+                kwargs[f.name] = raw
+        known = {PREFIX + f.name.upper() for f in fields(cls)}
+        unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known and k not in _OTHER_VARS)
+        if unknown:
+            raise SettingsError(f"unknown setting {unknown[0]}; known: {', '.join(sorted(known))}")
+        settings = cls(**kwargs)  # type: ignore[arg-type]
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        for name, (lo, hi) in _RANGES.items():
+            value = getattr(self, name)
+            if not lo <= value <= hi:
+                raise SettingsError(f"{PREFIX}{name.upper()}={value}: expected a whole number from {lo} to {hi}")
+        for server in self.broker_servers:
+            host, _, port = server.rpartition(":")
+            if not host or not port.isdigit():
+                raise SettingsError(
+                    f"{PREFIX}BROKER={self.broker!r}: expected kafka://host:port[;host:port...]")
+        if self.chunk_bytes * 2 > self.max_upload_bytes:
+            raise SettingsError(f"{PREFIX}MAX_UPLOAD_BYTES must be at least twice {PREFIX}CHUNK_BYTES")
+
+    @property
+    def broker_servers(self) -> list[str]:
+        rest = self.broker.split("://", 1)[1] if "://" in self.broker else self.broker
+        return [s.strip() for s in rest.replace(",", ";").split(";") if s.strip()]
+
+    @property
+    def bootstrap(self) -> str:
+        """Servers in the comma form aiokafka takes."""
+        return ",".join(self.broker_servers)
+
+    @property
+    def window_ms(self) -> int:
+        return self.window_s * 1000
+
+    def redacted(self) -> dict[str, object]:
+        out = dataclasses.asdict(self)
+        for name in out:
+            if any(w in name for w in SECRET_WORDS):
+                out[name] = "***"
+        parts = urlsplit(self.broker)
+        if parts.password:
+            out["broker"] = self.broker.replace(parts.password, "***")
+        return out
+
+
+#: (lowest, highest) for every integer setting.
+_RANGES: dict[str, tuple[int, int]] = {
+    "partitions": (1, 1024),
+    "replication": (1, 5),
+    "window_s": (0, 86400),
+    "lateness_s": (0, 86400),
+    "idle_flush_s": (1, 3600),
+    "chunk_bytes": (256 * 1024, 64 * 1024 * 1024),
+    "max_upload_bytes": (512 * 1024, 1 << 40),
+    "web_port": (1, 65535),
+}
+#: Variables with the prefix that are read elsewhere (launchers, tests).
+_OTHER_VARS = {"FLOWSIGHT_VAR"}

@@ -1,0 +1,29 @@
+"""Every Kafka topic of Flowsight, declared once. Agents and views import them from here.
+
+| topic          | key                      | value                                           |
+|----------------|--------------------------|-------------------------------------------------|
+| pcap-chunks    | block id                 | a self-contained pcap/pcapng chunk (raw bytes); |
+|                |                          | headers: sensor, block, chunk                   |
+| flow-parts     | block id (or ``tick``)   | ``{block, chunk, sensor, parts: [Part...]}`` sent |
+|                |                          | to the partition of its flow keys, or a tick     |
+| flows          | flow key                 | a flow record with IPFIX names (app/flows.py)    |
+| window-stats   | ``window|partition``     | ``{window, partition, flows, packets, bytes}``   |
+"""
+from __future__ import annotations
+
+from app.main import app, settings
+
+_big = {"max.message.bytes": str(settings.chunk_bytes + (1 << 20))}
+_n = settings.partitions
+
+pcap_chunks = app.topic("pcap-chunks", key_type=bytes, value_type=bytes, key_serializer="raw",
+                        value_serializer="raw", partitions=_n, config=_big)
+flow_parts = app.topic("flow-parts", key_type=bytes, key_serializer="raw", value_serializer="json",
+                       partitions=_n, config=_big)
+flows = app.topic("flows", key_type=bytes, key_serializer="raw", value_serializer="json", partitions=_n)
+window_stats = app.topic("window-stats", key_type=bytes, key_serializer="raw", value_serializer="json",
+                         partitions=_n)
+
+#: Topics that egress may serve, by URL name.
+EGRESS = {"flows": flows}
+ALL = (pcap_chunks, flow_parts, flows, window_stats)

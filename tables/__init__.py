@@ -1,0 +1,20 @@
+"""Changelog-backed tables. Rows are JSON; their shapes are documented here.
+
+``blocks``      block id -> ``{"sensor": str, "done": [[lo, hi], ...]}``: chunk indexes decoded
+``flows``       ``"window_ms|flow key"`` -> ``{"c": [packets, bytes, first_ms, last_ms, flags],
+                "a": {block: [[lo, hi], ...]}, "p": partition, "closed": wall ms or 0}``
+``watermarks``  ``"p<partition>"`` -> ``{"max_ms": highest capture time seen, in ms}``
+"""
+from __future__ import annotations
+
+from app.main import app, settings
+
+_n = settings.partitions
+_rocks = {"block_cache_size": 8 << 20, "block_cache_compressed_size": 0}
+
+blocks = app.Table("blocks", default=None, partitions=_n, key_type=str,
+                   options=_rocks, help="Which chunks of each uploaded block were decoded.")
+flows = app.Table("flows", default=None, partitions=_n, key_type=str,
+                  options=_rocks, help="Flow counts per (capture-time window, flow key), merged from parts.")
+watermarks = app.Table("watermarks", default=None, partitions=_n, key_type=str,
+                       options=_rocks, help="Highest capture time seen per flow-parts partition.")

@@ -1,0 +1,94 @@
+"""GET /v1/flows: long poll over a Kafka topic with a resumable cursor.
+
+    curl 'http://localhost:6066/v1/flows?timeout=30'              # from the start of the topic
+    curl 'http://localhost:6066/v1/flows?cursor=C&timeout=30'     # resume after the last answer
+    curl 'http://localhost:6066/v1/flows?from=end&timeout=30'     # only records that arrive from now on
+
+The answer is ``{"records": [...], "cursor": "..."}`` at once when records lie
+past the cursor, else after up to ``timeout`` seconds (default 30, max 60). The
+cursor holds Kafka offsets, so any worker can answer and a client that resends
+its last cursor after a restart neither loses nor repeats records.
+"""
+from __future__ import annotations
+
+import json
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from faust.web import View
+
+from app import cursor as cursors
+from app.main import settings
+
+MAX_TIMEOUT_S = 60
+DEFAULT_TIMEOUT_S = 30
+MAX_RECORDS = 5000
+
+
+class PollError(Exception):
+    def __init__(self, status: int, message: str):
+        self.status, self.message = status, message
+
+
+def parse_query(query) -> tuple[dict[int, int] | None, float, int, bool]:
+    try:
+        timeout = float(query.get("timeout", DEFAULT_TIMEOUT_S))
+        limit = int(query.get("limit", MAX_RECORDS))
+    except ValueError:
+        raise PollError(400, "timeout and limit must be numbers") from None
+    if not 0 <= timeout <= MAX_TIMEOUT_S:
+        raise PollError(400, f"timeout must be from 0 to {MAX_TIMEOUT_S} seconds")
+    if not 1 <= limit <= MAX_RECORDS:
+        raise PollError(400, f"limit must be from 1 to {MAX_RECORDS}")
+    start = query.get("from", "beginning")
+    if start not in ("beginning", "end"):
+        raise PollError(400, "from must be 'beginning' or 'end'")
+    cur = None
+    if query.get("cursor"):
+        try:
+            cur = cursors.decode(query["cursor"])
+        except cursors.CursorError as exc:
+            raise PollError(400, str(exc)) from None
+    return cur, timeout, limit, start == "end"
+
+
+async def poll(topic: str, cur: dict[int, int] | None, timeout_s: float, limit: int, from_end: bool) -> dict:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+                                group_id=None, request_timeout_ms=15000)
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():
+            return {"records": [], "cursor": cursors.encode(cur or {})}
+        # every topic of the registry has settings.partitions partitions
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        for tp in tps:
+            if cur is not None and tp.partition in cur:
+                consumer.seek(tp, cur[tp.partition])
+            elif from_end and cur is None:
+                await consumer.seek_to_end(tp)
+            else:
+                await consumer.seek_to_beginning(tp)
+        batches = await consumer.getmany(*tps, timeout_ms=int(timeout_s * 1000), max_records=limit)
+        records = [json.loads(m.value) for tp in sorted(batches, key=lambda t: t.partition)
+                   for m in batches[tp]]
+        positions = {tp.partition: await consumer.position(tp) for tp in tps}
+        return {"records": records, "cursor": cursors.encode(positions)}
+    finally:
+        await consumer.stop()
+
+
+def poll_view(topic: str) -> type[View]:
+    class Poll(View):
+        async def get(self, request):
+            try:
+                cur, timeout, limit, from_end = parse_query(request.query)
+                return self.json(await poll(topic, cur, timeout, limit, from_end))
+            except PollError as exc:
+                return self.json({"error": exc.message}, status=exc.status)
+            except KafkaError as exc:
+                return self.json({"error": f"Kafka is unavailable ({type(exc).__name__}); retry with the same cursor"},
+                                 status=503, headers={"Retry-After": "5"})
+
+    Poll.__name__ = f"Poll_{topic.replace('-', '_')}"
+    return Poll

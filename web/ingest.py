@@ -1,0 +1,134 @@
+"""POST /v1/captures: take a pcap or pcapng upload and produce it to pcap-chunks.
+
+The body is streamed to a spool file (never whole in memory, no 1 MiB limit),
+checked, cut into deterministic chunks at packet boundaries and produced with
+acks=all. Only then the answer is 202. The spool file is removed either way.
+
+    curl -T capture.pcap -H 'X-Sensor: tap1' http://localhost:6066/v1/captures
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import tempfile
+
+import numpy as np
+from aiokafka.errors import KafkaError
+from faust.web import View
+
+from app import capture, decode, progress
+from app.main import settings
+from app.topics import pcap_chunks
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPES = {"application/octet-stream", "application/vnd.tcpdump.pcap", "application/x-pcapng",
+                 "application/vnd.tcpdump.pcapng"}
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+#: How long producing may take before the broker is called unavailable.
+PRODUCE_TIMEOUT_S = 30.0
+#: Chunks in flight before ingest waits for their acks (bounds memory per upload).
+IN_FLIGHT = 8
+
+
+class UploadError(Exception):
+    def __init__(self, status: int, message: str, **extra):
+        self.status, self.message, self.extra = status, message, extra
+        super().__init__(message)
+
+
+def spool_dir() -> str:
+    path = os.path.join(settings.datadir, "spool")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def check_capture(buf) -> capture.Index:
+    """Index a spooled capture, or raise UploadError saying what is wrong with it."""
+    try:
+        idx = capture.index(buf)
+    except capture.CaptureError as exc:
+        raise UploadError(400, f"not a readable capture: {exc}", kind=exc.kind) from None
+    if idx.error is not None:
+        raise UploadError(400, f"damaged capture: {idx.error}", kind=idx.error.kind,
+                          readable_packets=idx.packets)
+    used = set(idx.if_linktype[idx.iface].tolist()) if idx.packets else set(idx.if_linktype.tolist())
+    if used and not used & decode.SUPPORTED_LINKTYPES:
+        raise UploadError(415, f"link type {sorted(used)} is not supported; supported: "
+                          f"{sorted(decode.SUPPORTED_LINKTYPES)}", kind="unsupported-linktype")
+    return idx
+
+
+async def produce(buf, idx: capture.Index, block_id: str, sensor: str) -> int:
+    pending = []
+    count = 0
+    for chunk in capture.chunks(buf, idx, settings.chunk_bytes):
+        headers = [("block", block_id.encode()), ("sensor", sensor.encode()), ("chunk", str(chunk.index).encode())]
+        pending.append(await pcap_chunks.send(key=block_id.encode(), value=chunk.data, headers=headers))
+        count += 1
+        if len(pending) >= IN_FLIGHT:
+            await asyncio.gather(*pending)
+            pending.clear()
+    await asyncio.gather(*pending)
+    return count
+
+
+class Captures(View):
+    async def post(self, request):
+        try:
+            return self.json(await self._accept(request), status=202)
+        except UploadError as exc:
+            progress.mark("ingest", **{f"rejected_{exc.status}": 1})
+            headers = {"Retry-After": "5"} if exc.status == 503 else None
+            return self.json({"error": exc.message, **exc.extra}, status=exc.status, headers=headers)
+
+    #: ``curl -T`` uploads with PUT; both verbs do the same, idempotently by block id.
+    async def put(self, request):
+        return await self.post(request)
+
+    async def _accept(self, request) -> dict:
+        ctype = (request.content_type or "").lower()
+        if ctype not in CONTENT_TYPES:
+            raise UploadError(415, f"Content-Type {ctype or '(none)'} is not accepted; send the capture as "
+                              "application/octet-stream or application/vnd.tcpdump.pcap")
+        sensor = request.headers.get("X-Sensor", "default")
+        if not NAME.match(sensor):
+            raise UploadError(400, "X-Sensor must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")
+        block_id = request.headers.get("X-Block-Id")
+        if block_id is not None and not NAME.match(block_id):
+            raise UploadError(400, "X-Block-Id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")
+        if request.content_length is not None and request.content_length > settings.max_upload_bytes:
+            raise UploadError(413, f"body of {request.content_length} bytes is over the limit of "
+                              f"{settings.max_upload_bytes} bytes")
+        fd, path = tempfile.mkstemp(prefix="upload-", suffix=".pcap", dir=spool_dir())
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            with os.fdopen(fd, "wb") as out:
+                async for piece in request.content.iter_chunked(1 << 20):
+                    size += len(piece)
+                    if size > settings.max_upload_bytes:
+                        raise UploadError(413, f"body is over the limit of {settings.max_upload_bytes} bytes")
+                    digest.update(piece)
+                    out.write(piece)
+            if size == 0:
+                raise UploadError(400, "the body is empty; send a pcap or pcapng file", kind="empty")
+            block_id = block_id or digest.hexdigest()
+            buf = np.memmap(path, dtype=np.uint8, mode="r")
+            loop = asyncio.get_running_loop()
+            idx = await loop.run_in_executor(None, check_capture, buf)
+            try:
+                chunks = await asyncio.wait_for(produce(buf, idx, block_id, sensor), PRODUCE_TIMEOUT_S)
+            except (KafkaError, asyncio.TimeoutError, ConnectionError) as exc:
+                log.warning("upload %s from %s: Kafka unavailable: %r", block_id, sensor, exc)
+                raise UploadError(503, "Kafka is unavailable; retry the same upload later") from None
+            progress.mark("ingest", uploads=1, bytes=size, packets=idx.packets)
+            log.info("upload accepted block=%s sensor=%s chunks=%d packets=%d bytes=%d",
+                     block_id, sensor, chunks, idx.packets, size)
+            return {"block_id": block_id, "sensor": sensor, "chunks": chunks, "packets": idx.packets, "bytes": size}
+        finally:
+            os.unlink(path)
+
