@@ -65,8 +65,8 @@ class Merger:
             self.indexed.discard(p)
 
     def _track(self, p: int, rk: str, row: dict) -> None:
-        if row["closed"]:
-            self.closed[p].append((row["closed"], rk))
+        if row["closed_ms"] is not None:
+            self.closed[p].append((row["closed_ms"], rk))
         else:
             self.open[p][int(rk.split(SEP, 1)[0])].add(rk)
 
@@ -83,10 +83,10 @@ class Merger:
             if row is not None and ranges.contains(row["a"].get(block), chunk):
                 continue  # a replayed part: already counted
             top = part[5] if top is None else max(top, part[5])
-            late = (row is not None and row["closed"]) or (
+            late = (row is not None and row["closed_ms"] is not None) or (
                 row is None and self.window_ms > 0 and w + self.window_ms <= wm)
             if row is None:
-                row = {"c": None, "a": {}, "p": p, "closed": 0, "o": [block, chunk]}
+                row = {"c": None, "a": {}, "p": p, "closed_ms": None, "o": [block, chunk]}
             else:
                 row = {**row, "a": dict(row["a"])}
             row["a"][block] = ranges.add(row["a"].get(block), chunk)
@@ -96,8 +96,8 @@ class Merger:
                 plan.emit.append(("flows", key, record(w, key, merge(None, part), self.window_ms,
                                                         end_reason=END_ACTIVE_TIMEOUT, late=True,
                                                         blocks=[block], fid=fid)))
-                if not row["closed"]:
-                    row["closed"] = now_ms
+                if row["closed_ms"] is None:
+                    row["closed_ms"] = now_ms
                     self.closed[p].append((now_ms, rk))
             else:
                 self.open[p][w].add(rk)
@@ -121,7 +121,7 @@ class Merger:
         while old and now_ms - old[0][0] >= self.retention_ms:
             _, rk = old.popleft()
             row = rows.get(rk)
-            if row is not None and row["closed"]:
+            if row is not None and row["closed_ms"] is not None:
                 plan.writes[rk] = None
         return plan
 
@@ -132,13 +132,13 @@ class Merger:
             for rk in sorted(keys):
                 row = plan.writes.get(rk, _MISSING)
                 row = rows.get(rk) if row is _MISSING else row
-                if row is None or row["closed"]:
+                if row is None or row["closed_ms"] is not None:
                     continue
                 key = rk.split(SEP, 1)[1]
                 fid = flow_id(w, key, *row["o"])
                 plan.emit.append(("flows", key, record(w, key, row["c"], self.window_ms, end_reason=reason,
                                                         blocks=row["a"], fid=fid)))
-                plan.writes[rk] = {**row, "closed": now_ms}
+                plan.writes[rk] = {**row, "closed_ms": now_ms}
                 self.closed[p].append((now_ms, rk))
                 s = stats.setdefault(key.split(SEP, 1)[0], {"flows": 0, "packets": 0, "bytes": 0})
                 s["flows"] += 1

@@ -2,7 +2,8 @@
 
 ``blocks``      block id -> ``{"sensor": str, "done": [[lo, hi], ...]}``: chunk indexes decoded
 ``flows``       ``"window_ms|flow key"`` -> ``{"c": [packets, bytes, first_ms, last_ms, flags],
-                "a": {block: [[lo, hi], ...]}, "p": partition, "closed": wall ms or 0}``
+                "a": {block: [[lo, hi], ...]}, "p": partition, "o": [block, chunk] that opened it,
+                "closed_ms": wall-clock ms when emitted, or null while open}``
 ``watermarks``  ``"p<partition>"`` -> ``{"max_ms": highest capture time seen, in ms}``
 """
 from __future__ import annotations
