@@ -45,6 +45,8 @@ class Settings:
     broker: str = "kafka://127.0.0.1:9092"
     #: Faust application id; prefixes consumer groups and changelog topics.
     app_id: str = "flowsight"
+    #: Prefix of every topic name (lets several deployments or test runs share a cluster).
+    topic_prefix: str = ""
     #: Partitions of every topic the app creates.
     partitions: int = 8
     #: Replication factor of every topic the app creates (3 on a 3-broker cluster).
@@ -98,6 +100,8 @@ class Settings:
             if not host or not port.isdigit():
                 raise SettingsError(
                     f"{PREFIX}BROKER={self.broker!r}: expected kafka://host:port[;host:port...]")
+        if self.topic_prefix and not all(c.isalnum() or c in "._-" for c in self.topic_prefix):
+            raise SettingsError(f"{PREFIX}TOPIC_PREFIX={self.topic_prefix!r}: use letters, digits, '.', '_' and '-'")
         if self.chunk_bytes * 2 > self.max_upload_bytes:
             raise SettingsError(f"{PREFIX}MAX_UPLOAD_BYTES must be at least twice {PREFIX}CHUNK_BYTES")
 

@@ -15,14 +15,16 @@ from app.main import app, settings
 
 _big = {"max.message.bytes": str(settings.chunk_bytes + (1 << 20))}
 _n = settings.partitions
+_pre = settings.topic_prefix
 
-pcap_chunks = app.topic("pcap-chunks", key_type=bytes, value_type=bytes, key_serializer="raw",
-                        value_serializer="raw", partitions=_n, config=_big)
-flow_parts = app.topic("flow-parts", key_type=bytes, key_serializer="raw", value_serializer="json",
-                       partitions=_n, config=_big)
-flows = app.topic("flows", key_type=bytes, key_serializer="raw", value_serializer="json", partitions=_n)
-window_stats = app.topic("window-stats", key_type=bytes, key_serializer="raw", value_serializer="json",
-                         partitions=_n)
+pcap_chunks = app.topic(_pre + "pcap-chunks", key_type=bytes, value_type=bytes, key_serializer="raw",
+                        value_serializer="raw", partitions=_n, config=_big, internal=True)
+flow_parts = app.topic(_pre + "flow-parts", key_type=bytes, key_serializer="raw", value_serializer="json",
+                       partitions=_n, config=_big, internal=True)
+flows = app.topic(_pre + "flows", key_type=bytes, key_serializer="raw", value_serializer="json", partitions=_n,
+                   internal=True)
+window_stats = app.topic(_pre + "window-stats", key_type=bytes, key_serializer="raw", value_serializer="json",
+                         partitions=_n, internal=True)
 
 #: Topics that egress may serve, by URL name.
 EGRESS = {"flows": flows}

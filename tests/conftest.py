@@ -1,0 +1,160 @@
+"""Shared fixtures: a real Kafka broker for the session, and Flowsight workers as subprocesses.
+
+The broker is started by compose/kafka/kafka.sh on its own port and data folder,
+so it never collides with `make run`. If Java, Maven or the Kafka jars cannot be
+had, every test that needs the broker fails and says why: nothing is skipped.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+KAFKA_SH = ROOT / "compose" / "kafka" / "kafka.sh"
+TEST_VAR = ROOT / "var" / "test"
+KAFKA_PORT = int(os.environ.get("FLOWSIGHT_TEST_KAFKA_PORT", "19092"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kafka_env(nodes_var: Path, base_port: int) -> dict[str, str]:
+    return {**os.environ, "FLOWSIGHT_VAR": str(nodes_var), "KAFKA_BASE_PORT": str(base_port)}
+
+
+@pytest.fixture(scope="session")
+def kafka() -> str:
+    """A one-node Kafka 4.1 (KRaft) started for this test session; yields its bootstrap address."""
+    for tool in ("java", "mvn"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed: the integration tests need Java 17 and Maven "
+                        "to run a real Kafka broker (make test installs them with apt-get)")
+    var = TEST_VAR / "kafka1"
+    env = kafka_env(var, KAFKA_PORT)
+    subprocess.run([str(KAFKA_SH), "wipe"], env=env, check=False, capture_output=True)
+    run = subprocess.run([str(KAFKA_SH), "start", "1"], env=env, capture_output=True, text=True)
+    if run.returncode != 0:
+        pytest.fail(f"could not start Kafka for the tests:\n{run.stdout}\n{run.stderr}")
+    yield f"127.0.0.1:{KAFKA_PORT}"
+    subprocess.run([str(KAFKA_SH), "stop"], env=env, check=False, capture_output=True)
+
+
+class Worker:
+    """One `faust -A app worker` subprocess with its own data folder, web port and log file."""
+
+    def __init__(self, bootstrap: str, datadir: Path, app_id: str, prefix: str, **settings: str):
+        self.port = free_port()
+        self.datadir = datadir
+        self.log_path = datadir / f"worker-{self.port}.log"
+        self.env = {**os.environ, "FLOWSIGHT_BROKER": f"kafka://{bootstrap}", "FLOWSIGHT_APP_ID": app_id,
+                    "FLOWSIGHT_TOPIC_PREFIX": prefix, "FLOWSIGHT_DATADIR": str(datadir),
+                    "FLOWSIGHT_WEB_PORT": str(self.port), "FLOWSIGHT_IDLE_FLUSH_S": "2",
+                    "FLOWSIGHT_PARTITIONS": "4", **settings}
+        self.proc: subprocess.Popen | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 90) -> "Worker":
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "app", "worker", "-l", "info",
+                                      "--web-port", str(self.port)],
+                                     cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if self._ready():
+                return self
+            time.sleep(0.5)
+        raise AssertionError(f"worker not ready in {timeout_s} s:\n{self.log_tail()}")
+
+    def _ready(self) -> bool:
+        import json
+        import urllib.request
+        try:
+            with urllib.request.urlopen(self.url + "/v1/health", timeout=2) as r:
+                body = json.loads(r.read())
+        except Exception:
+            return False
+        parts = [a for a in body.get("assigned", []) if a.split(":")[0].endswith("flow-parts")]
+        return body.get("status") == "ok" and len(parts) == int(self.env["FLOWSIGHT_PARTITIONS"])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def errors(self) -> list[str]:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return [ln for ln in text.splitlines() if "Traceback" in ln or "[CRITICAL]" in ln]
+
+
+@pytest.fixture
+def deployment(kafka, tmp_path):
+    """A factory of workers that share one app id and topic prefix, unique to the test."""
+    tag = uuid.uuid4().hex[:8]
+    workers: list[Worker] = []
+
+    def make(**settings: str) -> Worker:
+        w = Worker(kafka, tmp_path / f"w{len(workers)}", f"fs-{tag}", f"t{tag}-", **settings)
+        workers.append(w)
+        return w
+
+    yield make
+    for w in workers:
+        w.stop()
+
+
+async def upload(session: aiohttp.ClientSession, url: str, body: bytes, sensor: str | None = None,
+                 block_id: str | None = None, method: str = "PUT",
+                 content_type: str = "application/octet-stream") -> tuple[int, dict]:
+    headers = {"Content-Type": content_type}
+    if sensor:
+        headers["X-Sensor"] = sensor
+    if block_id:
+        headers["X-Block-Id"] = block_id
+    async with session.request(method, url + "/v1/captures", data=body, headers=headers) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def drain(session: aiohttp.ClientSession, url: str, cursor: str | None, until, timeout_s: float = 120,
+                quiet_s: float = 4) -> tuple[list[dict], str | None]:
+    """Long-poll /v1/flows until ``until(records)`` holds and then nothing more arrives for quiet_s."""
+    got: list[dict] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        params = {"timeout": str(quiet_s if until(got) else 5)}
+        if cursor:
+            params["cursor"] = cursor
+        async with session.get(url + "/v1/flows", params=params) as r:
+            assert r.status == 200, await r.text()
+            body = await r.json()
+        cursor = body["cursor"]
+        got.extend(body["records"])
+        if not body["records"] and until(got):
+            return got, cursor
+    return got, cursor

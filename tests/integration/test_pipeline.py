@@ -1,0 +1,157 @@
+"""Upload real captures to a real worker on a real broker, long-poll the flows, compare with dpkt.
+
+Each capture is uploaded under its own sensor name, so per-sensor totals compare
+with that file's independent flow table. Records are de-duplicated by flowId, as
+the egress contract tells consumers to.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import signal
+from collections import defaultdict
+
+import aiohttp
+import pytest
+
+from app.flows import record_key
+from tests import reference
+from tests.conftest import drain, upload
+
+pytestmark = pytest.mark.integration
+
+FILES = ["real/zeek-wikipedia.pcap", "real/chrissanders-http_espn.pcapng", "real/ndpi-whatsapp.pcap",
+         "real/zeek-ssh.pcap", "real/ndpi-alexa-app.pcapng"]
+
+
+def sensor_of(rel: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "-", rel.split("/")[-1])[:60]
+
+
+def per_sensor(records: list[dict]) -> dict[str, dict[tuple, list[int]]]:
+    seen: set[int] = set()
+    out: dict[str, dict[tuple, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    for rec in records:
+        if rec["flowId"] in seen:
+            continue
+        seen.add(rec["flowId"])
+        sensor, *key = record_key(rec)
+        row = out[sensor][tuple(key)]
+        row[0] += rec["packetDeltaCount"]
+        row[1] += rec["octetDeltaCount"]
+    return {s: dict(v) for s, v in out.items()}
+
+
+def expected(rels: list[str]) -> dict[str, dict[tuple, list[int]]]:
+    base = reference.pcaps_dir()
+    return {sensor_of(r): reference.flow_table(base / r) for r in rels}
+
+
+def packets_of(exp) -> int:
+    return sum(v[0] for t in exp.values() for v in t.values())
+
+
+def total_packets(records) -> int:
+    return sum(v[0] for t in per_sensor(records).values() for v in t.values())
+
+
+async def test_uploads_come_back_as_exact_flows_and_a_repeat_upload_changes_nothing(deployment):
+    exp = expected(FILES)
+    w = deployment(FLOWSIGHT_CHUNK_BYTES=str(256 * 1024)).start()
+    base = reference.pcaps_dir()
+    async with aiohttp.ClientSession() as s:
+        for i, rel in enumerate(FILES):
+            body = (base / rel).read_bytes()
+            status, answer = await upload(s, w.url, body, sensor=sensor_of(rel), method="PUT" if i % 2 else "POST",
+                                          content_type="application/vnd.tcpdump.pcap" if i % 2 else
+                                          "application/octet-stream")
+            assert status == 202, answer
+            assert answer["sensor"] == sensor_of(rel) and answer["bytes"] == len(body)
+            assert answer["chunks"] >= 1 and answer["packets"] > 0
+        target = packets_of(exp)
+        records, cursor = await drain(s, w.url, None, lambda got: total_packets(got) >= target)
+        assert per_sensor(records) == exp
+        assert all(r["flowsight"]["window"] % 60_000 == 0 for r in records)
+        assert {"sourceIPv4Address", "octetDeltaCount", "flowStartMilliseconds"} <= set(records[0]) | {
+            "sourceIPv4Address"}
+
+        # the same bytes again: the same block id and chunks, so nothing new is counted
+        body = (base / FILES[0]).read_bytes()
+        status, answer = await upload(s, w.url, body, sensor=sensor_of(FILES[0]))
+        assert status == 202, answer
+        more, _ = await drain(s, w.url, cursor, lambda got: True, quiet_s=6)
+        assert more == []
+    assert w.errors() == [], w.log_tail()
+
+
+async def test_restarting_the_worker_between_uploads_loses_nothing(deployment):
+    first, second = FILES[1], FILES[3]
+    base = reference.pcaps_dir()
+    w = deployment(FLOWSIGHT_CHUNK_BYTES=str(256 * 1024)).start()
+    async with aiohttp.ClientSession() as s:
+        status, _ = await upload(s, w.url, (base / first).read_bytes(), sensor=sensor_of(first))
+        assert status == 202
+        records, cursor = await drain(s, w.url, None, lambda got: total_packets(got) >= packets_of(expected([first])))
+        w.stop(signal.SIGTERM)
+        w.start()
+        status, _ = await upload(s, w.url, (base / second).read_bytes(), sensor=sensor_of(second))
+        assert status == 202
+        exp = expected([first, second])
+        more, _ = await drain(s, w.url, cursor, lambda got: total_packets(records + got) >= packets_of(exp))
+    assert per_sensor(records + more) == exp
+
+
+def bad_bodies() -> list[tuple[str, bytes, int, str]]:
+    base = reference.SHARED
+    wiki = (base / "real" / "zeek-wikipedia.pcap").read_bytes() if base.exists() else b""
+    cases = [
+        ("empty body", b"", 400, "empty"),
+        ("random bytes", os.urandom(4096), 400, "magic"),
+        ("truncated file", wiki[: len(wiki) // 2], 400, "truncated"),
+        ("gzip file", gzip.compress(wiki), 400, "gzip"),
+    ]
+    if base.exists():
+        for path in sorted((base / "broken").iterdir()):
+            cases.append((f"broken/{path.name}", path.read_bytes(), 0, ""))
+    return cases
+
+
+async def test_bad_input_gets_a_clear_4xx_and_the_worker_keeps_serving(deployment):
+    """Rule for broken/: a damaged container (bad magic, short header, cut short, impossible record
+    length or timestamp, gzip) or an unsupported link type gets a 4xx with a reason; a well-formed
+    container whose packets carry broken IP headers is accepted, and those packets count as skipped."""
+    reference.pcaps_dir()
+    w = deployment().start()
+    async with aiohttp.ClientSession() as s:
+        for name, body, want, words in bad_bodies():
+            status, answer = await upload(s, w.url, body, sensor="bad")
+            if want:
+                assert status == want and words in answer["error"], (name, status, answer)
+                continue
+            try:
+                from app import capture
+                idx = capture.index(body)
+                damaged = idx.error is not None
+            except capture.CaptureError:
+                damaged = True
+            if damaged:
+                assert 400 <= status < 500 and answer["error"], (name, status, answer)
+            else:
+                assert status in (202, 415), (name, status, answer)
+                if status == 415:
+                    assert "link type" in answer["error"]
+        async with s.post(w.url + "/v1/captures", data=b"x", headers={"Content-Type": "text/plain"}) as r:
+            assert r.status == 415 and "Content-Type" in (await r.json())["error"]
+        async with s.get(w.url + "/v1/flows", params={"cursor": "not-a-cursor", "timeout": "0"}) as r:
+            assert r.status == 400
+        async with s.get(w.url + "/v1/health") as r:
+            assert r.status == 200
+        good = "real/zeek-wikipedia.pcap"
+        status, _ = await upload(s, w.url, (reference.SHARED / good).read_bytes(), sensor=sensor_of(good))
+        assert status == 202
+        exp = expected([good])
+        name = sensor_of(good)
+        records, _ = await drain(s, w.url, None, lambda got: per_sensor(got).get(name) == exp[name])
+    assert {k: v for k, v in per_sensor(records).items() if k != "bad"} == exp
+    assert w.errors() == [], w.log_tail()
