@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 import faust
 
@@ -23,7 +22,7 @@ log = logging.getLogger("flowsight")
 app = faust.App(
     settings.app_id,
     broker=settings.broker,
-    store="rocksdb://",
+    store=settings.store,
     datadir=settings.datadir,
     autodiscover=False,
     topic_partitions=settings.partitions,
@@ -45,7 +44,7 @@ app = faust.App(
 
 @app.on_configured.connect
 def _print_settings(app_: faust.App, conf, **kwargs) -> None:
-    if os.environ.get("FLOWSIGHT_QUIET") != "1":
+    if not settings.quiet:
         print("flowsight settings: " + json.dumps(settings.redacted(), sort_keys=True), flush=True)
 
 

@@ -65,8 +65,13 @@ class Settings:
     web_port: int = 6066
     #: Interface the web server binds.
     web_host: str = "0.0.0.0"
+    #: Table store: rocksdb:// (changelog-backed local cache) or memory:// (tests).
+    store: str = "rocksdb://"
     #: Folder for RocksDB tables and the upload spool.
     datadir: str = "var/worker"
+
+    #: Do not print the settings at start-up.
+    quiet: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -100,6 +105,8 @@ class Settings:
             if not host or not port.isdigit():
                 raise SettingsError(
                     f"{PREFIX}BROKER={self.broker!r}: expected kafka://host:port[;host:port...]")
+        if self.store not in ("rocksdb://", "memory://"):
+            raise SettingsError(f"{PREFIX}STORE={self.store!r}: expected rocksdb:// or memory://")
         if self.topic_prefix and not all(c.isalnum() or c in "._-" for c in self.topic_prefix):
             raise SettingsError(f"{PREFIX}TOPIC_PREFIX={self.topic_prefix!r}: use letters, digits, '.', '_' and '-'")
         if self.chunk_bytes * 2 > self.max_upload_bytes:

@@ -1,0 +1,75 @@
+"""The agents' wiring, with Faust's test_context: in-memory tables, mocked outbound topics."""
+from __future__ import annotations
+
+import asyncio
+from unittest.mock import AsyncMock, patch
+
+import pytest
+
+from app import capture, decode, flows as flowlib
+from tests import pcapgen
+
+
+@pytest.fixture()
+def faust_app():
+    from app.main import app
+
+    app.finalize()
+    app.flow_control.resume()
+    return app
+
+
+def acked():
+    fut = asyncio.get_running_loop().create_future()
+    fut.set_result(None)
+    return fut
+
+
+def sample_chunk() -> bytes:
+    frames = [(1_600_000_000 + i, pcapgen.ipv4_tcp("10.0.0.1", "10.0.0.2", 1000 + i % 3, 80)) for i in range(12)]
+    frames.append((1_600_000_005.5, pcapgen.ipv6_udp("2001:db8::1", "2001:db8::2", 5353, 53)))
+    return pcapgen.pcap(frames)
+
+
+async def test_decode_sends_each_chunks_parts_once_and_remembers_the_chunk(faust_app):
+    from agents import decode as decode_agent
+    from tables import blocks
+
+    data = sample_chunk()
+    headers = {"block": b"blk1", "sensor": b"tap", "chunk": b"0"}
+    send = AsyncMock(side_effect=lambda **kw: acked())
+    with patch.object(decode_agent.flow_parts, "send", send):
+        async with decode_agent.decode_chunks.test_context() as agent:
+            await agent.put(data, key=b"blk1", headers=headers)
+            await agent.put(data, key=b"blk1", headers=headers)  # redelivered: skipped
+    sent = [call.kwargs for call in send.call_args_list]
+    parts = [p for kw in sent for p in kw["value"]["parts"]]
+    assert sum(p[2] for p in parts) == 13
+    assert len({tuple(p[:2]) for p in parts}) == len(parts) == 4
+    for kw in sent:  # every part went to its flow key's partition
+        assert all(flowlib.partition_for(p[1], faust_app.conf.topic_partitions) == kw["partition"]
+                   for p in kw["value"]["parts"])
+    assert blocks["blk1"]["done"] == [[0, 0]]
+
+
+async def test_merge_emits_closed_windows_and_skips_replays(faust_app):
+    from agents import flows as flows_agent
+
+    data = sample_chunk()
+    parts = flowlib.parts("tap", decode.decode(data, capture.index(data)), 60_000)
+    msg = {"block": "b", "chunk": 0, "sensor": "tap", "parts": parts}
+    later = {"block": "b", "chunk": 1, "sensor": "tap",
+             "parts": [[1_600_000_200_000 - 1_600_000_200_000 % 60_000, parts[0][1], 1, 40, 1_600_000_200_000,
+                        1_600_000_200_000, 0]]}
+    flows_send = AsyncMock(side_effect=lambda **kw: acked())
+    stats_send = AsyncMock(side_effect=lambda **kw: acked())
+    with patch.object(flows_agent.flows_topic, "send", flows_send), \
+            patch.object(flows_agent.window_stats, "send", stats_send):
+        async with flows_agent.merge_flow_parts.test_context() as agent:
+            await agent.put(msg, key=b"b", partition=0)
+            await agent.put(msg, key=b"b", partition=0)
+            await agent.put(later, key=b"b", partition=0)
+    records = [c.kwargs["value"] for c in flows_send.call_args_list]
+    assert sum(r["packetDeltaCount"] for r in records) == 13
+    assert len({r["flowId"] for r in records}) == len(records)
+    assert stats_send.call_count >= 1
