@@ -1,1 +1,32 @@
-"""Project commands of ``faust -A app``. Filled in by the offline tools."""
+"""Project commands of ``faust -A app``.
+
+    faust -A app pcap2flows FILE [FILE...] [--window S] [--format jsonl|csv]
+
+prints the flow records the pipeline would emit for those captures; no broker needed.
+"""
+from __future__ import annotations
+
+import sys
+
+from faust.cli import argument, option
+
+from app import offline
+from app.main import app
+
+
+@app.command(
+    argument("files", nargs=-1, required=True),
+    option("--window", type=int, default=None, help="Window length in seconds (default: FLOWSIGHT_WINDOW_S); 0 = "
+                                                     "one record per flow for the whole capture."),
+    option("--format", "fmt", type=str, default="jsonl", help="jsonl or csv."),
+    option("--sensor", type=str, default="default", help="Sensor name put in the records."),
+)
+async def pcap2flows(self, files: tuple[str, ...], window: int | None, fmt: str, sensor: str) -> None:
+    """Print the flow records of capture files, as the pipeline would emit them."""
+    from app.main import settings
+
+    if fmt not in ("jsonl", "csv"):
+        raise self.UsageError(f"--format {fmt}: expected jsonl or csv")
+    code = offline.run(list(files), settings.window_s if window is None else window, fmt, sensor)
+    if code:
+        sys.exit(code)

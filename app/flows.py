@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import zlib
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -31,13 +32,41 @@ _KEY_DTYPE = np.dtype([("w", ">i8"), ("ver", "u1"), ("src", "V16"), ("dst", "V16
                        ("sport", ">u2"), ("dport", ">u2"), ("vlan", ">u2"), ("tos", "u1")])
 
 
-def aggregate(pk: Packets, window_ms: int) -> list[tuple[int, tuple, int, int, int, int, int]]:
-    """Sum packets per (window, flow key). Returns
-    ``(window_start_ms, (ver, src, dst, proto, sport, dport, vlan, tos), packets, bytes, first_ms, last_ms, flags)``
-    sorted by window then key; addresses are packed bytes (4 or 16)."""
+@dataclass
+class Aggregate:
+    """Flows as columns: one entry per (window, flow key), sorted by window then key."""
+
+    keys: np.ndarray     #: structured array of _KEY_DTYPE
+    packets: np.ndarray
+    nbytes: np.ndarray
+    first_ms: np.ndarray
+    last_ms: np.ndarray
+    flags: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def _group(keys: np.ndarray, packets, nbytes, first_ms, last_ms, flags) -> Aggregate:
+    # big-endian fields make the bytes sort like the numbers; np.concatenate turns them native
+    keys = np.ascontiguousarray(keys.astype(_KEY_DTYPE, copy=False))
+    raw = keys.view(np.dtype((np.void, _KEY_DTYPE.itemsize)))
+    uniq, inv = np.unique(raw, return_inverse=True)
+    inv = inv.ravel()
+    m = len(uniq)
+    first = np.full(m, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, inv, first_ms)
+    last = np.full(m, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(last, inv, last_ms)
+    fl = np.zeros(m, dtype=np.uint16)
+    np.bitwise_or.at(fl, inv, flags)
+    return Aggregate(uniq.view(_KEY_DTYPE), np.bincount(inv, weights=packets, minlength=m).astype(np.int64),
+                     np.bincount(inv, weights=nbytes, minlength=m).astype(np.int64), first, last, fl)
+
+
+def aggregate_arrays(pk: Packets, window_ms: int) -> Aggregate:
+    """Sum packets per (window, flow key), as columns."""
     ok = np.nonzero(pk.status == OK)[0]
-    if len(ok) == 0:
-        return []
     ts_ms = pk.ts_ns[ok] // 1_000_000
     keys = np.zeros(len(ok), dtype=_KEY_DTYPE)
     keys["w"] = ts_ms - ts_ms % window_ms if window_ms > 0 else 0
@@ -49,29 +78,32 @@ def aggregate(pk: Packets, window_ms: int) -> list[tuple[int, tuple, int, int, i
     keys["dport"] = pk.dport[ok]
     keys["vlan"] = pk.vlan[ok]
     keys["tos"] = pk.tos[ok]
-    raw = keys.view(np.dtype((np.void, _KEY_DTYPE.itemsize)))
-    uniq, inv = np.unique(raw, return_inverse=True)
-    inv = inv.ravel()
-    m = len(uniq)
-    packets = np.bincount(inv, minlength=m)
-    nbytes = np.zeros(m, dtype=np.int64)
-    np.add.at(nbytes, inv, pk.nbytes[ok])
-    first = np.full(m, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first, inv, ts_ms)
-    last = np.full(m, np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(last, inv, ts_ms)
-    flags = np.zeros(m, dtype=np.uint16)
-    np.bitwise_or.at(flags, inv, pk.flags[ok])
-    u = uniq.view(_KEY_DTYPE)
-    out = []
-    for j in range(m):
-        ver = int(u["ver"][j])
-        alen = 4 if ver == 4 else 16
-        key = (ver, u["src"][j].tobytes()[:alen], u["dst"][j].tobytes()[:alen], int(u["proto"][j]),
-               int(u["sport"][j]), int(u["dport"][j]), int(u["vlan"][j]), int(u["tos"][j]))
-        out.append((int(u["w"][j]), key, int(packets[j]), int(nbytes[j]), int(first[j]), int(last[j]),
-                    int(flags[j])))
-    return out
+    return _group(keys, np.ones(len(ok), np.int64), pk.nbytes[ok], ts_ms, ts_ms, pk.flags[ok])
+
+
+def combine(aggs: list[Aggregate]) -> Aggregate:
+    """Merge aggregates of several chunks into one (sums, min/max times, OR of flags)."""
+    if len(aggs) == 1:
+        return aggs[0]
+    cat = lambda name: np.concatenate([getattr(a, name) for a in aggs])  # noqa: E731
+    return _group(cat("keys"), cat("packets"), cat("nbytes"), cat("first_ms"), cat("last_ms"), cat("flags"))
+
+
+def rows(agg: Aggregate):
+    """``(window_start_ms, (ver, src, dst, proto, sport, dport, vlan, tos), packets, bytes, first_ms, last_ms,
+    flags)`` per flow; addresses are packed bytes (4 or 16)."""
+    u = agg.keys
+    cols = [u[c].tolist() for c in ("w", "ver", "src", "dst", "proto", "sport", "dport", "vlan", "tos")]
+    nums = [agg.packets.tolist(), agg.nbytes.tolist(), agg.first_ms.tolist(), agg.last_ms.tolist(),
+            agg.flags.tolist()]
+    for w, ver, src, dst, proto, sport, dport, vlan, tos, p, b, f, last, fl in zip(*cols, *nums):
+        n = 4 if ver == 4 else 16
+        yield w, (ver, src[:n], dst[:n], proto, sport, dport, vlan, tos), p, b, f, last, fl
+
+
+def aggregate(pk: Packets, window_ms: int) -> list[tuple[int, tuple, int, int, int, int, int]]:
+    """Sum packets per (window, flow key); see :func:`rows` for the tuple shape."""
+    return list(rows(aggregate_arrays(pk, window_ms)))
 
 
 def key_string(sensor: str, key: tuple) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import faust
 
@@ -42,10 +43,11 @@ app = faust.App(
 )
 
 
-@app.on_configured.connect
-def _print_settings(app_: faust.App, conf, **kwargs) -> None:
+@app.on_worker_init.connect
+def _print_settings(app_: faust.App, **kwargs) -> None:
+    """The worker prints its settings (redacted) to stderr; commands keep stdout clean."""
     if not settings.quiet:
-        print("flowsight settings: " + json.dumps(settings.redacted(), sort_keys=True), flush=True)
+        print("flowsight settings: " + json.dumps(settings.redacted(), sort_keys=True), file=sys.stderr, flush=True)
 
 
 # Registering agents, tables and views imports them; they import `app` from here.
