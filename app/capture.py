@@ -72,6 +72,13 @@ class Index:
     def packets(self) -> int:
         return len(self.data_off)
 
+    def slice(self, lo: int, hi: int) -> "Index":
+        """The packets lo..hi-1 of this index, over the same bytes (interfaces and headers kept)."""
+        cut = lambda a: a[lo:hi]  # noqa: E731
+        return Index(self.format, cut(self.record_start), cut(self.data_off), cut(self.caplen), cut(self.wirelen),
+                     cut(self.ts_ns), cut(self.iface), self.if_linktype, self.if_snaplen, self.end, self.header_off,
+                     self.header_len, self.header_section, cut(self.section), self.error)
+
 
 @njit(inline="always")
 def _u16(b, o, be):

@@ -21,6 +21,7 @@ from typing import Iterable
 
 import numpy as np
 
+from app.aggregate import group
 from app.decode import OK, Packets
 
 #: Separates the fields of a flow key string.
@@ -28,72 +29,61 @@ SEP = "|"
 #: ``[window_start_ms, key, packets, bytes, first_ms, last_ms, tcp_flags]``
 Part = list
 
-_KEY_DTYPE = np.dtype([("w", ">i8"), ("ver", "u1"), ("src", "V16"), ("dst", "V16"), ("proto", "u1"),
-                       ("sport", ">u2"), ("dport", ">u2"), ("vlan", ">u2"), ("tos", "u1")])
-
 
 @dataclass
 class Aggregate:
-    """Flows as columns: one entry per (window, flow key), sorted by window then key."""
+    """Flows as columns: one entry per (window, flow key), in first-seen order."""
 
-    keys: np.ndarray     #: structured array of _KEY_DTYPE
+    w: np.ndarray        #: window start, ms
+    ver: np.ndarray
+    src: np.ndarray      #: (m, 16)
+    dst: np.ndarray      #: (m, 16)
+    proto: np.ndarray
+    sport: np.ndarray
+    dport: np.ndarray
+    vlan: np.ndarray
+    tos: np.ndarray
     packets: np.ndarray
     nbytes: np.ndarray
     first_ms: np.ndarray
     last_ms: np.ndarray
     flags: np.ndarray
 
+    KEY = ("w", "ver", "src", "dst", "proto", "sport", "dport", "vlan", "tos")
+    SUMS = ("packets", "nbytes", "first_ms", "last_ms", "flags")
+
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.w)
 
 
-def _group(keys: np.ndarray, packets, nbytes, first_ms, last_ms, flags) -> Aggregate:
-    # big-endian fields make the bytes sort like the numbers; np.concatenate turns them native
-    keys = np.ascontiguousarray(keys.astype(_KEY_DTYPE, copy=False))
-    raw = keys.view(np.dtype((np.void, _KEY_DTYPE.itemsize)))
-    uniq, inv = np.unique(raw, return_inverse=True)
-    inv = inv.ravel()
-    m = len(uniq)
-    first = np.full(m, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first, inv, first_ms)
-    last = np.full(m, np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(last, inv, last_ms)
-    fl = np.zeros(m, dtype=np.uint16)
-    np.bitwise_or.at(fl, inv, flags)
-    return Aggregate(uniq.view(_KEY_DTYPE), np.bincount(inv, weights=packets, minlength=m).astype(np.int64),
-                     np.bincount(inv, weights=nbytes, minlength=m).astype(np.int64), first, last, fl)
+def _grouped(cols: dict[str, np.ndarray], sel: np.ndarray) -> Aggregate:
+    rep, p, b, f, last, fl = group(sel, *(cols[k] for k in Aggregate.KEY), *(cols[k] for k in Aggregate.SUMS))
+    return Aggregate(*(cols[k][rep] for k in Aggregate.KEY), p, b, f, last, fl)
 
 
 def aggregate_arrays(pk: Packets, window_ms: int) -> Aggregate:
     """Sum packets per (window, flow key), as columns."""
-    ok = np.nonzero(pk.status == OK)[0]
-    ts_ms = pk.ts_ns[ok] // 1_000_000
-    keys = np.zeros(len(ok), dtype=_KEY_DTYPE)
-    keys["w"] = ts_ms - ts_ms % window_ms if window_ms > 0 else 0
-    keys["ver"] = pk.ver[ok]
-    keys["src"] = pk.src[ok].view("V16").ravel()
-    keys["dst"] = pk.dst[ok].view("V16").ravel()
-    keys["proto"] = pk.proto[ok]
-    keys["sport"] = pk.sport[ok]
-    keys["dport"] = pk.dport[ok]
-    keys["vlan"] = pk.vlan[ok]
-    keys["tos"] = pk.tos[ok]
-    return _group(keys, np.ones(len(ok), np.int64), pk.nbytes[ok], ts_ms, ts_ms, pk.flags[ok])
+    ts_ms = pk.ts_ns // 1_000_000
+    cols = {"w": ts_ms - ts_ms % window_ms if window_ms > 0 else np.zeros_like(ts_ms), "ver": pk.ver,
+            "src": pk.src, "dst": pk.dst, "proto": pk.proto, "sport": pk.sport, "dport": pk.dport, "vlan": pk.vlan,
+            "tos": pk.tos, "packets": np.ones(len(ts_ms), np.int64), "nbytes": pk.nbytes, "first_ms": ts_ms,
+            "last_ms": ts_ms, "flags": pk.flags}
+    return _grouped(cols, np.nonzero(pk.status == OK)[0])
 
 
 def combine(aggs: list[Aggregate]) -> Aggregate:
     """Merge aggregates of several chunks into one (sums, min/max times, OR of flags)."""
     if len(aggs) == 1:
         return aggs[0]
-    cat = lambda name: np.concatenate([getattr(a, name) for a in aggs])  # noqa: E731
-    return _group(cat("keys"), cat("packets"), cat("nbytes"), cat("first_ms"), cat("last_ms"), cat("flags"))
+    cols = {k: np.concatenate([getattr(a, k) for a in aggs]) for k in Aggregate.KEY + Aggregate.SUMS}
+    return _grouped(cols, np.arange(len(cols["w"])))
 
 
 def rows(agg: Aggregate):
     """``(window_start_ms, (ver, src, dst, proto, sport, dport, vlan, tos), packets, bytes, first_ms, last_ms,
     flags)`` per flow; addresses are packed bytes (4 or 16)."""
-    u = agg.keys
-    cols = [u[c].tolist() for c in ("w", "ver", "src", "dst", "proto", "sport", "dport", "vlan", "tos")]
+    cols = [agg.w.tolist(), agg.ver.tolist(), [bytes(r) for r in agg.src], [bytes(r) for r in agg.dst],
+            agg.proto.tolist(), agg.sport.tolist(), agg.dport.tolist(), agg.vlan.tolist(), agg.tos.tolist()]
     nums = [agg.packets.tolist(), agg.nbytes.tolist(), agg.first_ms.tolist(), agg.last_ms.tolist(),
             agg.flags.tolist()]
     for w, ver, src, dst, proto, sport, dport, vlan, tos, p, b, f, last, fl in zip(*cols, *nums):

@@ -7,23 +7,23 @@ once every window has closed.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
+import mmap
+import os
 import sys
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, Iterable
 
 import numpy as np
 
-from app import capture, decode, flows
+from app import capture, decode, flows, textout
+from app.aggregate import key_ids
 
-#: Chunk size of the offline reader: bounds memory, not message size.
-OFFLINE_CHUNK_BYTES = 64 << 20
-CSV_FIELDS = ["flowStartMilliseconds", "flowEndMilliseconds", "sourceAddress", "destinationAddress",
-              "sourceTransportPort", "destinationTransportPort", "protocolIdentifier", "vlanId",
-              "ipClassOfService", "packetDeltaCount", "octetDeltaCount", "tcpControlBits", "window", "flowId"]
+#: Packets decoded at a time: bounds the memory of the per-packet columns.
+BATCH_PACKETS = 1 << 20
+#: Read buffer of the streaming pcap reader: small enough to stay in the CPU cache.
+BLOCK_BYTES = 4 << 20
 
 
 @dataclass
@@ -48,12 +48,46 @@ class Summary:
 
 
 def file_aggregate(path: str, window_ms: int, summary: Summary, progress=None) -> flows.Aggregate | None:
+    """Aggregate one capture. Classic pcap streams through a small buffer (the walk stays in cache and
+    memory stays bounded); pcapng is indexed whole, then decoded in batches of packets."""
+    if path != "-":
+        try:
+            with open(path, "rb") as f:
+                head = f.read(28)
+                if head[:4] in (capture.PCAP_US_LE, capture.PCAP_US_BE, capture.PCAP_NS_LE, capture.PCAP_NS_BE):
+                    f.seek(0)
+                    summary.files += 1
+                    return _stream_pcap(path, f, window_ms, summary, progress)
+        except OSError as exc:
+            summary.errors.append(f"{path}: {exc.strerror}")
+            return None
     try:
-        buf = np.fromfile(path, dtype=np.uint8) if path != "-" else np.frombuffer(sys.stdin.buffer.read(), np.uint8)
+        if path == "-":
+            data = sys.stdin.buffer.read()
+            mm = None
+        else:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+            data = mm if mm is not None else b""
     except OSError as exc:
         summary.errors.append(f"{path}: {exc.strerror}")
         return None
     summary.files += 1
+    try:
+        return _aggregate(path, data, mm, window_ms, summary, progress)
+    finally:
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:  # a view outlived us; the map closes when it is collected
+                pass
+
+
+def _aggregate(path, data, mm, window_ms, summary, progress):
+    if mm is not None:
+        mm.madvise(mmap.MADV_SEQUENTIAL)
+    buf = capture.as_bytes_array(data)
     try:
         idx = capture.index(buf)
     except capture.CaptureError as exc:
@@ -62,55 +96,110 @@ def file_aggregate(path: str, window_ms: int, summary: Summary, progress=None) -
     if idx.error is not None:
         summary.errors.append(f"{path}: {idx.error}; the {idx.packets} packets before it are read")
     aggs = []
-    done = 0
-    for chunk in capture.chunks(buf, idx, OFFLINE_CHUNK_BYTES):
-        sub = capture.index(chunk.data)
-        pk = decode.decode(chunk.data, sub)
-        summary.packets += sub.packets
-        summary.bytes += int(pk.nbytes[pk.status == decode.OK].sum())
-        summary.skipped.update(pk.skipped())
-        summary.unsupported_linktypes.update(pk.unsupported_linktypes())
-        aggs.append(flows.aggregate_arrays(pk, window_ms))
-        done += len(chunk.data)
+    dropped = 0
+    for lo in range(0, idx.packets, BATCH_PACKETS):
+        sub = idx.slice(lo, min(lo + BATCH_PACKETS, idx.packets))
+        _add(summary, aggs, buf, sub, window_ms)
+        done = int(sub.record_start[-1])
+        if mm is not None:  # keep resident memory bounded: these pages are read
+            upto = done // mmap.PAGESIZE * mmap.PAGESIZE
+            if upto > dropped:
+                mm.madvise(mmap.MADV_DONTNEED, dropped, upto - dropped)
+                dropped = upto
         if progress:
             progress(path, done, len(buf))
+    del buf
     return flows.combine(aggs) if aggs else None
 
 
+def _stream_pcap(path: str, f, window_ms: int, summary: Summary, progress) -> flows.Aggregate | None:
+    size = os.fstat(f.fileno()).st_size
+    head = f.read(24)
+    try:
+        capture.check_header(head)
+    except capture.CaptureError as exc:
+        summary.errors.append(f"{path}: {exc}")
+        return None
+    buf = bytearray(head) + bytearray(BLOCK_BYTES)
+    have = 24 + (f.readinto(memoryview(buf)[24:]) or 0)
+    consumed = 24  # file offset of buf[24]
+    aggs = []
+    while have > 24:
+        view = np.frombuffer(buf, np.uint8, count=have)
+        idx = capture.index(view)
+        eof = have < len(buf)
+        if idx.packets:
+            _add(summary, aggs, view, idx, window_ms)
+        err = idx.error
+        if err is not None and (eof or err.kind != "truncated" or idx.packets == 0):
+            if err.kind == "truncated" and idx.packets == 0 and not eof:  # one record bigger than the buffer
+                buf.extend(bytearray(len(buf)))
+                have += f.readinto(memoryview(buf)[have:]) or 0
+                continue
+            summary.errors.append(f"{path}: {err.kind} at byte {consumed - 24 + err.offset}; "
+                                  f"the {summary.packets} packets before it are read")
+            break
+        end = idx.end if err is not None else have
+        rest = have - end
+        buf[24:24 + rest] = buf[end:have]
+        consumed += end - 24
+        have = 24 + rest + (f.readinto(memoryview(buf)[24 + rest:]) or 0)
+        if progress:
+            progress(path, consumed, size)
+    return flows.combine(aggs) if aggs else None
+
+
+def _add(summary: Summary, aggs: list, buf, idx: capture.Index, window_ms: int) -> None:
+    pk = decode.decode(buf, idx)
+    summary.packets += idx.packets
+    summary.bytes += int(pk.nbytes[pk.status == decode.OK].sum())
+    summary.skipped.update(pk.skipped())
+    summary.unsupported_linktypes.update(pk.unsupported_linktypes())
+    aggs.append(flows.aggregate_arrays(pk, window_ms))
+
+
 def records(paths: Iterable[str], window_ms: int, sensor: str, summary: Summary, progress=None):
-    aggs = [a for a in (file_aggregate(p, window_ms, summary, progress) for p in paths) if a is not None]
-    if not aggs:
+    """Flow records as dicts (the pipeline's record shape)."""
+    agg = _all(paths, window_ms, summary, progress)
+    if agg is None:
         return
-    agg = flows.combine(aggs)
-    summary.flows = len(agg)
     for w, key, p, b, f, last, fl in flows.rows(agg):
         ks = flows.key_string(sensor, key)
         yield flows.record(w, ks, [p, b, f, last, fl], window_ms, end_reason=flows.END_FORCED)
 
 
-def write(recs, fmt: str, out: IO[str]) -> None:
-    if fmt == "jsonl":
-        dumps = json.JSONEncoder(separators=(",", ":")).encode
-        buf = io.StringIO()
-        for n, rec in enumerate(recs, 1):
-            buf.write(dumps(rec))
-            buf.write("\n")
-            if n % 10000 == 0:
-                out.write(buf.getvalue())
-                buf = io.StringIO()
-        out.write(buf.getvalue())
-    elif fmt == "csv":
-        w = csv.writer(out, lineterminator="\n")
-        w.writerow(CSV_FIELDS)
-        for r in recs:
-            w.writerow([r["flowStartMilliseconds"], r["flowEndMilliseconds"],
-                        r.get("sourceIPv4Address") or r.get("sourceIPv6Address"),
-                        r.get("destinationIPv4Address") or r.get("destinationIPv6Address"),
-                        r["sourceTransportPort"], r["destinationTransportPort"], r["protocolIdentifier"],
-                        r["vlanId"], r["ipClassOfService"], r["packetDeltaCount"], r["octetDeltaCount"],
-                        r["tcpControlBits"], r["flowsight"]["window"], r["flowId"]])
-    else:
+def _all(paths, window_ms, summary, progress) -> flows.Aggregate | None:
+    aggs = [a for a in (file_aggregate(p, window_ms, summary, progress) for p in paths) if a is not None]
+    if not aggs:
+        return None
+    agg = flows.combine(aggs)
+    summary.flows = len(agg)
+    return agg
+
+
+def lines(agg: flows.Aggregate, fmt: str, sensor: str, window_ms: int):
+    """Text of every flow, rendered from the columns in compiled code."""
+    if fmt not in ("jsonl", "csv"):
         raise ValueError(f"format {fmt!r}: expected jsonl or csv")
+    if fmt == "csv":
+        yield ",".join(textout.CSV_FIELDS) + "\n"
+    fid = key_ids(*(getattr(agg, k) for k in flows.Aggregate.KEY), np.uint64(zlib.crc32(sensor.encode())))
+    step = 200_000
+    for lo in range(0, len(agg), step):
+        sl = slice(lo, lo + step)
+        yield textout.render(fmt, agg.ver[sl], agg.src[sl], agg.dst[sl], agg.sport[sl], agg.dport[sl], agg.proto[sl],
+                             agg.vlan[sl], agg.tos[sl], agg.packets[sl], agg.nbytes[sl], agg.first_ms[sl],
+                             agg.last_ms[sl], agg.flags[sl], agg.w[sl], fid[sl], sensor, window_ms).decode()
+
+
+def write(text_lines, out: IO[str], batch: int = 20000) -> None:
+    pending = []
+    for line in text_lines:
+        pending.append(line)
+        if len(pending) >= batch:
+            out.write("".join(pending))
+            pending.clear()
+    out.write("".join(pending))
 
 
 class ProgressBar:
@@ -149,7 +238,9 @@ def run(files: list[str], window_s: int, fmt: str, sensor: str, out: IO[str] | N
         print("pcap2flows: --window must be 0 or more seconds", file=sys.stderr)
         return 2
     summary = Summary()
-    write(records(files, window_s * 1000, sensor, summary, ProgressBar()), fmt, out or sys.stdout)
+    agg = _all(files, window_s * 1000, summary, ProgressBar())
+    if agg is not None:
+        write(lines(agg, fmt, sensor, window_s * 1000), out or sys.stdout)
     print(summary.text(), file=sys.stderr)
     return 1 if summary.errors and summary.flows == 0 else 0
 

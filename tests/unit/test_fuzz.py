@@ -44,7 +44,7 @@ def run_all(data: bytes) -> None:
        st.floats(0, 1))
 def test_mutated_captures(seed, flips, cut):
     data = bytearray(SEEDS[seed])
-    for where, value in flips:
+    for where, value in flips if data else ():
         data[int(where * (len(data) - 1))] = value
     data = bytes(data[: max(1, int(len(data) * (0.5 + cut / 2)))])
     run_all(data)
