@@ -34,6 +34,8 @@ GZIP = b"\x1f\x8b"
 #: Largest packet record accepted whatever the snaplen says (libpcap's limit).
 MAX_RECORD = 262144 * 4
 MAX_INTERFACES = 65536
+#: Captures up to this size are walked once into arrays sized for the most records they can hold.
+SINGLE_PASS_BYTES = 16 << 20
 
 ERR_NONE, ERR_TRUNCATED, ERR_RECORD_LENGTH, ERR_TIMESTAMP, ERR_BLOCK = 0, 1, 2, 3, 4
 ERROR_KINDS = {ERR_TRUNCATED: "truncated", ERR_RECORD_LENGTH: "bad-record-length",
@@ -307,9 +309,16 @@ def index(data: bytes | memoryview | np.ndarray) -> Index:
     if fmt == "pcap":
         linktype, snaplen, be, nano = pcap_linktype(buf)
         args = (buf, be, nano, snaplen)
-        n, _, _ = _walk_pcap(*args, 0, z(0), z(0), z(0), z(0), z(0))
-        rec, dat, cl, wl, ts = z(n), z(n), z(n), z(n), z(n)
-        n, err, end = _walk_pcap(*args, n, rec, dat, cl, wl, ts)
+        if len(buf) <= SINGLE_PASS_BYTES:  # at most one record per 16 bytes: allocate that, walk once
+            cap = (len(buf) - 24) // 16 + 1
+            e = lambda: np.empty(cap, np.int64)  # noqa: E731
+            rec, dat, cl, wl, ts = e(), e(), e(), e(), e()
+            n, err, end = _walk_pcap(*args, cap, rec, dat, cl, wl, ts)
+            rec, dat, cl, wl, ts = rec[:n], dat[:n], cl[:n], wl[:n], ts[:n]
+        else:  # count first, so a big file does not reserve len/16 entries
+            n, _, _ = _walk_pcap(*args, 0, z(0), z(0), z(0), z(0), z(0))
+            rec, dat, cl, wl, ts = z(n), z(n), z(n), z(n), z(n)
+            n, err, end = _walk_pcap(*args, n, rec, dat, cl, wl, ts)
         idx = Index("pcap", rec, dat, cl, wl, ts, z(n, np.int32), np.array([linktype], np.int64),
                     np.array([snaplen], np.int64), end if err == ERR_NONE else end,
                     np.array([0], np.int64), np.array([24], np.int64), z(1, np.int32), z(n, np.int32), None)

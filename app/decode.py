@@ -87,6 +87,21 @@ def _decode(buf, data_off, caplen, wirelen, iface, if_lt,
             status, ver, src, dst, proto, sport, dport, tos, vlan, nbytes, flags, frag, ipid, lts):
     n = data_off.shape[0]
     for i in range(n):
+        # every output field is set here, so the arrays may come uninitialised
+        status[i] = OK
+        ver[i] = 0
+        proto[i] = 0
+        sport[i] = 0
+        dport[i] = 0
+        tos[i] = 0
+        vlan[i] = 0
+        nbytes[i] = 0
+        flags[i] = 0
+        frag[i] = FRAG_NONE
+        ipid[i] = 0
+        for k in range(16):
+            src[i, k] = 0
+            dst[i, k] = 0
         start = data_off[i]
         p = start
         end = start + caplen[i]
@@ -275,7 +290,7 @@ def decode(data: bytes | memoryview | np.ndarray, idx: Index) -> Packets:
     """Decode every packet of an indexed capture."""
     buf = as_bytes_array(data)
     n = idx.packets
-    z = np.zeros
+    z = np.empty
     pk = Packets(status=z(n, np.uint8), ver=z(n, np.uint8), src=z((n, 16), np.uint8), dst=z((n, 16), np.uint8),
                  proto=z(n, np.uint8), sport=z(n, np.uint16), dport=z(n, np.uint16), tos=z(n, np.uint8),
                  vlan=z(n, np.uint16), nbytes=z(n, np.int64), flags=z(n, np.uint16), frag=z(n, np.uint8),

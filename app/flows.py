@@ -21,7 +21,7 @@ from typing import Iterable
 
 import numpy as np
 
-from app.aggregate import group
+from app.aggregate import Grouper, pack_small, unpack_small
 from app.decode import OK, Packets
 
 #: Separates the fields of a flow key string.
@@ -36,8 +36,8 @@ class Aggregate:
 
     w: np.ndarray        #: window start, ms
     ver: np.ndarray
-    src: np.ndarray      #: (m, 16)
-    dst: np.ndarray      #: (m, 16)
+    src: np.ndarray      #: (m, 16) uint8
+    dst: np.ndarray      #: (m, 16) uint8
     proto: np.ndarray
     sport: np.ndarray
     dport: np.ndarray
@@ -48,35 +48,56 @@ class Aggregate:
     first_ms: np.ndarray
     last_ms: np.ndarray
     flags: np.ndarray
-
-    KEY = ("w", "ver", "src", "dst", "proto", "sport", "dport", "vlan", "tos")
-    SUMS = ("packets", "nbytes", "first_ms", "last_ms", "flags")
+    ids: np.ndarray | None = None  #: deterministic id per flow, when asked for
 
     def __len__(self) -> int:
         return len(self.w)
 
 
-def _grouped(cols: dict[str, np.ndarray], sel: np.ndarray) -> Aggregate:
-    rep, p, b, f, last, fl = group(sel, *(cols[k] for k in Aggregate.KEY), *(cols[k] for k in Aggregate.SUMS))
-    return Aggregate(*(cols[k][rep] for k in Aggregate.KEY), p, b, f, last, fl)
+class Aggregator:
+    """Accumulates decoded packets (or other aggregates) into flows per (window, flow key)."""
+
+    def __init__(self, window_ms: int):
+        self.window_ms = window_ms
+        self.grouper = Grouper()
+
+    def add_packets(self, pk: Packets) -> None:
+        ts_ms = pk.ts_ns // 1_000_000
+        w = ts_ms - ts_ms % self.window_ms if self.window_ms > 0 else np.zeros_like(ts_ms)
+        small = pack_small(pk.ver, pk.proto, pk.sport, pk.dport, pk.vlan, pk.tos)
+        self.grouper.add(np.nonzero(pk.status == OK)[0], w, small, pk.src.view(np.uint64), pk.dst.view(np.uint64),
+                         np.ones(len(ts_ms), np.int64), pk.nbytes, ts_ms, ts_ms, pk.flags)
+
+    def add_aggregate(self, agg: Aggregate) -> None:
+        small = pack_small(agg.ver, agg.proto, agg.sport, agg.dport, agg.vlan, agg.tos)
+        self.grouper.add(np.arange(len(agg)), agg.w, small, np.ascontiguousarray(agg.src).view(np.uint64),
+                         np.ascontiguousarray(agg.dst).view(np.uint64), agg.packets, agg.nbytes, agg.first_ms,
+                         agg.last_ms, agg.flags)
+
+    def result(self, id_salt: int | None = None) -> Aggregate:
+        g = self.grouper
+        n = g.n
+        ver, proto, sport, dport, vlan, tos = unpack_small(g.small[:n])
+        return Aggregate(g.w[:n].copy(), ver, g.a[:n].copy().view(np.uint8), g.b[:n].copy().view(np.uint8), proto,
+                         sport, dport, vlan, tos, g.packets[:n].copy(), g.nbytes[:n].copy(), g.first[:n].copy(),
+                         g.last[:n].copy(), g.flags[:n].copy(), None if id_salt is None else g.ids(id_salt))
 
 
 def aggregate_arrays(pk: Packets, window_ms: int) -> Aggregate:
     """Sum packets per (window, flow key), as columns."""
-    ts_ms = pk.ts_ns // 1_000_000
-    cols = {"w": ts_ms - ts_ms % window_ms if window_ms > 0 else np.zeros_like(ts_ms), "ver": pk.ver,
-            "src": pk.src, "dst": pk.dst, "proto": pk.proto, "sport": pk.sport, "dport": pk.dport, "vlan": pk.vlan,
-            "tos": pk.tos, "packets": np.ones(len(ts_ms), np.int64), "nbytes": pk.nbytes, "first_ms": ts_ms,
-            "last_ms": ts_ms, "flags": pk.flags}
-    return _grouped(cols, np.nonzero(pk.status == OK)[0])
+    agg = Aggregator(window_ms)
+    agg.add_packets(pk)
+    return agg.result()
 
 
 def combine(aggs: list[Aggregate]) -> Aggregate:
     """Merge aggregates of several chunks into one (sums, min/max times, OR of flags)."""
     if len(aggs) == 1:
         return aggs[0]
-    cols = {k: np.concatenate([getattr(a, k) for a in aggs]) for k in Aggregate.KEY + Aggregate.SUMS}
-    return _grouped(cols, np.arange(len(cols["w"])))
+    out = Aggregator(0)
+    for a in aggs:
+        out.add_aggregate(a)
+    return out.result()
 
 
 def rows(agg: Aggregate):

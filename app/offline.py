@@ -7,6 +7,7 @@ once every window has closed.
 """
 from __future__ import annotations
 
+import io
 import mmap
 import os
 import sys
@@ -18,7 +19,6 @@ from typing import IO, Iterable
 import numpy as np
 
 from app import capture, decode, flows, textout
-from app.aggregate import key_ids
 
 #: Packets decoded at a time: bounds the memory of the per-packet columns.
 BATCH_PACKETS = 1 << 20
@@ -47,7 +47,7 @@ class Summary:
         return "\n".join(lines)
 
 
-def file_aggregate(path: str, window_ms: int, summary: Summary, progress=None) -> flows.Aggregate | None:
+def file_aggregate(path: str, into: flows.Aggregator, summary: Summary, progress=None) -> None:
     """Aggregate one capture. Classic pcap streams through a small buffer (the walk stays in cache and
     memory stays bounded); pcapng is indexed whole, then decoded in batches of packets."""
     if path != "-":
@@ -57,7 +57,7 @@ def file_aggregate(path: str, window_ms: int, summary: Summary, progress=None) -
                 if head[:4] in (capture.PCAP_US_LE, capture.PCAP_US_BE, capture.PCAP_NS_LE, capture.PCAP_NS_BE):
                     f.seek(0)
                     summary.files += 1
-                    return _stream_pcap(path, f, window_ms, summary, progress)
+                    return _stream_pcap(path, f, into, summary, progress)
         except OSError as exc:
             summary.errors.append(f"{path}: {exc.strerror}")
             return None
@@ -75,7 +75,7 @@ def file_aggregate(path: str, window_ms: int, summary: Summary, progress=None) -
         return None
     summary.files += 1
     try:
-        return _aggregate(path, data, mm, window_ms, summary, progress)
+        return _aggregate(path, data, mm, into, summary, progress)
     finally:
         if mm is not None:
             try:
@@ -84,7 +84,7 @@ def file_aggregate(path: str, window_ms: int, summary: Summary, progress=None) -
                 pass
 
 
-def _aggregate(path, data, mm, window_ms, summary, progress):
+def _aggregate(path, data, mm, into, summary, progress) -> None:
     if mm is not None:
         mm.madvise(mmap.MADV_SEQUENTIAL)
     buf = capture.as_bytes_array(data)
@@ -95,11 +95,10 @@ def _aggregate(path, data, mm, window_ms, summary, progress):
         return None
     if idx.error is not None:
         summary.errors.append(f"{path}: {idx.error}; the {idx.packets} packets before it are read")
-    aggs = []
     dropped = 0
     for lo in range(0, idx.packets, BATCH_PACKETS):
         sub = idx.slice(lo, min(lo + BATCH_PACKETS, idx.packets))
-        _add(summary, aggs, buf, sub, window_ms)
+        _add(summary, into, buf, sub)
         done = int(sub.record_start[-1])
         if mm is not None:  # keep resident memory bounded: these pages are read
             upto = done // mmap.PAGESIZE * mmap.PAGESIZE
@@ -109,10 +108,9 @@ def _aggregate(path, data, mm, window_ms, summary, progress):
         if progress:
             progress(path, done, len(buf))
     del buf
-    return flows.combine(aggs) if aggs else None
 
 
-def _stream_pcap(path: str, f, window_ms: int, summary: Summary, progress) -> flows.Aggregate | None:
+def _stream_pcap(path: str, f, into: flows.Aggregator, summary: Summary, progress) -> None:
     size = os.fstat(f.fileno()).st_size
     head = f.read(24)
     try:
@@ -123,13 +121,12 @@ def _stream_pcap(path: str, f, window_ms: int, summary: Summary, progress) -> fl
     buf = bytearray(head) + bytearray(BLOCK_BYTES)
     have = 24 + (f.readinto(memoryview(buf)[24:]) or 0)
     consumed = 24  # file offset of buf[24]
-    aggs = []
     while have > 24:
         view = np.frombuffer(buf, np.uint8, count=have)
         idx = capture.index(view)
         eof = have < len(buf)
         if idx.packets:
-            _add(summary, aggs, view, idx, window_ms)
+            _add(summary, into, view, idx)
         err = idx.error
         if err is not None and (eof or err.kind != "truncated" or idx.packets == 0):
             if err.kind == "truncated" and idx.packets == 0 and not eof:  # one record bigger than the buffer
@@ -146,21 +143,20 @@ def _stream_pcap(path: str, f, window_ms: int, summary: Summary, progress) -> fl
         have = 24 + rest + (f.readinto(memoryview(buf)[24 + rest:]) or 0)
         if progress:
             progress(path, consumed, size)
-    return flows.combine(aggs) if aggs else None
 
 
-def _add(summary: Summary, aggs: list, buf, idx: capture.Index, window_ms: int) -> None:
+def _add(summary: Summary, into: flows.Aggregator, buf, idx: capture.Index) -> None:
     pk = decode.decode(buf, idx)
     summary.packets += idx.packets
     summary.bytes += int(pk.nbytes[pk.status == decode.OK].sum())
     summary.skipped.update(pk.skipped())
     summary.unsupported_linktypes.update(pk.unsupported_linktypes())
-    aggs.append(flows.aggregate_arrays(pk, window_ms))
+    into.add_packets(pk)
 
 
 def records(paths: Iterable[str], window_ms: int, sensor: str, summary: Summary, progress=None):
     """Flow records as dicts (the pipeline's record shape)."""
-    agg = _all(paths, window_ms, summary, progress)
+    agg = aggregate_files(paths, window_ms, sensor, summary, progress)
     if agg is None:
         return
     for w, key, p, b, f, last, fl in flows.rows(agg):
@@ -168,38 +164,42 @@ def records(paths: Iterable[str], window_ms: int, sensor: str, summary: Summary,
         yield flows.record(w, ks, [p, b, f, last, fl], window_ms, end_reason=flows.END_FORCED)
 
 
-def _all(paths, window_ms, summary, progress) -> flows.Aggregate | None:
-    aggs = [a for a in (file_aggregate(p, window_ms, summary, progress) for p in paths) if a is not None]
-    if not aggs:
-        return None
-    agg = flows.combine(aggs)
+def aggregate_files(paths: Iterable[str], window_ms: int, sensor: str, summary: Summary,
+                    progress=None) -> flows.Aggregate | None:
+    """All packets of all files, as flows with ids salted by the sensor name."""
+    into = flows.Aggregator(window_ms)
+    for path in paths:
+        file_aggregate(path, into, summary, progress)
+    agg = into.result(id_salt=zlib.crc32(sensor.encode()))
     summary.flows = len(agg)
-    return agg
+    return agg if len(agg) else None
 
 
 def lines(agg: flows.Aggregate, fmt: str, sensor: str, window_ms: int):
-    """Text of every flow, rendered from the columns in compiled code."""
+    """UTF-8 text of every flow, in pieces, rendered from the columns in compiled code."""
     if fmt not in ("jsonl", "csv"):
         raise ValueError(f"format {fmt!r}: expected jsonl or csv")
     if fmt == "csv":
-        yield ",".join(textout.CSV_FIELDS) + "\n"
-    fid = key_ids(*(getattr(agg, k) for k in flows.Aggregate.KEY), np.uint64(zlib.crc32(sensor.encode())))
+        yield (",".join(textout.CSV_FIELDS) + "\n").encode()
+    fid = agg.ids
     step = 200_000
     for lo in range(0, len(agg), step):
         sl = slice(lo, lo + step)
         yield textout.render(fmt, agg.ver[sl], agg.src[sl], agg.dst[sl], agg.sport[sl], agg.dport[sl], agg.proto[sl],
                              agg.vlan[sl], agg.tos[sl], agg.packets[sl], agg.nbytes[sl], agg.first_ms[sl],
-                             agg.last_ms[sl], agg.flags[sl], agg.w[sl], fid[sl], sensor, window_ms).decode()
+                             agg.last_ms[sl], agg.flags[sl], agg.w[sl], fid[sl], sensor, window_ms)
 
 
-def write(text_lines, out: IO[str], batch: int = 20000) -> None:
-    pending = []
-    for line in text_lines:
-        pending.append(line)
-        if len(pending) >= batch:
-            out.write("".join(pending))
-            pending.clear()
-    out.write("".join(pending))
+def write(pieces, out: IO) -> None:
+    """Write byte pieces to a binary stream, or to a text stream's underlying buffer."""
+    target = getattr(out, "buffer", None)
+    if target is None and isinstance(out, io.TextIOBase):
+        for piece in pieces:
+            out.write(piece.decode())
+        return
+    target = target or out
+    for piece in pieces:
+        target.write(piece)
 
 
 class ProgressBar:
@@ -238,7 +238,7 @@ def run(files: list[str], window_s: int, fmt: str, sensor: str, out: IO[str] | N
         print("pcap2flows: --window must be 0 or more seconds", file=sys.stderr)
         return 2
     summary = Summary()
-    agg = _all(files, window_s * 1000, summary, ProgressBar())
+    agg = aggregate_files(files, window_s * 1000, sensor, summary, ProgressBar())
     if agg is not None:
         write(lines(agg, fmt, sensor, window_s * 1000), out or sys.stdout)
     print(summary.text(), file=sys.stderr)
