@@ -158,3 +158,27 @@ async def drain(session: aiohttp.ClientSession, url: str, cursor: str | None, un
         if not body["records"] and until(got):
             return got, cursor
     return got, cursor
+
+
+class Broker:
+    """A Kafka of a test's own (port and data folder apart from the session broker), to stop and start."""
+
+    def __init__(self, var: Path, base_port: int, nodes: int = 1):
+        self.env = kafka_env(var, base_port)
+        self.nodes = nodes
+        self.bootstrap = ",".join(f"127.0.0.1:{base_port + 2 * i}" for i in range(nodes))
+
+    def run(self, *args: str) -> None:
+        r = subprocess.run([str(KAFKA_SH), *args], env=self.env, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise AssertionError(f"kafka.sh {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+
+
+@pytest.fixture
+def own_broker(kafka):
+    """A second one-node broker for tests that stop it (the session one must stay up)."""
+    b = Broker(TEST_VAR / "own-kafka", KAFKA_PORT + 10)
+    b.run("wipe")
+    b.run("start", "1")
+    yield b
+    b.run("stop")
