@@ -76,7 +76,7 @@ echo
 echo "| tool                               | capture    | CPU-s    | packets/CPU-s | peak MB  |"
 echo "|------------------------------------|------------|----------|---------------|----------|"
 for f in "$out/mixed.pcap" "$out/small.pcap"; do
-  report "flowsight (python -m app.offline)" "$f" $py -m app.offline "$f" --format csv
+  report "flowsight (pcap2flows)" "$f" .venv/bin/pcap2flows "$f" --format csv
   report "flowsight (faust -A app pcap2flows)" "$f" .venv/bin/faust -A app pcap2flows "$f" --format csv
   report "softflowd -r" "$f" softflowd -r "$f" -n "127.0.0.1:$port" -m 2000000 -d
   report "nfpcapd -r" "$f" nfpcapd -r "$f" -w "$tmp/nf"
@@ -93,7 +93,7 @@ import sys
 rows = [l.rsplit(" ", 2) for l in open(sys.argv[1]).read().splitlines()]
 cpu = {(t, f): float(c) for t, f, c in rows}
 for f in ("mixed.pcap", "small.pcap"):
-    ours = cpu.get(("flowsight (python -m app.offline)", f))
+    ours = cpu.get(("flowsight (pcap2flows)", f))
     for peer in ("softflowd -r", "nfpcapd -r", "argus -r", "TZ=UTC tcpdump -nn -r"):
         if ours and (peer, f) in cpu:
             print(f"ratio flowsight / {peer:<22} on {f}: {ours / cpu[(peer, f)]:.2f}")
