@@ -26,7 +26,8 @@ def header_map(headers) -> dict[str, str]:
 def decode_chunk(data: bytes, sensor: str) -> tuple[dict[int, list], decode.Packets]:
     idx = capture.index(data)
     pk = decode.decode(data, idx)
-    return flows.split_by_partition(flows.parts(sensor, pk, settings.window_ms), settings.partitions), pk
+    more = (decode.decode(data, idx, inner=True),) if settings.inner_tunnels else ()
+    return flows.split_by_partition(flows.parts(sensor, pk, settings.window_ms, *more), settings.partitions), pk
 
 
 @app.agent(pcap_chunks, concurrency=1)

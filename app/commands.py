@@ -1,6 +1,6 @@
 """Project commands of ``faust -A app``.
 
-    faust -A app pcap2flows FILE [FILE...] [--window S] [--format jsonl|csv]
+    faust -A app pcap2flows FILE [FILE...] [--window S] [--format jsonl|csv] [--inner-tunnels]
 
 prints the flow records the pipeline would emit for those captures; no broker needed.
 """
@@ -20,13 +20,16 @@ from app.main import app
                                                      "one record per flow for the whole capture."),
     option("--format", "fmt", type=str, default="jsonl", help="jsonl or csv."),
     option("--sensor", type=str, default="default", help="Sensor name put in the records."),
+    option("--inner-tunnels", is_flag=True, default=False, help="Also emit the inner flow of tunnel packets."),
 )
-async def pcap2flows(self, files: tuple[str, ...], window: int | None, fmt: str, sensor: str) -> None:
+async def pcap2flows(self, files: tuple[str, ...], window: int | None, fmt: str, sensor: str,
+                     inner_tunnels: bool) -> None:
     """Print the flow records of capture files, as the pipeline would emit them."""
     from app.main import settings
 
     if fmt not in ("jsonl", "csv"):
         raise self.UsageError(f"--format {fmt}: expected jsonl or csv")
-    code = offline.run(list(files), settings.window_s if window is None else window, fmt, sensor)
+    code = offline.run(list(files), settings.window_s if window is None else window, fmt, sensor,
+                       inner_tunnels=inner_tunnels or settings.inner_tunnels)
     if code:
         sys.exit(code)

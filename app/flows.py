@@ -57,8 +57,9 @@ class Aggregate:
 class Aggregator:
     """Accumulates decoded packets (or other aggregates) into flows per (window, flow key)."""
 
-    def __init__(self, window_ms: int):
+    def __init__(self, window_ms: int, inner_tunnels: bool = False):
         self.window_ms = window_ms
+        self.inner_tunnels = inner_tunnels
         self.grouper = Grouper()
 
     def add_packets(self, pk: Packets) -> None:
@@ -125,9 +126,12 @@ def key_string(sensor: str, key: tuple) -> str:
                      str(dport), str(vlan), str(tos)))
 
 
-def parts(sensor: str, pk: Packets, window_ms: int) -> list[Part]:
-    """Partial flows of one decoded chunk, as wire-ready lists."""
-    return [[w, key_string(sensor, key), p, b, f, last, fl] for w, key, p, b, f, last, fl in aggregate(pk, window_ms)]
+def parts(sensor: str, pk: Packets, window_ms: int, *more: Packets) -> list[Part]:
+    """Partial flows of one decoded chunk (and of its inner-tunnel pass, if given), as wire-ready lists."""
+    agg = Aggregator(window_ms)
+    for p in (pk, *more):
+        agg.add_packets(p)
+    return [[w, key_string(sensor, key), p, b, f, last, fl] for w, key, p, b, f, last, fl in rows(agg.result())]
 
 
 def partition_for(key: str, partitions: int) -> int:

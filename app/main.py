@@ -15,9 +15,12 @@ import sys
 
 import faust
 
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 
-settings = Settings.from_env()
+try:
+    settings = Settings.from_env()
+except SettingsError as exc:
+    sys.exit(f"flowsight: {exc}")
 log = logging.getLogger("flowsight")
 
 app = faust.App(
@@ -43,9 +46,9 @@ app = faust.App(
 )
 
 
-@app.on_worker_init.connect
-def _print_settings(app_: faust.App, **kwargs) -> None:
-    """The worker prints its settings (redacted) to stderr; commands keep stdout clean."""
+@app.task
+async def _print_settings() -> None:
+    """A starting worker prints its settings (redacted) to stderr; commands stay quiet."""
     if not settings.quiet:
         print("flowsight settings: " + json.dumps(settings.redacted(), sort_keys=True), file=sys.stderr, flush=True)
 

@@ -32,12 +32,15 @@ class Summary:
     packets: int = 0
     bytes: int = 0
     flows: int = 0
+    tunnel_packets: int = 0
     skipped: Counter = field(default_factory=Counter)
     unsupported_linktypes: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         lines = [f"files {self.files}  packets {self.packets}  bytes {self.bytes}  flows {self.flows}"]
+        if self.tunnel_packets:
+            lines.append(f"tunnel packets with an inner flow: {self.tunnel_packets}")
         if self.skipped:
             lines.append("skipped packets: " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())))
         if self.unsupported_linktypes:
@@ -147,6 +150,10 @@ def _stream_pcap(path: str, f, into: flows.Aggregator, summary: Summary, progres
 
 def _add(summary: Summary, into: flows.Aggregator, buf, idx: capture.Index) -> None:
     pk = decode.decode(buf, idx)
+    if into.inner_tunnels:
+        inner = decode.decode(buf, idx, inner=True)
+        summary.tunnel_packets += int((inner.status == decode.OK).sum())
+        into.add_packets(inner)
     summary.packets += idx.packets
     summary.bytes += int(pk.nbytes[pk.status == decode.OK].sum())
     summary.skipped.update(pk.skipped())
@@ -165,9 +172,10 @@ def records(paths: Iterable[str], window_ms: int, sensor: str, summary: Summary,
 
 
 def aggregate_files(paths: Iterable[str], window_ms: int, sensor: str, summary: Summary,
-                    progress=None) -> flows.Aggregate | None:
+                    progress=None, inner_tunnels: bool = False) -> flows.Aggregate | None:
     """All packets of all files, as flows with ids salted by the sensor name."""
     into = flows.Aggregator(window_ms)
+    into.inner_tunnels = inner_tunnels
     for path in paths:
         file_aggregate(path, into, summary, progress)
     agg = into.result(id_salt=zlib.crc32(sensor.encode()))
@@ -229,16 +237,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=60, help="window length in seconds; 0 = whole capture")
     ap.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     ap.add_argument("--sensor", default="default")
+    ap.add_argument("--inner-tunnels", action="store_true", help="also emit the inner flow of tunnel packets")
     args = ap.parse_args(argv)
-    return run(args.files, args.window, args.format, args.sensor)
+    return run(args.files, args.window, args.format, args.sensor, inner_tunnels=args.inner_tunnels)
 
 
-def run(files: list[str], window_s: int, fmt: str, sensor: str, out: IO[str] | None = None) -> int:
+def run(files: list[str], window_s: int, fmt: str, sensor: str, out: IO | None = None,
+        inner_tunnels: bool = False) -> int:
     if window_s < 0:
         print("pcap2flows: --window must be 0 or more seconds", file=sys.stderr)
         return 2
     summary = Summary()
-    agg = aggregate_files(files, window_s * 1000, sensor, summary, ProgressBar())
+    agg = aggregate_files(files, window_s * 1000, sensor, summary, ProgressBar(), inner_tunnels)
     if agg is not None:
         write(lines(agg, fmt, sensor, window_s * 1000), out or sys.stdout)
     print(summary.text(), file=sys.stderr)

@@ -70,6 +70,8 @@ class Settings:
     #: Folder for RocksDB tables and the upload spool.
     datadir: str = "var/worker"
 
+    #: Also emit the inner flow of tunnels (GRE, VXLAN, Geneve, GTP-U, 6in4, ...), besides the outer one.
+    inner_tunnels: bool = False
     #: Do not print the settings at start-up.
     quiet: bool = False
 

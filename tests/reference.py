@@ -49,6 +49,10 @@ def _ip_of(linktype: int, buf: bytes):
     elif linktype in (101, 12, 14, 228, 229):
         v = buf[0] >> 4 if buf else 0
         data = dpkt.ip.IP(buf) if v == 4 else dpkt.ip6.IP6(buf) if v == 6 else None
+    elif linktype in (9, 50):
+        rest = buf[2:] if buf[:2] == b"\xff\x03" else buf
+        proto, rest = struct.unpack("!H", rest[:2])[0], rest[2:]
+        data = dpkt.ip.IP(rest) if proto == 0x21 else dpkt.ip6.IP6(rest) if proto == 0x57 else None
     elif linktype in (0, 108):
         rest = buf[4:]
         v = rest[0] >> 4 if rest else 0
@@ -132,7 +136,9 @@ def tshark_packets(path: str | Path) -> dict[tuple, int]:
             c = line.rstrip("\n").split("\t")
             if c[0] not in ("tcp", "udp"):
                 continue
-            a, pa, b, pb, proto = c[2], int(c[3]), c[4], int(c[5]), int(c[6])
+            # tshark's ip_proto column is the first IPv6 next header (0, 43, 44...); a flow is keyed by
+            # its transport protocol, which the row type gives
+            a, pa, b, pb, proto = c[2], int(c[3]), c[4], int(c[5]), 6 if c[0] == "tcp" else 17
             if int(c[7]):
                 out[(a, b, proto, pa, pb)] += int(c[7])
             if int(c[9]):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from app import capture, decode, flows, offline, synth
+from tests import reference
 from app.windows import Merger
 
 
@@ -120,3 +121,13 @@ def test_offline_unreadable_file_is_a_message_not_a_traceback(tmp_path, capsys):
     assert "bad-magic" in capsys.readouterr().err
     assert offline.main([str(tmp_path / "missing.pcap")]) == 1
     assert "No such file" in capsys.readouterr().err
+
+
+def test_inner_tunnels_option_adds_inner_flows(capsys):
+    """VXLAN carrying HTTP: the outer UDP/4789 flows always; the inner TCP/80 flows only with the option."""
+    path = reference.pcaps_dir() / "edge" / "zeek-tunnels-vxlan-encapsulated-http.pcap"
+    for inner, want_inner in ((False, False), (True, True)):
+        assert offline.main([str(path), "--window", "0", "--format", "csv"] + (["--inner-tunnels"] if inner else [])) == 0
+        rows = [r.split(",") for r in capsys.readouterr().out.splitlines()[1:]]
+        assert any(r[5] == "4789" for r in rows)
+        assert any(r[6] == "6" and "80" in (r[4], r[5]) for r in rows) == want_inner
