@@ -178,3 +178,33 @@ def icmp_quotes(path: str | Path) -> dict[tuple, int]:
             except (dpkt.dpkt.UnpackError, IndexError, struct.error, AttributeError):
                 continue
     return dict(out)
+
+
+_NDPI_ROW = None
+
+
+def ndpi_packets(path: str | Path) -> dict[tuple, int] | None:
+    """Packets per directed (src, dst, proto, sport, dport) from nDPI's expected ndpiReader output, if any."""
+    import ipaddress
+    import re
+
+    global _NDPI_ROW
+    _NDPI_ROW = _NDPI_ROW or re.compile(
+        r"^\s+\d+\s+(TCP|UDP)\s+(\S+?):(\d+)\s+<?->\s+(\S+?):(\d+)\s.*?\[(\d+) pkts/\d+ bytes <?->\s+(\d+) pkts/")
+    ref = SHARED / "reference" / (Path(path).name + ".ndpi-result.txt")
+    if not ref.exists():
+        return None
+    out: dict[tuple, int] = defaultdict(int)
+    for line in ref.read_text(errors="replace").splitlines():
+        m = _NDPI_ROW.match(line)
+        if not m:
+            continue
+        l4, a, pa, b, pb, ab, ba = m.groups()
+        # nDPI prints IPv6 with a lone zero group compressed ("6::c2a0"), which RFC 5952 does not
+        a, b = (str(ipaddress.ip_address(x.strip("[]"))) for x in (a, b))
+        proto = 6 if l4 == "TCP" else 17
+        if int(ab):
+            out[(a, b, proto, int(pa), int(pb))] += int(ab)
+        if int(ba):
+            out[(b, a, proto, int(pb), int(pa))] += int(ba)
+    return dict(out)

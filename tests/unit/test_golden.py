@@ -61,3 +61,18 @@ def test_vlan_collisions_are_separate_flows():
     for k in ours(path):
         per_5tuple.setdefault(k[:5], set()).add(k[5])
     assert max(len(v) for v in per_5tuple.values()) >= 2
+
+
+@pytest.mark.parametrize("path", [p for p in corpus("real", "attack", "edge") if p is None or
+                                  (isinstance(p, Path) and p.name.startswith("ndpi-"))],
+                         ids=lambda p: p.name if p else "missing")
+def test_packets_equal_ndpi_expected_results(path):
+    """nDPI's expected ndpiReader flows: packets per direction of each TCP/UDP 5-tuple. nDPI follows
+    tunnels to the inner flow, so tunnel packets count as their innermost flow here (as in edge tests)."""
+    from tests.unit.test_golden_edge import innermost, streams
+
+    reference.pcaps_dir()
+    theirs = reference.ndpi_packets(path)
+    assert theirs is not None, "every nDPI capture has an expected result file"
+    pk, _ = innermost(path.read_bytes())
+    assert streams(pk) == theirs
