@@ -131,3 +131,20 @@ def test_inner_tunnels_option_adds_inner_flows(capsys):
         rows = [r.split(",") for r in capsys.readouterr().out.splitlines()[1:]]
         assert any(r[5] == "4789" for r in rows)
         assert any(r[6] == "6" and "80" in (r[4], r[5]) for r in rows) == want_inner
+
+
+def test_progress_bar_only_on_a_terminal_and_for_big_files():
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        bar = offline.ProgressBar(stream, min_bytes=1000)
+        bar("cap.pcap", 500, 2000)
+        bar("cap.pcap", 2000, 2000)
+        bar("small.pcap", 10, 20)
+    assert " 25%" in tty.getvalue() and "100%" in tty.getvalue() and "small" not in tty.getvalue()
+    assert pipe.getvalue() == ""
