@@ -12,10 +12,16 @@ import logging
 
 from app import capture, decode, flows, progress, ranges
 from app.main import app, settings
+from agents.gaps import GapFinder
 from app.topics import flow_parts, pcap_chunks
 from tables import blocks
 
 log = logging.getLogger(__name__)
+
+
+def block_key(sensor: str, block_id: str) -> str:
+    """Block ids are per sensor: two sensors may send identical bytes. '~' is in neither name."""
+    return f"{sensor}~{block_id}"
 
 
 def header_map(headers) -> dict[str, str]:
@@ -30,26 +36,49 @@ def decode_chunk(data: bytes, sensor: str) -> tuple[dict[int, list], decode.Pack
     return flows.split_by_partition(flows.parts(sensor, pk, settings.window_ms, *more), settings.partitions), pk
 
 
+gaps = GapFinder(pcap_chunks.get_topic_name())
+
+
+@app.on_partitions_revoked.connect
+async def _forget(app_, revoked, **kwargs) -> None:
+    gaps.forget(tp.partition for tp in revoked if tp.topic == pcap_chunks.get_topic_name())
+
+
+async def handle(value: bytes, headers) -> None:
+    """Decode one chunk once; mark it done only after Kafka acknowledged every part it produced."""
+    h = header_map(headers)
+    block, sensor, chunk = h["block"], h["sensor"], int(h["chunk"])
+    sha, total = h.get("sha256", ""), int(h.get("chunks", 0))
+    bkey = block_key(sensor, block)
+    row = blocks.get(bkey) or {"sensor": sensor, "sha256": sha, "chunks": total, "done": []}
+    if row["sha256"] != sha:  # ingest answers 409 for this; two racing uploads can still get here
+        log.warning("block %s: chunk %d has other content than the block's first upload; dropped", block, chunk)
+        progress.mark("decode", conflicting_chunks=1)
+        return
+    if ranges.contains(row["done"], chunk):
+        progress.mark("decode", duplicate_chunks=1)
+        return
+    loop = asyncio.get_running_loop()
+    try:
+        by_partition, pk = await loop.run_in_executor(None, decode_chunk, value, sensor)
+    except capture.CaptureError as exc:  # ingest checked the chunk; this is a bug or a corrupt message
+        log.error("chunk %s/%s of sensor %s is unreadable: %s", block, chunk, sensor, exc)
+        by_partition, pk = {}, None
+    futures = [await flow_parts.send(key=block.encode(), partition=p,
+                                     value={"block": block, "chunk": chunk, "sensor": sensor, "parts": items})
+               for p, items in sorted(by_partition.items())]
+    for fut in futures:
+        await fut
+    blocks[bkey] = {**row, "done": ranges.add(row["done"], chunk)}
+    progress.mark("decode", chunks=1, packets=len(pk.status) if pk else 0,
+                  parts=sum(len(v) for v in by_partition.values()))
+
+
 @app.agent(pcap_chunks, concurrency=1)
 async def decode_chunks(stream):
-    loop = asyncio.get_running_loop()
     async for event in stream.events():
-        h = header_map(event.headers)
-        block, sensor, chunk = h["block"], h["sensor"], int(h["chunk"])
-        row = blocks.get(block) or {"sensor": sensor, "done": []}
-        if ranges.contains(row["done"], chunk):
-            progress.mark("decode", duplicate_chunks=1)
-            continue
-        try:
-            by_partition, pk = await loop.run_in_executor(None, decode_chunk, event.value, sensor)
-        except capture.CaptureError as exc:  # ingest checked the chunk; this is a bug or a corrupt message
-            log.error("chunk %s/%s of sensor %s is unreadable: %s", block, chunk, sensor, exc)
-            by_partition, pk = {}, None
-        futures = [await flow_parts.send(key=block.encode(), partition=p,
-                                         value={"block": block, "chunk": chunk, "sensor": sensor, "parts": items})
-                   for p, items in sorted(by_partition.items())]
-        for fut in futures:
-            await fut
-        blocks[block] = {"sensor": sensor, "done": ranges.add(row["done"], chunk)}
-        progress.mark("decode", chunks=1, packets=len(pk.status) if pk else 0,
-                      parts=sum(len(v) for v in by_partition.values()))
+        p, offset = event.message.partition, event.message.offset
+        for m in await gaps.missed(p, offset):
+            await handle(m.value, m.headers)
+        await handle(event.value, event.headers)
+        gaps.processed(p, offset)

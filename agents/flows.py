@@ -5,21 +5,29 @@ the acks, and only then writes the plan's rows.
 """
 from __future__ import annotations
 
-import time
+import json
+import logging
 
+from agents.gaps import GapFinder
 from app import progress
 from app.main import app, settings
 from app.topics import flow_parts, flows as flows_topic, window_stats
 from app.windows import Merger
 from tables import flows, watermarks
 
+log = logging.getLogger(__name__)
 merger = Merger(settings.window_ms, settings.lateness_s * 1000, settings.idle_flush_s * 1000)
 _TOPICS = {"flows": flows_topic, "window-stats": window_stats}
 
 
+gaps = GapFinder(flow_parts.get_topic_name())
+
+
 @app.on_partitions_revoked.connect
 async def _forget(app_, revoked, **kwargs) -> None:
-    merger.forget(tp.partition for tp in revoked if tp.topic == flow_parts.get_topic_name())
+    mine = [tp.partition for tp in revoked if tp.topic == flow_parts.get_topic_name()]
+    merger.forget(mine)
+    gaps.forget(mine)
 
 
 def status() -> dict:
@@ -27,29 +35,37 @@ def status() -> dict:
             "open_windows": {str(p): len(ws) for p, ws in sorted(merger.open.items())}}
 
 
+async def handle(p: int, value: dict, timestamp_ms: int) -> None:
+    """Merge one flow-parts message (or tick): send what its plan emits, await the acks, then write rows."""
+    # times come from the messages, never from this process's clock: a replay decides the same
+    now_ms = int(value["tick"]) if "tick" in value else timestamp_ms
+    merger.ensure_index(p, flows.items(), watermarks, now_ms)
+    if "tick" in value:
+        plan = merger.on_tick(p, flows, now_ms)
+    else:
+        plan = merger.on_parts(p, value, flows, now_ms)
+    futures = [await _TOPICS[topic].send(key=key.encode(), value=rec) for topic, key, rec in plan.emit]
+    for fut in futures:
+        await fut
+    for rk, row in plan.writes.items():
+        if row is None:
+            if rk in flows:
+                del flows[rk]
+        else:
+            flows[rk] = row
+    for mk, mark in plan.marks.items():
+        watermarks[mk] = mark
+    if "tick" not in value:
+        progress.mark("merge", messages=1)
+    if plan.emit:
+        progress.mark("emit", records=len(plan.emit))
+
+
 @app.agent(flow_parts, concurrency=1)
 async def merge_flow_parts(stream):
     async for event in stream.events():
-        p = event.message.partition
-        now_ms = int(time.time() * 1000)
-        merger.ensure_index(p, flows.items(), watermarks, now_ms)
-        value = event.value
-        if "tick" in value:
-            plan = merger.on_tick(p, flows, now_ms)
-        else:
-            plan = merger.on_parts(p, value, flows, now_ms)
-        futures = [await _TOPICS[topic].send(key=key.encode(), value=rec) for topic, key, rec in plan.emit]
-        for fut in futures:
-            await fut
-        for rk, row in plan.writes.items():
-            if row is None:
-                if rk in flows:
-                    del flows[rk]
-            else:
-                flows[rk] = row
-        for mk, mark in plan.marks.items():
-            watermarks[mk] = mark
-        if "tick" not in value:
-            progress.mark("merge", messages=1)
-        if plan.emit:
-            progress.mark("emit", records=len(plan.emit))
+        p, offset = event.message.partition, event.message.offset
+        for m in await gaps.missed(p, offset):
+            await handle(p, json.loads(m.value), m.timestamp_ms)
+        await handle(p, event.value, int(round(event.message.timestamp * 1000)))
+        gaps.processed(p, offset)

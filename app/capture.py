@@ -366,31 +366,46 @@ def _plan(record_start, end, prefix_len, chunk_bytes):
     return starts[:k]
 
 
-def chunks(data: bytes | memoryview | np.ndarray, idx: Index, chunk_bytes: int):
-    """Yield the chunks of an indexed capture, in order. Deterministic for the same bytes."""
-    buf = as_bytes_array(data)
-    n = idx.packets
-    if n == 0:
-        return
-    if idx.format == "pcap":
+class Chunks:
+    """The chunks of an indexed capture, in order: ``len()`` is known before any is built.
+    Deterministic: the same bytes and chunk size always give the same chunks."""
+
+    def __init__(self, data: bytes | memoryview | np.ndarray, idx: Index, chunk_bytes: int):
+        self.buf = as_bytes_array(data)
+        self.idx = idx
+        n = idx.packets
+        if n == 0:
+            self.starts = np.zeros(0, np.int64)
+            return
+        if idx.format == "pcap":
+            prefix_len = np.full(n, 24, dtype=np.int64)
+        else:
+            prefix_len = np.zeros(n, dtype=np.int64)
+            # header blocks of each packet's section that precede it
+            for s in np.unique(idx.section):
+                sel = idx.header_section == s
+                lens = idx.header_len[sel]
+                pk = np.nonzero(idx.section == s)[0]
+                cum = np.concatenate(([0], np.cumsum(lens)))
+                prefix_len[pk] = cum[np.searchsorted(idx.header_off[sel], idx.record_start[pk], side="left")]
+        self.starts = _plan(idx.record_start, idx.end, prefix_len, chunk_bytes)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __iter__(self):
+        buf, idx, starts = self.buf, self.idx, self.starts
+        bounds = np.append(idx.record_start[starts], idx.end)
         prefix = bytes(buf[:24])
-        prefix_len = np.full(n, 24, dtype=np.int64)
-    else:
-        prefix_len = np.zeros(n, dtype=np.int64)
-        # header blocks of each packet's section that precede it
-        for s in np.unique(idx.section):
-            sel = idx.header_section == s
-            offs, lens = idx.header_off[sel], idx.header_len[sel]
-            pk = np.nonzero(idx.section == s)[0]
-            cum = np.concatenate(([0], np.cumsum(lens)))
-            prefix_len[pk] = cum[np.searchsorted(offs, idx.record_start[pk], side="left")]
-    starts = _plan(idx.record_start, idx.end, prefix_len, chunk_bytes)
-    bounds = np.append(idx.record_start[starts], idx.end)
-    for k, i in enumerate(starts):
-        lo, hi = int(bounds[k]), int(bounds[k + 1])
-        if idx.format == "pcapng":
-            s = idx.section[i]
-            sel = (idx.header_section == s) & (idx.header_off < lo)
-            prefix = b"".join(bytes(buf[o:o + ln]) for o, ln in zip(idx.header_off[sel], idx.header_len[sel]))
-        npk = int((starts[k + 1] if k + 1 < len(starts) else n) - i)
-        yield Chunk(k, prefix + bytes(buf[lo:hi]), npk)
+        for k, i in enumerate(starts):
+            lo, hi = int(bounds[k]), int(bounds[k + 1])
+            if idx.format == "pcapng":
+                sel = (idx.header_section == idx.section[i]) & (idx.header_off < lo)
+                prefix = b"".join(bytes(buf[o:o + ln]) for o, ln in zip(idx.header_off[sel], idx.header_len[sel]))
+            npk = int((starts[k + 1] if k + 1 < len(starts) else idx.packets) - i)
+            yield Chunk(k, prefix + bytes(buf[lo:hi]), npk)
+
+
+def chunks(data: bytes | memoryview | np.ndarray, idx: Index, chunk_bytes: int) -> Chunks:
+    """The chunks of an indexed capture (see :class:`Chunks`)."""
+    return Chunks(data, idx, chunk_bytes)

@@ -43,6 +43,8 @@ app = faust.App(
     web_stats_enabled=False,
     web_metrics_enabled=False,
     broker_commit_interval=1.0,
+    broker_session_timeout=settings.session_timeout_s,
+    broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
 )
 
 

@@ -20,3 +20,8 @@ def add(ranges: list[list[int]] | None, i: int) -> list[list[int]]:
         else:
             merged.append([lo, hi])
     return merged
+
+
+def contains_all(ranges: list[list[int]] | None, n: int) -> bool:
+    """Whether every index 0..n-1 is in the ranges."""
+    return n == 0 or any(lo <= 0 and hi >= n - 1 for lo, hi in ranges or ())

@@ -72,6 +72,8 @@ class Settings:
 
     #: Also emit the inner flow of tunnels (GRE, VXLAN, Geneve, GTP-U, 6in4, ...), besides the outer one.
     inner_tunnels: bool = False
+    #: Seconds without a heartbeat before Kafka declares a worker dead and rebalances its partitions.
+    session_timeout_s: int = 30
     #: Do not print the settings at start-up.
     quiet: bool = False
 
@@ -149,6 +151,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "chunk_bytes": (256 * 1024, 64 * 1024 * 1024),
     "max_upload_bytes": (512 * 1024, 1 << 40),
     "web_port": (1, 65535),
+    "session_timeout_s": (6, 300),
 }
 #: Variables with the prefix that are read elsewhere (launchers, tests).
 _OTHER_VARS = {"FLOWSIGHT_VAR"}

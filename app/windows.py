@@ -5,6 +5,12 @@ it gets a :class:`Plan`, sends ``plan.emit``, awaits the acks, and only then
 applies ``plan.writes`` to its tables. A crash in between can repeat an emitted
 record (same deterministic ``flowId``) but never lose one.
 
+Determinism: every decision is a function of the partition's message sequence
+alone. Parts carry their Kafka record time, ticks carry the leader's clock, and the
+time of the last part is stored with the watermark; so a worker that replays a
+partition after a crash emits exactly what was emitted before, with the same
+flowIds and the same counts, and a consumer may drop repeats by flowId.
+
 Idempotency (DESIGN.md invariant 1): a row remembers, per block, the chunk
 indexes it has applied; a part seen again is skipped. A part for a window that
 is already closed becomes a *late* delta record of its own, never dropped.
@@ -57,7 +63,7 @@ class Merger:
                 self._track(p, rk, row)
         mark = marks.get(f"p{p}") or {}
         self.watermark_ms[p] = mark.get("max_ms", -(1 << 62)) - self.lateness_ms
-        self.last_part_ms[p] = now_ms
+        self.last_part_ms[p] = mark.get("last_part_ms", now_ms)
         self.indexed.add(p)
 
     def forget(self, partitions: Iterable[int]) -> None:
@@ -72,6 +78,7 @@ class Merger:
 
     # -- messages
     def on_parts(self, p: int, msg: dict, rows: Mapping, now_ms: int) -> Plan:
+        """Merge a parts message; ``now_ms`` is the message's own (Kafka record) time."""
         plan = Plan()
         block, chunk = msg["block"], msg["chunk"]
         wm = self.watermark_ms.get(p, -(1 << 62))
@@ -103,17 +110,21 @@ class Merger:
                 self.open[p][w].add(rk)
             plan.writes[rk] = row
         self.last_part_ms[p] = now_ms
+        max_ms = wm + self.lateness_ms
+        if top is not None and top - self.lateness_ms > wm:
+            max_ms = top
+        plan.marks[f"p{p}"] = {"max_ms": max_ms, "last_part_ms": now_ms}
         if top is not None:
             new_wm = top - self.lateness_ms
             if new_wm > wm:
                 self.watermark_ms[p] = new_wm
-                plan.marks[f"p{p}"] = {"max_ms": top}
                 if self.window_ms > 0:
                     due = [w for w in self.open[p] if w + self.window_ms <= new_wm]
                     self._close(p, due, rows, plan, now_ms, END_ACTIVE_TIMEOUT)
         return plan
 
     def on_tick(self, p: int, rows: Mapping, now_ms: int) -> Plan:
+        """Flush idle windows and expire old closed rows; ``now_ms`` is the time the tick carries."""
         plan = Plan()
         if self.open.get(p) and now_ms - self.last_part_ms.get(p, now_ms) >= self.idle_flush_ms:
             self._close(p, list(self.open[p]), rows, plan, now_ms, END_FORCED)

@@ -1,6 +1,7 @@
 """Changelog-backed tables. Rows are JSON; their shapes are documented here.
 
-``blocks``      block id -> ``{"sensor": str, "done": [[lo, hi], ...]}``: chunk indexes decoded
+``blocks``      ``"sensor~block id"`` -> ``{"sensor": str, "sha256": hex of the whole upload, "chunks": how many,
+                "done": [[lo, hi], ...] chunk indexes decoded}``
 ``flows``       ``"window_ms|flow key"`` -> ``{"c": [packets, bytes, first_ms, last_ms, flags],
                 "a": {block: [[lo, hi], ...]}, "p": partition, "o": [block, chunk] that opened it,
                 "closed_ms": wall-clock ms when emitted, or null while open}``

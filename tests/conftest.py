@@ -67,7 +67,9 @@ class Worker:
         self.proc: subprocess.Popen | None = None
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 90) -> "Worker":
+    def start(self, timeout_s: float = 90, wait_partitions: bool = True) -> "Worker":
+        """Start the worker and wait until it serves (and, by default, holds every flow-parts partition)."""
+        self.wait_partitions = wait_partitions
         self.datadir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "app", "worker", "-l", "info",
@@ -91,6 +93,8 @@ class Worker:
         except Exception:
             return False
         parts = [a for a in body.get("assigned", []) if a.split(":")[0].endswith("flow-parts")]
+        if not self.wait_partitions:
+            return body.get("status") == "ok"
         return body.get("status") == "ok" and len(parts) == int(self.env["FLOWSIGHT_PARTITIONS"])
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> None:

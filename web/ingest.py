@@ -15,13 +15,17 @@ import os
 import re
 import tempfile
 
+import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 import numpy as np
 from aiokafka.errors import KafkaError
 from faust.web import View
 
-from app import capture, decode, progress
-from app.main import settings
+from app import capture, decode, progress, ranges
+from app.main import app, settings
 from app.topics import pcap_chunks
+from agents.decode import block_key
+from tables import blocks
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +66,14 @@ def check_capture(buf) -> capture.Index:
     return idx
 
 
-async def produce(buf, idx: capture.Index, block_id: str, sensor: str) -> int:
+async def produce(plan: capture.Chunks, block_id: str, sensor: str, sha256: str) -> int:
     pending = []
     count = 0
-    for chunk in capture.chunks(buf, idx, settings.chunk_bytes):
-        headers = [("block", block_id.encode()), ("sensor", sensor.encode()), ("chunk", str(chunk.index).encode())]
-        pending.append(await pcap_chunks.send(key=block_id.encode(), value=chunk.data, headers=headers))
+    for chunk in plan:
+        headers = [("block", block_id.encode()), ("sensor", sensor.encode()), ("chunk", str(chunk.index).encode()),
+                   ("chunks", str(len(plan)).encode()), ("sha256", sha256.encode())]
+        pending.append(await pcap_chunks.send(key=block_key(sensor, block_id).encode(), value=chunk.data,
+                                              headers=headers))
         count += 1
         if len(pending) >= IN_FLIGHT:
             await asyncio.gather(*pending)
@@ -76,10 +82,45 @@ async def produce(buf, idx: capture.Index, block_id: str, sensor: str) -> int:
     return count
 
 
+async def block_state(key: str) -> dict | None:
+    """What the worker owning this block knows of it (asked through /v1/blocks, which routes)."""
+    url = f"http://127.0.0.1:{app.conf.web_port}/v1/blocks/{key}"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
+        try:
+            async with s.get(url) as r:
+                if r.status == 404:
+                    return None
+                if r.status == 200:
+                    return await r.json()
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            pass
+    raise UploadError(503, "the worker that owns this block id is not reachable; retry the same upload later")
+
+
+class Blocks(View):
+    """GET /v1/blocks/{sensor}~{block_id}: the state of an uploaded block, from whichever worker owns it."""
+
+    async def get(self, request, key: str):
+        try:
+            return await self._routed(request, key=key)
+        except (ConnectionError, aiohttp.ClientError, asyncio.TimeoutError):
+            # the owner of this key is gone (a rebalance is coming): the uploader retries
+            return self.json({"error": "the worker owning this block is not reachable"}, status=503,
+                             headers={"Retry-After": "5"})
+
+    @app.table_route(table=blocks, match_info="key")
+    async def _routed(self, request, key: str):
+        row = blocks.get(key)
+        if row is None:
+            return self.json({"error": f"no block {key}"}, status=404)
+        return self.json(row)
+
+
 class Captures(View):
     async def post(self, request):
         try:
-            return self.json(await self._accept(request), status=202)
+            status, body = await self._accept(request)
+            return self.json(body, status=status)
         except UploadError as exc:
             progress.mark("ingest", **{f"rejected_{exc.status}": 1})
             headers = {"Retry-After": "5"} if exc.status == 503 else None
@@ -89,7 +130,7 @@ class Captures(View):
     async def put(self, request):
         return await self.post(request)
 
-    async def _accept(self, request) -> dict:
+    async def _accept(self, request) -> tuple[int, dict]:
         ctype = (request.content_type or "").lower()
         if ctype not in CONTENT_TYPES:
             raise UploadError(415, f"Content-Type {ctype or '(none)'} is not accepted; send the capture as "
@@ -108,27 +149,42 @@ class Captures(View):
             digest = hashlib.sha256()
             size = 0
             with os.fdopen(fd, "wb") as out:
-                async for piece in request.content.iter_chunked(1 << 20):
-                    size += len(piece)
-                    if size > settings.max_upload_bytes:
-                        raise UploadError(413, f"body is over the limit of {settings.max_upload_bytes} bytes")
-                    digest.update(piece)
-                    out.write(piece)
+                try:
+                    async for piece in request.content.iter_chunked(1 << 20):
+                        size += len(piece)
+                        if size > settings.max_upload_bytes:
+                            raise UploadError(413, f"body is over the limit of {settings.max_upload_bytes} bytes")
+                        digest.update(piece)
+                        out.write(piece)
+                except (ConnectionError, aiohttp.ClientPayloadError, HttpProcessingError):
+                    log.warning("upload from %s cut off after %d bytes; nothing accepted", sensor, size)
+                    raise UploadError(400, f"the body was cut off after {size} bytes; send it again") from None
             if size == 0:
                 raise UploadError(400, "the body is empty; send a pcap or pcapng file", kind="empty")
-            block_id = block_id or digest.hexdigest()
+            sha = digest.hexdigest()
+            block_id = block_id or sha
             buf = np.memmap(path, dtype=np.uint8, mode="r")
             loop = asyncio.get_running_loop()
             idx = await loop.run_in_executor(None, check_capture, buf)
+            plan = capture.chunks(buf, idx, settings.chunk_bytes)
+            known = await block_state(block_key(sensor, block_id))
+            answer = {"block_id": block_id, "sensor": sensor, "chunks": len(plan), "packets": idx.packets,
+                      "bytes": size}
+            if known is not None and known["sha256"] != sha:
+                raise UploadError(409, f"block id {block_id} was uploaded before with other content "
+                                  f"(sha256 {known['sha256']}, this body {sha}); use a new X-Block-Id")
+            if known is not None and ranges.contains_all(known["done"], len(plan)):
+                progress.mark("ingest", duplicates=1)
+                return 200, {**answer, "duplicate": True}
             try:
-                chunks = await asyncio.wait_for(produce(buf, idx, block_id, sensor), PRODUCE_TIMEOUT_S)
+                chunks = await asyncio.wait_for(produce(plan, block_id, sensor, sha), PRODUCE_TIMEOUT_S)
             except (KafkaError, asyncio.TimeoutError, ConnectionError) as exc:
                 log.warning("upload %s from %s: Kafka unavailable: %r", block_id, sensor, exc)
                 raise UploadError(503, "Kafka is unavailable; retry the same upload later") from None
             progress.mark("ingest", uploads=1, bytes=size, packets=idx.packets)
             log.info("upload accepted block=%s sensor=%s chunks=%d packets=%d bytes=%d",
                      block_id, sensor, chunks, idx.packets, size)
-            return {"block_id": block_id, "sensor": sensor, "chunks": chunks, "packets": idx.packets, "bytes": size}
+            return 202, {**answer, "chunks": chunks, "duplicate": False}
         finally:
             os.unlink(path)
 

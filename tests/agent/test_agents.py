@@ -38,7 +38,8 @@ async def test_decode_sends_each_chunks_parts_once_and_remembers_the_chunk(faust
     data = sample_chunk()
     headers = {"block": b"blk1", "sensor": b"tap", "chunk": b"0"}
     send = AsyncMock(side_effect=lambda **kw: acked())
-    with patch.object(decode_agent.flow_parts, "send", send):
+    with patch.object(decode_agent.flow_parts, "send", send), \
+            patch.object(decode_agent.gaps, "missed", AsyncMock(return_value=[])):
         async with decode_agent.decode_chunks.test_context() as agent:
             await agent.put(data, key=b"blk1", headers=headers)
             await agent.put(data, key=b"blk1", headers=headers)  # redelivered: skipped
@@ -49,7 +50,7 @@ async def test_decode_sends_each_chunks_parts_once_and_remembers_the_chunk(faust
     for kw in sent:  # every part went to its flow key's partition
         assert all(flowlib.partition_for(p[1], faust_app.conf.topic_partitions) == kw["partition"]
                    for p in kw["value"]["parts"])
-    assert blocks["blk1"]["done"] == [[0, 0]]
+    assert blocks["tap~blk1"]["done"] == [[0, 0]]
 
 
 async def test_merge_emits_closed_windows_and_skips_replays(faust_app):
@@ -64,7 +65,8 @@ async def test_merge_emits_closed_windows_and_skips_replays(faust_app):
     flows_send = AsyncMock(side_effect=lambda **kw: acked())
     stats_send = AsyncMock(side_effect=lambda **kw: acked())
     with patch.object(flows_agent.flows_topic, "send", flows_send), \
-            patch.object(flows_agent.window_stats, "send", stats_send):
+            patch.object(flows_agent.window_stats, "send", stats_send), \
+            patch.object(flows_agent.gaps, "missed", AsyncMock(return_value=[])):
         async with flows_agent.merge_flow_parts.test_context() as agent:
             await agent.put(msg, key=b"b", partition=0)
             await agent.put(msg, key=b"b", partition=0)
@@ -73,3 +75,20 @@ async def test_merge_emits_closed_windows_and_skips_replays(faust_app):
     assert sum(r["packetDeltaCount"] for r in records) == 13
     assert len({r["flowId"] for r in records}) == len(records)
     assert stats_send.call_count >= 1
+
+
+async def test_gap_finder_fetches_what_the_stream_skipped(faust_app):
+    from agents.gaps import GapFinder, Missed
+
+    g = GapFinder("t")
+    read = AsyncMock(side_effect=lambda p, start, end: [Missed(p, o, None, b"{}", [], 0) for o in range(start, end)])
+    with patch.object(g, "_committed", AsyncMock(return_value=5)), patch.object(g, "_read", read):
+        assert [m.offset for m in await g.missed(0, 8)] == [5, 6, 7]   # after assignment: from the commit
+        g.processed(0, 8)
+        assert await g.missed(0, 9) == []                             # contiguous
+        g.processed(0, 9)
+        assert [m.offset for m in await g.missed(0, 12)] == [10, 11]  # a skip in the middle
+        g.processed(0, 12)
+        assert await g.missed(0, 11) == []                            # a replay: nothing to fetch
+        g.forget([0])
+        assert [m.offset for m in await g.missed(0, 6)] == [5]        # reassigned: from the commit again
