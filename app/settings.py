@@ -72,6 +72,8 @@ class Settings:
 
     #: Also emit the inner flow of tunnels (GRE, VXLAN, Geneve, GTP-U, 6in4, ...), besides the outer one.
     inner_tunnels: bool = False
+    #: Seconds an upload may wait for Kafka to acknowledge its chunks before it is answered 503.
+    produce_timeout_s: int = 30
     #: Seconds without a heartbeat before Kafka declares a worker dead and rebalances its partitions.
     session_timeout_s: int = 30
     #: Do not print the settings at start-up.
@@ -152,6 +154,9 @@ _RANGES: dict[str, tuple[int, int]] = {
     "max_upload_bytes": (512 * 1024, 1 << 40),
     "web_port": (1, 65535),
     "session_timeout_s": (6, 300),
+    "produce_timeout_s": (1, 600),
 }
-#: Variables with the prefix that are read elsewhere (launchers, tests).
-_OTHER_VARS = {"FLOWSIGHT_VAR"}
+#: Variables with the prefix that are read elsewhere: the launchers (VAR), the tests (PCAPS,
+#: TEST_KAFKA_PORT), the benchmarks (PEER_TOOLS) and the shipper (SENSOR).
+_OTHER_VARS = {"FLOWSIGHT_VAR", "FLOWSIGHT_PCAPS", "FLOWSIGHT_TEST_KAFKA_PORT", "FLOWSIGHT_PEER_TOOLS",
+               "FLOWSIGHT_SENSOR"}

@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 CONTENT_TYPES = {"application/octet-stream", "application/vnd.tcpdump.pcap", "application/x-pcapng",
                  "application/vnd.tcpdump.pcapng"}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-#: How long producing may take before the broker is called unavailable.
-PRODUCE_TIMEOUT_S = 30.0
 #: Chunks in flight before ingest waits for their acks (bounds memory per upload).
 IN_FLIGHT = 8
 
@@ -177,7 +175,7 @@ class Captures(View):
                 progress.mark("ingest", duplicates=1)
                 return 200, {**answer, "duplicate": True}
             try:
-                chunks = await asyncio.wait_for(produce(plan, block_id, sensor, sha), PRODUCE_TIMEOUT_S)
+                chunks = await asyncio.wait_for(produce(plan, block_id, sensor, sha), settings.produce_timeout_s)
             except (KafkaError, asyncio.TimeoutError, ConnectionError) as exc:
                 log.warning("upload %s from %s: Kafka unavailable: %r", block_id, sensor, exc)
                 raise UploadError(503, "Kafka is unavailable; retry the same upload later") from None

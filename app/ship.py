@@ -1,0 +1,103 @@
+"""Upload capture files to Flowsight with retries: the engine of ``faust -A app ship``.
+
+No Faust here. Same semantics as compose/shipper/ship.sh: a stable block id per
+(sensor, file name), so a retried upload is counted once; 5xx, 429 and connection
+errors are retried with backoff; another 4xx is final; a file is deleted or moved
+only after a 2xx.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+MAX_DELAY_S = 60
+
+
+@dataclass
+class Result:
+    path: str
+    status: int
+    answer: dict
+
+
+def block_id(path: str | Path) -> str:
+    return re.sub(r"[^A-Za-z0-9._:-]", "_", Path(path).name)[:120]
+
+
+async def ship_file(session: aiohttp.ClientSession, url: str, path: Path, sensor: str, *,
+                    tries: int | None = None, first_delay_s: float = 1.0, progress=None) -> Result:
+    delay, attempt = first_delay_s, 0
+    size = path.stat().st_size
+    while True:
+        attempt += 1
+        try:
+            with path.open("rb") as f:
+                async def body():
+                    sent = 0
+                    while piece := f.read(1 << 20):
+                        sent += len(piece)
+                        if progress:
+                            progress(str(path), sent, size)
+                        yield piece
+                headers = {"Content-Type": "application/vnd.tcpdump.pcap", "X-Sensor": sensor,
+                           "X-Block-Id": block_id(path), "Content-Length": str(size)}
+                async with session.put(url.rstrip("/") + "/v1/captures", data=body(), headers=headers) as r:
+                    answer = await r.json(content_type=None)
+                    status = r.status
+        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, ValueError):
+            status, answer = 0, {"error": "no answer"}
+        if 200 <= status < 300 or (400 <= status < 500 and status != 429):
+            return Result(str(path), status, answer)
+        if tries is not None and attempt >= tries:
+            return Result(str(path), status, answer)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, MAX_DELAY_S)
+
+
+async def ship(files: list[str], url: str, sensor: str, *, remove: bool = False, done_dir: str | None = None,
+               progress=None, log=print) -> int:
+    """Ship files one by one; returns the number that were rejected (4xx)."""
+    rejected = 0
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=600)) as s:
+        for name in files:
+            path = Path(name)
+            res = await ship_file(s, url, path, sensor, progress=progress)
+            if 200 <= res.status < 300:
+                log(f"{name}: {res.status} {res.answer.get('packets', '?')} packets in {res.answer.get('chunks')} "
+                    f"chunks{' (already there)' if res.answer.get('duplicate') else ''}")
+                if remove:
+                    path.unlink()
+                elif done_dir:
+                    shutil.move(str(path), done_dir)
+            else:
+                rejected += 1
+                log(f"{name}: rejected with {res.status}: {res.answer.get('error')}")
+    return rejected
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from app.offline import ProgressBar
+
+    ap = argparse.ArgumentParser(prog="flowsight-ship", description="Upload capture files to Flowsight.")
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--url", default="http://localhost:6066")
+    ap.add_argument("--sensor", default="default")
+    ap.add_argument("--remove", action="store_true", help="delete each file after it was accepted")
+    ap.add_argument("--done-dir", help="move each file here after it was accepted")
+    a = ap.parse_args(argv)
+    bar = ProgressBar(min_bytes=1 << 20)
+    rejected = asyncio.run(ship(a.files, a.url, a.sensor, remove=a.remove, done_dir=a.done_dir, progress=bar,
+                                log=lambda m: print(m, file=sys.stderr)))
+    return 1 if rejected else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
