@@ -1,0 +1,65 @@
+"""Three brokers on one host, replication factor 3, min.insync.replicas 2: kill -9 one mid-stream."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+
+from tests import reference
+from tests.conftest import KAFKA_PORT, TEST_VAR, Broker, Worker, drain, upload
+from tests.integration.test_faults import FILES, body, exact, report
+from tests.integration.test_pipeline import expected, sensor_of
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cluster(kafka):
+    b = Broker(TEST_VAR / "cluster", KAFKA_PORT + 20, nodes=3)
+    b.run("wipe")
+    b.run("start", "3")
+    yield b
+    b.run("stop")
+
+
+async def test_kill_9_of_one_broker_of_three_loses_nothing(cluster, tmp_path):
+    reference.pcaps_dir()
+    w = Worker(cluster.bootstrap.replace(",", ";"), tmp_path / "w", "fs-cluster", "c-",
+               FLOWSIGHT_REPLICATION="3", FLOWSIGHT_PRODUCE_TIMEOUT_S="20").start(timeout_s=150)
+    exp = expected(FILES)
+    longest_s = 0.0
+    from aiokafka.admin import AIOKafkaAdminClient
+    admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(("c-", "fs-cluster-"))]
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    assert len(described) >= 6  # 4 topics and 3 changelogs, at least
+    for topic in described:
+        assert all(len(p["replicas"]) == 3 for p in topic["partitions"]), topic["topic"]
+    try:
+        async with aiohttp.ClientSession() as s:
+            for i, rel in enumerate(FILES):
+                if i == 2:
+                    cluster.run("kill-node", "2")  # mid-stream, no clean shutdown
+                t0 = time.monotonic()
+                while True:
+                    status, answer = await upload(s, w.url, body(rel), sensor=sensor_of(rel))
+                    if status in (200, 202):
+                        break
+                    assert status == 503, answer
+                    assert time.monotonic() - t0 < 60, "uploads failed for longer than a leader election"
+                    await asyncio.sleep(1)
+                longest_s = max(longest_s, time.monotonic() - t0)
+            records, cursor = await drain(s, w.url, None, lambda got: exact(got) == exp, timeout_s=240)
+            assert exact(records) == exp, report(exact(records), exp)
+            cluster.run("restart-node", "2")
+            more, _ = await drain(s, w.url, cursor, lambda got: True, quiet_s=8)
+            assert exact(records + more) == exp
+    finally:
+        w.stop()
+    print(f"longest upload under broker loss: {longest_s:.1f} s")
