@@ -15,6 +15,11 @@ def mark(component: str, **counts: int) -> None:
         _counts[component][name] += value
 
 
+def changed_since(t: float) -> bool:
+    """Whether any component made progress after time ``t`` (seconds since the epoch)."""
+    return any(v > t for v in _last.values())
+
+
 def snapshot() -> dict[str, dict]:
     now = time.time()
     return {c: {"last_progress_s_ago": round(now - t, 3), **_counts[c]} for c, t in sorted(_last.items())}

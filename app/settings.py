@@ -76,6 +76,12 @@ class Settings:
     produce_timeout_s: int = 30
     #: Seconds without a heartbeat before Kafka declares a worker dead and rebalances its partitions.
     session_timeout_s: int = 30
+    #: Upload a small synthetic capture under sensor "placebo" every placebo_interval_s (leader only).
+    placebo_source: bool = True
+    #: Check that placebo uploads come out at egress, and report it in /v1/health.
+    placebo_sink: bool = True
+    #: Seconds between placebo uploads.
+    placebo_interval_s: int = 30
     #: Do not print the settings at start-up.
     quiet: bool = False
 
@@ -155,6 +161,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "web_port": (1, 65535),
     "session_timeout_s": (6, 300),
     "produce_timeout_s": (1, 600),
+    "placebo_interval_s": (2, 86400),
 }
 #: Variables with the prefix that are read elsewhere: the launchers (VAR), the tests (PCAPS,
 #: TEST_KAFKA_PORT), the benchmarks (PEER_TOOLS) and the shipper (SENSOR).

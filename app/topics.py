@@ -8,6 +8,7 @@
 |                |                          | to the partition of its flow keys, or a tick     |
 | flows          | flow key                 | a flow record with IPFIX names (app/flows.py)    |
 | window-stats   | ``window|partition``     | ``{window, partition, flows, packets, bytes}``   |
+| heartbeats     | worker address           | ``{worker, at_ms, progress: {component: {...}}}`` |
 """
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ flow_parts = app.topic(_pre + "flow-parts", key_type=bytes, key_serializer="raw"
                        partitions=_n, config=_big, internal=True)
 flows = app.topic(_pre + "flows", key_type=bytes, key_serializer="raw", value_serializer="json", partitions=_n,
                    internal=True)
+heartbeats = app.topic(_pre + "heartbeats", key_type=bytes, key_serializer="raw", value_serializer="json",
+                       partitions=1, internal=True)
 window_stats = app.topic(_pre + "window-stats", key_type=bytes, key_serializer="raw", value_serializer="json",
                          partitions=_n, internal=True)
 
 #: Topics that egress may serve, by URL name.
 EGRESS = {"flows": flows}
-ALL = (pcap_chunks, flow_parts, flows, window_stats)
+ALL = (pcap_chunks, flow_parts, flows, window_stats, heartbeats)

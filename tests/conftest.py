@@ -63,7 +63,7 @@ class Worker:
         self.env = {**os.environ, "FLOWSIGHT_BROKER": f"kafka://{bootstrap}", "FLOWSIGHT_APP_ID": app_id,
                     "FLOWSIGHT_TOPIC_PREFIX": prefix, "FLOWSIGHT_DATADIR": str(datadir),
                     "FLOWSIGHT_WEB_PORT": str(self.port), "FLOWSIGHT_IDLE_FLUSH_S": "2",
-                    "FLOWSIGHT_PARTITIONS": "4", **settings}
+                    "FLOWSIGHT_PARTITIONS": "4", "FLOWSIGHT_PLACEBO_INTERVAL_S": "3600", **settings}
         self.proc: subprocess.Popen | None = None
         self.url = f"http://127.0.0.1:{self.port}"
 

@@ -1,11 +1,39 @@
-"""GET /v1/health: Kafka connectivity, assigned partitions, watermarks and last progress per component."""
+"""GET /v1/health: Kafka connectivity, assigned partitions, consumer lag, watermarks, the last progress
+of each component (sensors included) and whether the placebo round trip passes."""
 from __future__ import annotations
 
 from faust.web import View
 
-from agents import flows as flows_agent
+import time
+
+from agents import flows as flows_agent, placebo
 from app import progress
-from app.main import app
+from app.main import app, settings
+from app.topics import flow_parts, pcap_chunks
+
+
+async def consumer_lag() -> dict[str, int] | None:
+    """Messages not yet committed by the group, per input topic (summed over partitions)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    c = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=app.conf.id, enable_auto_commit=False,
+                         request_timeout_ms=5000)
+    try:
+        await c.start()
+        out = {}
+        for topic in (pcap_chunks, flow_parts):
+            tps = [TopicPartition(topic.get_topic_name(), p) for p in range(settings.partitions)]
+            ends = await c.end_offsets(tps)
+            lag = 0
+            for tp in tps:
+                committed = await c.committed(tp) or 0
+                lag += max(0, ends[tp] - committed)
+            out[topic.get_topic_name()] = lag
+        return out
+    except Exception:  # health must answer even when Kafka does not
+        return None
+    finally:
+        await c.stop()
 
 
 class Health(View):
@@ -20,8 +48,10 @@ class Health(View):
         body = {
             "kafka": {"producer_connected": connected, "rebalancing": bool(app.rebalancing)},
             "assigned": assigned,
+            "lag": await consumer_lag(),
             "flows": flows_agent.status(),
             "progress": progress.snapshot(),
+            "placebo": placebo.state.status(time.time()),
         }
         ok = connected and not app.rebalancing
         return self.json({"status": "ok" if ok else "degraded", **body}, status=200 if ok else 503)

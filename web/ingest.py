@@ -180,6 +180,7 @@ class Captures(View):
                 log.warning("upload %s from %s: Kafka unavailable: %r", block_id, sensor, exc)
                 raise UploadError(503, "Kafka is unavailable; retry the same upload later") from None
             progress.mark("ingest", uploads=1, bytes=size, packets=idx.packets)
+            progress.mark(f"sensor:{sensor}", uploads=1, packets=idx.packets)
             log.info("upload accepted block=%s sensor=%s chunks=%d packets=%d bytes=%d",
                      block_id, sensor, chunks, idx.packets, size)
             return 202, {**answer, "chunks": chunks, "duplicate": False}

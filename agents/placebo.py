@@ -1,0 +1,98 @@
+"""Placebo traffic and heartbeats: proof, all the time, that every stage makes progress.
+
+- The leader uploads a small synthetic capture (app/synth.py, stamped with the current time)
+  under sensor ``placebo`` every FLOWSIGHT_PLACEBO_INTERVAL_S, through the real ingest path.
+- The sink follows the flows topic and counts placebo packets at egress; the round trip
+  passes while every placebo packet sent long enough ago (a window, the lateness and the
+  idle flush, plus slack) has come out. /v1/health reports it.
+- Every worker sends a heartbeat when one of its components made progress since the last.
+Placebo flows carry sensor ``placebo``, which scoring leaves out of every baseline.
+"""
+from __future__ import annotations
+
+import socket
+import time
+
+import aiohttp
+
+from app import cursor as cursors, progress, synth
+from app.main import app, settings
+from app.topics import flows as flows_topic, heartbeats
+
+PLACEBO = "placebo"
+
+
+class PlaceboState:
+    def __init__(self):
+        self.sent: list[tuple[float, int]] = []  # (wall time sent, packets), oldest first
+        self.received = 0
+        self.cursor: str | None = None
+        self.last_ok: float | None = None
+        self.seq = 0
+
+    def due_packets(self, now: float) -> int:
+        grace = settings.window_s + settings.lateness_s + settings.idle_flush_s + 15
+        return sum(n for t, n in self.sent if now - t >= grace)
+
+    def status(self, now: float) -> dict:
+        due = self.due_packets(now)
+        passing = self.received >= due
+        if passing and due:
+            self.last_ok = now
+        return {"source": settings.placebo_source, "sink": settings.placebo_sink, "uploads": len(self.sent),
+                "packets_sent": sum(n for _, n in self.sent), "packets_due": due, "packets_seen": self.received,
+                "passing": passing if settings.placebo_sink else None,
+                "last_passed_s_ago": None if self.last_ok is None else round(now - self.last_ok, 1)}
+
+
+state = PlaceboState()
+
+
+if settings.placebo_source:
+    @app.timer(interval=settings.placebo_interval_s, on_leader=True)
+    async def placebo_source() -> None:
+        state.seq += 1
+        now = time.time()
+        tr = synth.generate(seed=state.seq, conversations=10, packets=60, inside=10, outside=10,
+                            start_s=int(now) - 2, duration_s=1.0)
+        url = f"http://127.0.0.1:{app.conf.web_port}/v1/captures"
+        headers = {"X-Sensor": PLACEBO, "X-Block-Id": f"placebo-{int(now * 1000)}",
+                   "Content-Type": "application/vnd.tcpdump.pcap"}
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
+                async with s.put(url, data=tr.pcap, headers=headers) as r:
+                    if r.status in (200, 202):
+                        state.sent.append((now, int(tr.packets.sum())))
+                        state.sent = state.sent[-1000:]
+                        progress.mark("placebo-source", uploads=1)
+        except (aiohttp.ClientError, OSError):
+            pass
+
+
+if settings.placebo_sink:
+    @app.timer(interval=2.0, on_leader=True)
+    async def placebo_sink() -> None:
+        from web.egress import poll
+
+        cur = None if state.cursor is None else cursors.decode(state.cursor)
+        body = await poll(flows_topic.get_topic_name(), cur, 0.5, 5000, from_end=state.cursor is None)
+        state.cursor = body["cursor"]
+        n = sum(r["packetDeltaCount"] for r in body["records"] if r["flowsight"]["sensor"] == PLACEBO)
+        if n:
+            state.received += n
+            progress.mark("placebo-sink", packets=n)
+
+
+_last_beat = 0.0
+
+
+@app.timer(interval=5.0)
+async def heartbeat() -> None:
+    """One record per worker whenever any of its components made progress since the last one."""
+    global _last_beat
+    if not progress.changed_since(_last_beat):
+        return
+    _last_beat = time.time()
+    me = f"{socket.gethostname()}:{app.conf.web_port}"
+    await heartbeats.send(key=me.encode(), value={"worker": me, "at_ms": int(_last_beat * 1000),
+                                                  "progress": progress.snapshot()})
