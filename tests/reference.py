@@ -64,10 +64,8 @@ def _ip_of(linktype: int, buf: bytes):
     return None, 0
 
 
-def flow_table(path: str | Path) -> dict[tuple, list[int]]:
-    firsts: dict[tuple, tuple[int, int]] = {}
-    later: list[tuple] = []
-    out: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+def ip_packets(path: str | Path):
+    """(IP packet, outer VLAN id) of every frame of a capture that dpkt reads as IP."""
     with open(path, "rb") as f:
         reader = _reader(f)
         linktype = reader.datalink()
@@ -76,37 +74,44 @@ def flow_table(path: str | Path) -> dict[tuple, list[int]]:
                 ip, vlan = _ip_of(linktype, buf)
             except (dpkt.dpkt.UnpackError, IndexError, struct.error):
                 continue
-            if ip is None:
-                continue
-            if isinstance(ip, dpkt.ip.IP):
-                src, dst = socket.inet_ntop(socket.AF_INET, ip.src), socket.inet_ntop(socket.AF_INET, ip.dst)
-                proto, tos, nbytes, ipid = ip.p, ip.tos, ip.len, ip.id
-                offset, more = ip.offset, bool(ip.mf)
-            else:
-                src, dst = socket.inet_ntop(socket.AF_INET6, ip.src), socket.inet_ntop(socket.AF_INET6, ip.dst)
-                proto, tos, nbytes = ip.p, ip.fc, 40 + ip.plen
-                frag = ip.extension_hdrs.get(dpkt.ip.IP_PROTO_FRAGMENT) if hasattr(ip, "extension_hdrs") else None
-                ipid = frag.id if frag else 0
-                offset, more = (frag.frag_off, bool(frag.m_flag)) if frag else (0, False)
-            sport = dport = 0
-            l4 = ip.data
-            if offset == 0:
-                if proto in (6, 17, 132) and isinstance(l4, (dpkt.tcp.TCP, dpkt.udp.UDP, dpkt.sctp.SCTP)):
-                    sport, dport = l4.sport, l4.dport
-                elif proto in (6, 17, 132) and isinstance(l4, bytes) and len(l4) >= 4:
-                    sport, dport = struct.unpack("!HH", l4[:4])
-                elif proto in (1, 58):
-                    raw = bytes(l4) if not isinstance(l4, bytes) else l4
-                    if len(raw) >= 2:
-                        dport = raw[0] * 256 + raw[1]
-            key = (src, dst, proto, sport, dport, vlan, tos)
-            if offset == 0 and more:
-                firsts[(src, dst, proto, ipid)] = (sport, dport)
-            if offset > 0:
-                later.append((key, (src, dst, proto, ipid), nbytes))
-                continue
-            out[key][0] += 1
-            out[key][1] += nbytes
+            if ip is not None:
+                yield ip, vlan
+
+
+def flow_table(path: str | Path) -> dict[tuple, list[int]]:
+    firsts: dict[tuple, tuple[int, int]] = {}
+    later: list[tuple] = []
+    out: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    for ip, vlan in ip_packets(path):
+        if isinstance(ip, dpkt.ip.IP):
+            src, dst = socket.inet_ntop(socket.AF_INET, ip.src), socket.inet_ntop(socket.AF_INET, ip.dst)
+            proto, tos, nbytes, ipid = ip.p, ip.tos, ip.len, ip.id
+            offset, more = ip.offset, bool(ip.mf)
+        else:
+            src, dst = socket.inet_ntop(socket.AF_INET6, ip.src), socket.inet_ntop(socket.AF_INET6, ip.dst)
+            proto, tos, nbytes = ip.p, ip.fc, 40 + ip.plen
+            frag = ip.extension_hdrs.get(dpkt.ip.IP_PROTO_FRAGMENT) if hasattr(ip, "extension_hdrs") else None
+            ipid = frag.id if frag else 0
+            offset, more = (frag.frag_off, bool(frag.m_flag)) if frag else (0, False)
+        sport = dport = 0
+        l4 = ip.data
+        if offset == 0:
+            if proto in (6, 17, 132) and isinstance(l4, (dpkt.tcp.TCP, dpkt.udp.UDP, dpkt.sctp.SCTP)):
+                sport, dport = l4.sport, l4.dport
+            elif proto in (6, 17, 132) and isinstance(l4, bytes) and len(l4) >= 4:
+                sport, dport = struct.unpack("!HH", l4[:4])
+            elif proto in (1, 58):
+                raw = bytes(l4) if not isinstance(l4, bytes) else l4
+                if len(raw) >= 2:
+                    dport = raw[0] * 256 + raw[1]
+        key = (src, dst, proto, sport, dport, vlan, tos)
+        if offset == 0 and more:
+            firsts[(src, dst, proto, ipid)] = (sport, dport)
+        if offset > 0:
+            later.append((key, (src, dst, proto, ipid), nbytes))
+            continue
+        out[key][0] += 1
+        out[key][1] += nbytes
     for key, fk, nbytes in later:
         ports = firsts.get(fk, (0, 0))
         k = key[:3] + ports + key[5:]
@@ -152,31 +157,27 @@ def icmp_quotes(path: str | Path) -> dict[tuple, int]:
     tshark files such an error under the quoted stream; a NetFlow meter counts it as ICMP.
     """
     out: dict[tuple, int] = defaultdict(int)
-    with open(path, "rb") as f:
-        reader = _reader(f)
-        linktype = reader.datalink()
-        for _ts, buf in reader:
-            try:
-                ip, _ = _ip_of(linktype, buf)
-                icmp = ip.data if ip is not None else None
-                if not isinstance(icmp, (dpkt.icmp.ICMP, dpkt.icmp6.ICMP6)):
-                    continue
-                inner = bytes(icmp.data)[4:]  # skip the unused/MTU word
-                if isinstance(icmp, dpkt.icmp.ICMP) and icmp.type in (3, 4, 5, 11, 12) and inner[:1] and inner[0] >> 4 == 4:
-                    q = dpkt.ip.IP(inner)
-                    fam = socket.AF_INET
-                elif isinstance(icmp, dpkt.icmp6.ICMP6) and icmp.type in (1, 2, 3, 4) and inner[:1] and inner[0] >> 4 == 6:
-                    q = dpkt.ip6.IP6(inner)
-                    fam = socket.AF_INET6
-                else:
-                    continue
-                l4 = bytes(q.data) if not isinstance(q.data, bytes) else q.data
-                # tshark 4.0 files a quoted UDP datagram under its udp.stream; quoted TCP gets no tcp.stream
-                if q.p == 17 and len(l4) >= 8:
-                    sport, dport = struct.unpack("!HH", l4[:4])
-                    out[(socket.inet_ntop(fam, q.src), socket.inet_ntop(fam, q.dst), q.p, sport, dport)] += 1
-            except (dpkt.dpkt.UnpackError, IndexError, struct.error, AttributeError):
+    for ip, _vlan in ip_packets(path):
+        try:
+            icmp = ip.data
+            if not isinstance(icmp, (dpkt.icmp.ICMP, dpkt.icmp6.ICMP6)):
                 continue
+            inner = bytes(icmp.data)[4:]  # skip the unused/MTU word
+            if isinstance(icmp, dpkt.icmp.ICMP) and icmp.type in (3, 4, 5, 11, 12) and inner[:1] and inner[0] >> 4 == 4:
+                q = dpkt.ip.IP(inner)
+                fam = socket.AF_INET
+            elif isinstance(icmp, dpkt.icmp6.ICMP6) and icmp.type in (1, 2, 3, 4) and inner[:1] and inner[0] >> 4 == 6:
+                q = dpkt.ip6.IP6(inner)
+                fam = socket.AF_INET6
+            else:
+                continue
+            l4 = bytes(q.data) if not isinstance(q.data, bytes) else q.data
+            # tshark 4.0 files a quoted UDP datagram under its udp.stream; quoted TCP gets no tcp.stream
+            if q.p == 17 and len(l4) >= 8:
+                sport, dport = struct.unpack("!HH", l4[:4])
+                out[(socket.inet_ntop(fam, q.src), socket.inet_ntop(fam, q.dst), q.p, sport, dport)] += 1
+        except (dpkt.dpkt.UnpackError, IndexError, struct.error, AttributeError):
+            continue
     return dict(out)
 
 
