@@ -10,10 +10,12 @@ Placebo flows carry sensor ``placebo``, which scoring leaves out of every baseli
 """
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 
 import aiohttp
+from aiokafka.errors import KafkaError
 
 from app import cursor as cursors, progress, synth
 from app.main import app, settings
@@ -65,7 +67,7 @@ if settings.placebo_source:
                         state.sent.append((now, int(tr.packets.sum())))
                         state.sent = state.sent[-1000:]
                         progress.mark("placebo-source", uploads=1)
-        except (aiohttp.ClientError, OSError):
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
             pass
 
 
@@ -75,7 +77,10 @@ if settings.placebo_sink:
         from web.egress import poll
 
         cur = None if state.cursor is None else cursors.decode(state.cursor)
-        body = await poll(flows_topic.get_topic_name(), cur, 0.5, 5000, from_end=state.cursor is None)
+        try:
+            body = await poll(flows_topic.get_topic_name(), cur, 0.5, 5000, from_end=state.cursor is None)
+        except (KafkaError, OSError, asyncio.TimeoutError):
+            return  # an exception in a timer would stop the worker; the round trip just is not passing
         state.cursor = body["cursor"]
         n = sum(r["packetDeltaCount"] for r in body["records"] if r["flowsight"]["sensor"] == PLACEBO)
         if n:
@@ -94,5 +99,8 @@ async def heartbeat() -> None:
         return
     _last_beat = time.time()
     me = f"{socket.gethostname()}:{app.conf.web_port}"
-    await heartbeats.send(key=me.encode(), value={"worker": me, "at_ms": int(_last_beat * 1000),
-                                                  "progress": progress.snapshot()})
+    try:
+        await heartbeats.send(key=me.encode(), value={"worker": me, "at_ms": int(_last_beat * 1000),
+                                                      "progress": progress.snapshot()})
+    except (KafkaError, OSError):
+        pass  # the next beat carries the same progress

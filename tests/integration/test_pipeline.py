@@ -122,8 +122,11 @@ async def test_bad_input_gets_a_clear_4xx_and_the_worker_keeps_serving(deploymen
     length or timestamp, gzip) or an unsupported link type gets a 4xx with a reason; a well-formed
     container whose packets carry broken IP headers is accepted, and those packets count as skipped."""
     reference.pcaps_dir()
-    w = deployment().start()
+    w = deployment(FLOWSIGHT_CHUNK_BYTES=str(256 * 1024), FLOWSIGHT_MAX_UPLOAD_BYTES=str(512 * 1024)).start()
     async with aiohttp.ClientSession() as s:
+        big = (reference.SHARED / "real" / "chrissanders-http_espn.pcapng").read_bytes()  # 684,660 bytes
+        status, answer = await upload(s, w.url, big, sensor="bad")
+        assert status == 413 and "limit of 524288 bytes" in answer["error"], answer
         for name, body, want, words in bad_bodies():
             status, answer = await upload(s, w.url, body, sensor="bad")
             if want:
@@ -135,7 +138,7 @@ async def test_bad_input_gets_a_clear_4xx_and_the_worker_keeps_serving(deploymen
                 damaged = idx.error is not None
             except capture.CaptureError:
                 damaged = True
-            if damaged:
+            if damaged or len(body) > 512 * 1024:
                 assert 400 <= status < 500 and answer["error"], (name, status, answer)
             else:
                 assert status in (202, 415), (name, status, answer)
