@@ -161,16 +161,6 @@ def _add(summary: Summary, into: flows.Aggregator, buf, idx: capture.Index) -> N
     into.add_packets(pk)
 
 
-def records(paths: Iterable[str], window_ms: int, sensor: str, summary: Summary, progress=None):
-    """Flow records as dicts (the pipeline's record shape)."""
-    agg = aggregate_files(paths, window_ms, sensor, summary, progress)
-    if agg is None:
-        return
-    for w, key, p, b, f, last, fl in flows.rows(agg):
-        ks = flows.key_string(sensor, key)
-        yield flows.record(w, ks, [p, b, f, last, fl], window_ms, end_reason=flows.END_FORCED)
-
-
 def aggregate_files(paths: Iterable[str], window_ms: int, sensor: str, summary: Summary,
                     progress=None, inner_tunnels: bool = False) -> flows.Aggregate | None:
     """All packets of all files, as flows with ids salted by the sensor name."""

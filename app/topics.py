@@ -29,6 +29,4 @@ heartbeats = app.topic(_pre + "heartbeats", key_type=bytes, key_serializer="raw"
 window_stats = app.topic(_pre + "window-stats", key_type=bytes, key_serializer="raw", value_serializer="json",
                          partitions=_n, internal=True)
 
-#: Topics that egress may serve, by URL name.
-EGRESS = {"flows": flows}
 ALL = (pcap_chunks, flow_parts, flows, window_stats, heartbeats)
