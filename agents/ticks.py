@@ -5,16 +5,30 @@ expiry ride on these ticks through merge_flow_parts.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+
+from aiokafka.errors import KafkaError
 
 from app.main import app, settings
 from app.topics import ALL, flow_parts
 
+log = logging.getLogger(__name__)
+
 
 @app.task
 async def declare_topics() -> None:
+    """Create the send-only topics too (egress reads them before anything was sent).
+    Retries: an exception in a task would stop the worker, and a connection may drop."""
     for topic in ALL:
-        await topic.maybe_declare()
+        for attempt in range(30):
+            try:
+                await topic.maybe_declare()
+                break
+            except (KafkaError, OSError) as exc:
+                log.warning("declaring %s failed (%r); retrying", topic.get_topic_name(), exc)
+                await asyncio.sleep(min(2 ** attempt, 30))
 
 
 @app.timer(interval=1.0, on_leader=True)

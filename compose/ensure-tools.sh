@@ -7,6 +7,10 @@ need=()
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
 command -v curl >/dev/null || need+=(curl)
+# the fault tests build a lossy, rate-limited network namespace
+command -v nft >/dev/null || need+=(nftables)
+command -v ip >/dev/null || need+=(iproute2)
+command -v dash >/dev/null || need+=(dash)
 if [ "${FLOWSIGHT_PEER_TOOLS:-0}" = 1 ]; then
   for t in tcpdump:tcpdump softflowd:softflowd nfpcapd:nfdump argus:argus-server tshark:tshark; do
     command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")

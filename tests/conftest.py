@@ -66,13 +66,15 @@ class Worker:
                     "FLOWSIGHT_PARTITIONS": "4", "FLOWSIGHT_PLACEBO_INTERVAL_S": "3600", **settings}
         self.proc: subprocess.Popen | None = None
         self.url = f"http://127.0.0.1:{self.port}"
+        self.command_prefix: list[str] = []  # e.g. ["ip", "netns", "exec", NAME]
 
     def start(self, timeout_s: float = 90, wait_partitions: bool = True) -> "Worker":
         """Start the worker and wait until it serves (and, by default, holds every flow-parts partition)."""
         self.wait_partitions = wait_partitions
         self.datadir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "app", "worker", "-l", "info",
+        self.proc = subprocess.Popen([*self.command_prefix, sys.executable, "-m", "faust", "-A", "app", "worker",
+                                      "-l", "info",
                                       "--web-port", str(self.port)],
                                      cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
@@ -88,7 +90,7 @@ class Worker:
         import json
         import urllib.request
         try:
-            with urllib.request.urlopen(self.url + "/v1/health", timeout=2) as r:
+            with urllib.request.urlopen(self.url + "/v1/health", timeout=5) as r:
                 body = json.loads(r.read())
         except Exception:
             return False

@@ -7,7 +7,8 @@
 #   compose/kafka/kafka.sh restart-node N   start one stopped node again, keeping its data
 #   compose/kafka/kafka.sh status           list running nodes
 #
-# Node N (1-based) listens for clients on 127.0.0.1:$((KAFKA_BASE_PORT + 2*(N-1))) and
+# Node N (1-based) listens for clients on $KAFKA_LISTEN_HOST (default 127.0.0.1, advertised as
+# 127.0.0.1) port $((KAFKA_BASE_PORT + 2*(N-1))) and
 # for the controller quorum on the next port. Data and logs live under $FLOWSIGHT_VAR/kafka.
 # Needs only Java 17 and Maven.
 set -euo pipefail
@@ -58,7 +59,7 @@ write_props() {  # write_props NODE NODES
 process.roles=broker,controller
 node.id=$n
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:$(client_port $n),CONTROLLER://127.0.0.1:$(ctrl_port $n)
+listeners=PLAINTEXT://${KAFKA_LISTEN_HOST:-127.0.0.1}:$(client_port $n),CONTROLLER://127.0.0.1:$(ctrl_port $n)
 advertised.listeners=PLAINTEXT://127.0.0.1:$(client_port $n)
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
