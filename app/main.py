@@ -44,6 +44,10 @@ app = faust.App(
     web_metrics_enabled=False,
     broker_commit_interval=1.0,
     broker_session_timeout=settings.session_timeout_s,
+    # after a broker dies, a client that got no error for a partition keeps the dead leader until
+    # its metadata ages out (5 min by default): consumption of that partition stalls that long
+    consumer_metadata_max_age_ms=15_000,
+    producer_metadata_max_age_ms=15_000,
     broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
 )
 

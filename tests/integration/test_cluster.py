@@ -1,4 +1,9 @@
-"""Three brokers on one host, replication factor 3, min.insync.replicas 2: kill -9 one mid-stream."""
+"""Three brokers on one host, replication factor 3, min.insync.replicas 2: kill -9 one mid-stream.
+
+Proves: no upload fails for longer than a leader election, and nothing is lost (totals exact once
+the broker is back). Not proved: that every record is readable while it is down -- on a loaded host
+a follower can drop out of the ISR, and a partition led by the killed broker then waits for it.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -55,11 +60,14 @@ async def test_kill_9_of_one_broker_of_three_loses_nothing(cluster, tmp_path):
                     assert time.monotonic() - t0 < 60, "uploads failed for longer than a leader election"
                     await asyncio.sleep(1)
                 longest_s = max(longest_s, time.monotonic() - t0)
-            records, cursor = await drain(s, w.url, None, lambda got: exact(got) == exp, timeout_s=240)
-            assert exact(records) == exp, report(exact(records), exp)
+            records, cursor = await drain(s, w.url, None, lambda got: exact(got) == exp, timeout_s=120)
+            # A partition whose only in-sync replica was the killed broker stays offline until it
+            # returns (unclean election is off): its records come late, never lost.
+            complete_before = exact(records) == exp
             cluster.run("restart-node", "2")
-            more, _ = await drain(s, w.url, cursor, lambda got: True, quiet_s=8)
-            assert exact(records + more) == exp
+            more, _ = await drain(s, w.url, cursor, lambda got: exact(records + got) == exp, timeout_s=240)
+            assert exact(records + more) == exp, report(exact(records + more), exp)
     finally:
         w.stop()
-    print(f"longest upload under broker loss: {longest_s:.1f} s")
+    print(f"longest upload under broker loss: {longest_s:.1f} s; all records out before the broker "
+          f"returned: {complete_before}")
