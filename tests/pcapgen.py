@@ -65,3 +65,16 @@ def pcapng(packets: list[tuple[float, bytes]], tsresol: int | None = None) -> by
         t = int(Decimal(repr(ts)) * res)  # exact: a float product loses nanoseconds
         out += block(6, struct.pack("<IIIII", 0, t >> 32, t & 0xFFFFFFFF, len(frame), len(frame)) + frame)
     return out
+
+
+def read_through(data: bytes):
+    """Index, decode and aggregate a capture, as the pipeline does; ``None`` for an unreadable header.
+    Raises whatever else the reader raises (a test that calls it wants nothing else)."""
+    from app import capture, decode, flows
+
+    try:
+        idx = capture.index(data)
+    except capture.CaptureError:
+        return None
+    flows.aggregate_arrays(decode.decode(data, idx), 60_000)
+    return idx
