@@ -1,4 +1,4 @@
-"""merge_flow_parts: flow-parts -> table flows -> topics flows and window-stats.
+"""merge_flow_parts: flow-parts -> table flows -> topics flows and window-summaries.
 
 All logic is in app.windows.Merger; this agent sends what a plan emits, awaits
 the acks, and only then writes the plan's rows.
@@ -11,13 +11,15 @@ import logging
 from agents.gaps import GapFinder
 from app import progress
 from app.main import app, settings
-from app.topics import flow_parts, flows as flows_topic, window_stats
+from app.summary import Home
+from app.topics import flow_parts, flows as flows_topic, window_summaries
 from app.windows import Merger
 from tables import flows, watermarks
 
 log = logging.getLogger(__name__)
-merger = Merger(settings.window_ms, settings.lateness_s * 1000, settings.idle_flush_s * 1000)
-_TOPICS = {"flows": flows_topic, "window-stats": window_stats}
+merger = Merger(settings.window_ms, settings.lateness_s * 1000, settings.idle_flush_s * 1000,
+                home=Home(settings.home_networks))
+_TOPICS = {"flows": flows_topic, "window-summaries": window_summaries}
 
 
 gaps = GapFinder(flow_parts.get_topic_name())

@@ -85,6 +85,19 @@ class Settings:
     #: Do not print the settings at start-up.
     quiet: bool = False
 
+    #: Score complete windows and raise anomalies and alerts.
+    scoring: bool = True
+    #: Alert episodes per day an analyst is willing to read (thresholds are calibrated to it).
+    alert_budget: int = 5
+    #: Seconds after an alert during which its (type, entity) raises nothing new.
+    alert_suppress_s: int = 3600
+    #: Hard cap of alerts per capture day, whatever the thresholds.
+    alert_cap: int = 20
+    #: Inside networks, comma-separated CIDRs: their hosts' outgoing bytes are modelled one by one.
+    home_nets: str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+    #: Inside hosts modelled per sensor (the host silent for longest makes room for a new one).
+    host_capacity: int = 1024
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
@@ -121,6 +134,11 @@ class Settings:
             raise SettingsError(f"{PREFIX}STORE={self.store!r}: expected rocksdb:// or memory://")
         if self.topic_prefix and not all(c.isalnum() or c in "._-" for c in self.topic_prefix):
             raise SettingsError(f"{PREFIX}TOPIC_PREFIX={self.topic_prefix!r}: use letters, digits, '.', '_' and '-'")
+        try:
+            self.home_networks
+        except ValueError as exc:
+            raise SettingsError(f"{PREFIX}HOME_NETS={self.home_nets!r}: expected CIDRs separated by commas ({exc})") \
+                from None
         if self.chunk_bytes * 2 > self.max_upload_bytes:
             raise SettingsError(f"{PREFIX}MAX_UPLOAD_BYTES must be at least twice {PREFIX}CHUNK_BYTES")
 
@@ -133,6 +151,11 @@ class Settings:
     def bootstrap(self) -> str:
         """Servers in the comma form aiokafka takes."""
         return ",".join(self.broker_servers)
+
+    @property
+    def home_networks(self) -> list[str]:
+        import ipaddress
+        return [str(ipaddress.ip_network(n.strip())) for n in self.home_nets.split(",") if n.strip()]
 
     @property
     def window_ms(self) -> int:
@@ -162,6 +185,10 @@ _RANGES: dict[str, tuple[int, int]] = {
     "session_timeout_s": (6, 300),
     "produce_timeout_s": (1, 600),
     "placebo_interval_s": (2, 86400),
+    "alert_budget": (1, 1000),
+    "alert_suppress_s": (0, 7 * 86400),
+    "alert_cap": (1, 100000),
+    "host_capacity": (0, 65536),
 }
 #: Variables with the prefix that are read elsewhere: the launchers (VAR), the tests (PCAPS,
 #: TEST_KAFKA_PORT), the benchmarks (PEER_TOOLS) and the shipper (SENSOR).

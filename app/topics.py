@@ -7,7 +7,10 @@
 | flow-parts     | block id (or ``tick``)   | ``{block, chunk, sensor, parts: [Part...]}`` sent |
 |                |                          | to the partition of its flow keys, or a tick     |
 | flows          | flow key                 | a flow record with IPFIX names (app/flows.py)    |
-| window-stats   | ``window|partition``     | ``{window, partition, flows, packets, bytes}``   |
+| window-summaries | ``window|partition`` or | ``{window, partition, sensors: {s: Summary}}``, or  |
+|                | ``frontier|partition``   | ``{frontier, partition, idle}`` (one partition) |
+| anomalies      | sensor                   | every scored window over a threshold (app/score.py) |
+| alerts         | sensor                   | what attention control lets through              |
 | heartbeats     | worker address           | ``{worker, at_ms, progress: {component: {...}}}`` |
 """
 from __future__ import annotations
@@ -26,7 +29,12 @@ flows = app.topic(_pre + "flows", key_type=bytes, key_serializer="raw", value_se
                    internal=True)
 heartbeats = app.topic(_pre + "heartbeats", key_type=bytes, key_serializer="raw", value_serializer="json",
                        partitions=1, internal=True)
-window_stats = app.topic(_pre + "window-stats", key_type=bytes, key_serializer="raw", value_serializer="json",
-                         partitions=_n, internal=True)
+# one partition: the scorer sees every partition's summaries and frontiers in one order
+window_summaries = app.topic(_pre + "window-summaries", key_type=bytes, key_serializer="raw",
+                             value_serializer="json", partitions=1, internal=True)
+anomalies = app.topic(_pre + "anomalies", key_type=bytes, key_serializer="raw", value_serializer="json",
+                      partitions=_n, internal=True)
+alerts = app.topic(_pre + "alerts", key_type=bytes, key_serializer="raw", value_serializer="json",
+                   partitions=_n, internal=True)
 
-ALL = (pcap_chunks, flow_parts, flows, window_stats, heartbeats)
+ALL = (pcap_chunks, flow_parts, flows, window_summaries, anomalies, alerts, heartbeats)

@@ -18,6 +18,11 @@ The watermark of a partition is the highest capture time seen there minus the
 allowed lateness; a window closes when the watermark passes its end. When a
 partition has had no parts for ``idle_flush_ms`` of wall-clock time, its open
 windows are flushed (end of capture).
+
+For scoring, each closed window also yields a :class:`~app.summary.Summary` per
+sensor of this partition's records, and the partition reports its *frontier*
+(watermark, and whether it is idle) whenever that moves to another window, so
+that the scorer knows when a window is complete on every partition.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from typing import Iterable, Mapping
 
 from app import ranges
 from app.flows import END_ACTIVE_TIMEOUT, END_FORCED, SEP, flow_id, merge, record
+from app.summary import Home, Summary
 
 _MISSING = object()
 
@@ -41,8 +47,11 @@ class Plan:
 
 
 class Merger:
-    def __init__(self, window_ms: int, lateness_ms: int, idle_flush_ms: int, retention_ms: int = 600_000):
+    def __init__(self, window_ms: int, lateness_ms: int, idle_flush_ms: int, retention_ms: int = 600_000,
+                 home: Home | None = None):
         self.window_ms = window_ms
+        self.home = home or Home()
+        self.frontier_sent: dict[int, tuple[int, bool]] = {}
         self.lateness_ms = lateness_ms
         self.idle_flush_ms = idle_flush_ms
         self.retention_ms = retention_ms
@@ -121,13 +130,31 @@ class Merger:
                 if self.window_ms > 0:
                     due = [w for w in self.open[p] if w + self.window_ms <= new_wm]
                     self._close(p, due, rows, plan, now_ms, END_ACTIVE_TIMEOUT)
+        self._frontier(p, plan, idle=False)
         return plan
+
+    def _frontier(self, p: int, plan: Plan, idle: bool) -> None:
+        """Tell the scorer how far this partition has closed its windows, when that changes.
+
+        ``frontier`` is the watermark: every window ending at or before it is
+        closed here. ``idle`` means nothing is open (no parts for idle_flush_ms):
+        the partition holds no window back."""
+        if self.window_ms <= 0:
+            return
+        wm = self.watermark_ms.get(p, -(1 << 62))
+        state = (wm // self.window_ms, idle)
+        if self.frontier_sent.get(p) != state:
+            self.frontier_sent[p] = state
+            plan.emit.append(("window-summaries", f"frontier{SEP}{p}",
+                              {"frontier": max(wm, -1), "partition": p, "idle": idle}))
 
     def on_tick(self, p: int, rows: Mapping, now_ms: int) -> Plan:
         """Flush idle windows and expire old closed rows; ``now_ms`` is the time the tick carries."""
         plan = Plan()
-        if self.open.get(p) and now_ms - self.last_part_ms.get(p, now_ms) >= self.idle_flush_ms:
-            self._close(p, list(self.open[p]), rows, plan, now_ms, END_FORCED)
+        if now_ms - self.last_part_ms.get(p, now_ms) >= self.idle_flush_ms:
+            if self.open.get(p):
+                self._close(p, list(self.open[p]), rows, plan, now_ms, END_FORCED)
+            self._frontier(p, plan, idle=True)
         old = self.closed.get(p)
         while old and now_ms - old[0][0] >= self.retention_ms:
             _, rk = old.popleft()
@@ -139,7 +166,8 @@ class Merger:
     def _close(self, p: int, windows: list[int], rows: Mapping, plan: Plan, now_ms: int, reason: int) -> None:
         for w in sorted(windows):
             keys = self.open[p].pop(w, set())
-            stats: dict[str, dict[str, int]] = {}
+            stats: dict[str, Summary] = {}
+            home = self.home
             for rk in sorted(keys):
                 row = plan.writes.get(rk, _MISSING)
                 row = rows.get(rk) if row is _MISSING else row
@@ -151,11 +179,13 @@ class Merger:
                                                         blocks=row["a"], fid=fid)))
                 plan.writes[rk] = {**row, "closed_ms": now_ms}
                 self.closed[p].append((now_ms, rk))
-                s = stats.setdefault(key.split(SEP, 1)[0], {"flows": 0, "packets": 0, "bytes": 0})
-                s["flows"] += 1
-                s["packets"] += row["c"][0]
-                s["bytes"] += row["c"][1]
+                sensor, src, dst, proto, sport, dport, _ = key.split(SEP, 6)
+                summ = stats.get(sensor)
+                if summ is None:
+                    summ = stats[sensor] = Summary()
+                c = row["c"]
+                summ.add(src, dst, int(proto), int(sport), int(dport), c[0], c[1], c[4], src in home)
             if stats:
-                plan.emit.append(("window-stats", f"{w}{SEP}{p}",
+                plan.emit.append(("window-summaries", f"{w}{SEP}{p}",
                                   {"window": w, "windowLengthMs": self.window_ms, "partition": p,
-                                   "sensors": stats}))
+                                   "sensors": {s: summ.to_json() for s, summ in stats.items()}}))

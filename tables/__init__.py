@@ -6,6 +6,8 @@
                 "a": {block: [[lo, hi], ...]}, "p": partition, "o": [block, chunk] that opened it,
                 "closed_ms": wall-clock ms when emitted, or null while open}``
 ``watermarks``  ``"p<partition>"`` -> ``{"max_ms": highest capture time seen, in ms}``
+``scoring``     ``"completer"`` -> :meth:`app.score.Completer.state`;
+                ``"sensor|NAME"`` -> :meth:`app.score.SensorScorer.state`
 """
 from __future__ import annotations
 
@@ -20,3 +22,8 @@ flows = app.Table("flows", default=None, partitions=_n, key_type=str,
                   options=_rocks, help="Flow counts per (capture-time window, flow key), merged from parts.")
 watermarks = app.Table("watermarks", default=None, partitions=_n, key_type=str,
                        options=_rocks, help="Highest capture time seen per flow-parts partition.")
+# one partition, like its source topic window-summaries; a scorer state can exceed the 1 MB default
+scoring = app.Table("scoring", default=None, partitions=1, key_type=str, options=_rocks,
+                    extra_topic_configs={"max.message.bytes": str(settings.chunk_bytes + (1 << 20))},
+                    help="Scoring: 'completer' holds pending window summaries and partition frontiers; "
+                         "'sensor|NAME' holds that sensor's models, calibration history and alert episodes.")

@@ -6,7 +6,7 @@ from faust.web import View
 
 import time
 
-from agents import flows as flows_agent, placebo
+from agents import flows as flows_agent, placebo, score as score_agent
 from app import progress
 from app.main import app, settings
 from app.topics import flow_parts, pcap_chunks
@@ -50,6 +50,7 @@ class Health(View):
             "assigned": assigned,
             "lag": await consumer_lag(),
             "flows": flows_agent.status(),
+            "scoring": score_agent.status(),
             "progress": progress.snapshot(),
             "placebo": placebo.state.status(time.time()),
         }

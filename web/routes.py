@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from app.main import app
-from app.topics import flows
+from app.topics import alerts, anomalies, flows
 from web.egress import poll_view
 from web.health import Health
 from web.ingest import Blocks, Captures
 
 app.page("/v1/captures", name="captures")(Captures)
 app.page("/v1/flows", name="flows")(poll_view(flows.get_topic_name()))
+app.page("/v1/anomalies", name="anomalies")(poll_view(anomalies.get_topic_name()))
+app.page("/v1/alerts", name="alerts")(poll_view(alerts.get_topic_name()))
 app.page("/v1/health", name="health")(Health)
 app.page("/v1/blocks/{key}", name="blocks")(Blocks)

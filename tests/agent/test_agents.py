@@ -65,7 +65,7 @@ async def test_merge_emits_closed_windows_and_skips_replays(faust_app):
     flows_send = AsyncMock(side_effect=lambda **kw: acked())
     stats_send = AsyncMock(side_effect=lambda **kw: acked())
     with patch.object(flows_agent.flows_topic, "send", flows_send), \
-            patch.object(flows_agent.window_stats, "send", stats_send), \
+            patch.object(flows_agent.window_summaries, "send", stats_send), \
             patch.object(flows_agent.gaps, "missed", AsyncMock(return_value=[])):
         async with flows_agent.merge_flow_parts.test_context() as agent:
             await agent.put(msg, key=b"b", partition=0)

@@ -26,7 +26,10 @@ class Harness:
         plan = self.merger.on_tick(p, self.rows, now_ms) if "tick" in msg else \
             self.merger.on_parts(p, msg, self.rows, now_ms)
         for topic, _key, value in plan.emit:
-            (self.out if topic == "flows" else self.stats).append(value)
+            if topic == "flows":
+                self.out.append(value)
+            elif "sensors" in value:
+                self.stats.append(value)
         for k, v in plan.writes.items():
             if v is None:
                 self.rows.pop(k, None)
@@ -67,7 +70,8 @@ def test_window_closes_when_watermark_passes_its_end():
     h.feed(msg("b", 2, part(W, packets=1, t=W + 6_000)))   # watermark W+1000: window 0 closes
     assert [(r["packetDeltaCount"], r["flowEndReason"], r["flowsight"]["late"]) for r in h.out] == \
         [(3, END_ACTIVE_TIMEOUT, False)]
-    assert h.stats[0]["sensors"]["s"] == {"flows": 1, "packets": 3, "bytes": 300}
+    got = h.stats[0]["sensors"]["s"]
+    assert (got["flows"], got["packets"], got["bytes"], got["failed"]) == (1, 3, 300, 1)
 
 
 def test_replayed_part_is_counted_once():

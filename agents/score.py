@@ -1,0 +1,77 @@
+"""score_windows: window-summaries -> table scoring -> topics anomalies and alerts.
+
+All logic is in app.score (Completer, SensorScorer). This agent sends what a
+window yields, awaits the acks, and only then writes the new state, so a crash
+can repeat an anomaly or alert (same ``id``) but never lose one. Placebo
+traffic is never scored.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from agents.gaps import GapFinder
+from app import progress
+from app.main import app, settings
+from app.score import Completer, ScoreConfig, SensorScorer
+from app.topics import alerts, anomalies, window_summaries
+from tables import scoring
+
+log = logging.getLogger(__name__)
+PLACEBO = "placebo"
+CONFIG = ScoreConfig(settings.window_ms, budget_per_day=settings.alert_budget,
+                     suppress_ms=settings.alert_suppress_s * 1000, hard_cap_per_day=settings.alert_cap,
+                     host_capacity=settings.host_capacity)
+_last: dict = {"windows": 0, "anomalies": 0, "alerts": 0, "late": 0}
+gaps = GapFinder(window_summaries.get_topic_name())
+
+
+@app.on_partitions_revoked.connect
+async def _forget(app_, revoked, **kwargs) -> None:
+    gaps.forget([tp.partition for tp in revoked if tp.topic == window_summaries.get_topic_name()])
+
+
+def status() -> dict:
+    return dict(_last)
+
+
+async def handle(value: dict) -> None:
+    completer = Completer.from_state(settings.partitions, scoring.get("completer"))
+    completer.on_message(value)
+    done = completer.complete(settings.window_ms)
+    states: dict[str, dict] = {}
+    sends = []
+    for w, sensors in done:
+        for sensor, summary in sorted(sensors.items()):
+            if sensor == PLACEBO:
+                continue
+            key = f"sensor|{sensor}"
+            if key not in states:
+                prior = scoring.get(key)
+                scorer = SensorScorer.from_state(CONFIG, prior) if prior else SensorScorer(CONFIG, sensor)
+                states[key] = scorer
+            found, raised, _ = states[key].window(w, summary)
+            sends += [(anomalies, sensor, a) for a in found] + [(alerts, sensor, a) for a in raised]
+            _last["windows"] += 1
+            _last["anomalies"] += len(found)
+            _last["alerts"] += len(raised)
+    futures = [await topic.send(key=k.encode(), value=v) for topic, k, v in sends]
+    for fut in futures:
+        await fut
+    for key, scorer in states.items():
+        scoring[key] = scorer.state()
+    scoring["completer"] = completer.state()
+    _last["late"] = completer.late
+    if done:
+        progress.mark("score", windows=len(done))
+
+
+if settings.scoring and settings.window_ms > 0:
+    @app.agent(window_summaries, concurrency=1)
+    async def score_windows(stream):
+        async for event in stream.events():
+            p, offset = event.message.partition, event.message.offset
+            for m in await gaps.missed(p, offset):
+                await handle(json.loads(m.value))
+            await handle(event.value)
+            gaps.processed(p, offset)

@@ -1,0 +1,140 @@
+"""Attention control: from scored windows to the few alerts a person should read.
+
+Pure code (no Faust). A window's (type, entity) is *anomalous* when its score
+reaches the threshold of its detector. Anomalous windows of the same (type,
+entity) that follow one another (up to ``gap_windows`` quiet windows apart) are
+one *episode*, and only an episode's first window raises an alert. Nothing more
+is raised for that (type, entity) within ``suppress_ms`` of the alert (Zeek's
+notice suppression); a condition that lasts longer is alerted once per interval. A hard cap of alerts per
+capture day backs the budget up.
+
+Thresholds are calibrated by :func:`calibrate` from the scores of past windows:
+the lowest threshold at which replaying those windows through the same episode
+rules would have raised at most ``budget_per_day`` alerts per day.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    window_ms: int
+    budget_per_day: float = 5.0
+    suppress_ms: int = 3_600_000
+    gap_windows: int = 1
+    hard_cap_per_day: int = 20
+
+
+@dataclass
+class Episode:
+    type: str
+    entity: str
+    start_ms: int
+    last_ms: int
+    peak: float
+    windows: int = 1
+    alerted: bool = True
+
+    def to_json(self) -> dict:
+        return {"type": self.type, "entity": self.entity, "startMs": self.start_ms, "lastMs": self.last_ms,
+                "peak": self.peak, "windows": self.windows}
+
+
+@dataclass
+class Attention:
+    cfg: AttentionConfig
+    episodes: dict[tuple[str, str], Episode] = field(default_factory=dict)
+    per_day: dict[int, int] = field(default_factory=dict)
+    suppressed: int = 0
+    capped: int = 0
+
+    def observe(self, t_ms: int, type_: str, entity: str, score: float) -> tuple[str, Episode]:
+        """One anomalous window. Returns ("alert" | "extend" | "suppressed" | "capped", the episode).
+
+        Within ``suppress_ms`` of an episode's alert, its (type, entity) raises
+        nothing new: anomalous windows up to ``gap_windows`` apart extend it, later
+        ones are counted as suppressed. After that, a condition that goes on is
+        alerted again, once per interval."""
+        cfg = self.cfg
+        key = (type_, entity)
+        ep = self.episodes.get(key)
+        if ep is not None and t_ms <= ep.last_ms:
+            ep.peak = max(ep.peak, score)           # the same window seen again (a replay): nothing new
+            return "extend", ep
+        if ep is not None and t_ms - ep.start_ms < cfg.suppress_ms:
+            quiet = t_ms - ep.last_ms > (cfg.gap_windows + 1) * cfg.window_ms
+            ep.last_ms, ep.peak, ep.windows = t_ms, max(ep.peak, score), ep.windows + 1
+            if quiet:
+                self.suppressed += 1
+                return "suppressed", ep
+            return "extend", ep
+        day = t_ms // DAY_MS
+        ep = self.episodes[key] = Episode(type_, entity, t_ms, t_ms, score)
+        if self.per_day.get(day, 0) >= cfg.hard_cap_per_day:
+            ep.alerted = False
+            self.capped += 1
+            return "capped", ep
+        self.per_day[day] = self.per_day.get(day, 0) + 1
+        for old in [d for d in self.per_day if d < day - 7]:
+            del self.per_day[old]
+        return "alert", ep
+
+    def expire(self, t_ms: int) -> None:
+        """Drop episodes too old to extend or suppress anything."""
+        horizon = max(self.cfg.suppress_ms, (self.cfg.gap_windows + 1) * self.cfg.window_ms)
+        for key in [k for k, ep in self.episodes.items() if t_ms - ep.start_ms > horizon]:
+            del self.episodes[key]
+
+    def state(self) -> dict:
+        return {"episodes": [[k[0], k[1], e.start_ms, e.last_ms, e.peak, e.windows, e.alerted]
+                             for k, e in self.episodes.items()],
+                "per_day": {str(d): n for d, n in self.per_day.items()},
+                "suppressed": self.suppressed, "capped": self.capped}
+
+    @classmethod
+    def from_state(cls, cfg: AttentionConfig, s: dict) -> "Attention":
+        a = cls(cfg)
+        for t, e, start, last, peak, windows, alerted in s.get("episodes", []):
+            a.episodes[(t, e)] = Episode(t, e, start, last, peak, windows, alerted)
+        a.per_day = {int(d): n for d, n in s.get("per_day", {}).items()}
+        a.suppressed, a.capped = s.get("suppressed", 0), s.get("capped", 0)
+        return a
+
+
+def count_alerts(events: list[tuple[int, str, str, float]], threshold: float, cfg: AttentionConfig) -> int:
+    """Alerts that ``events`` (t_ms, type, entity, score), in time order, raise at ``threshold``."""
+    att = Attention(AttentionConfig(cfg.window_ms, cfg.budget_per_day, cfg.suppress_ms, cfg.gap_windows,
+                                    hard_cap_per_day=1 << 30))
+    n = 0
+    for t, typ, ent, score in events:
+        if score >= threshold and att.observe(t, typ, ent, score)[0] == "alert":
+            n += 1
+    return n
+
+
+def calibrate(events: list[tuple[int, str, str, float]], days: float, cfg: AttentionConfig,
+              budget_per_day: float | None = None) -> float:
+    """The lowest threshold at which ``events`` (past windows' scores) raise at most budget x days alerts.
+
+    Scores are searched among the observed values, so the answer is exact for the
+    past data; ``inf`` if no events.
+    """
+    budget = cfg.budget_per_day if budget_per_day is None else budget_per_day
+    allowed = budget * days
+    events = sorted(events)
+    cands = sorted({e[3] for e in events})
+    if not cands:
+        return float("inf")
+    lo, hi = 0, len(cands) - 1
+    if count_alerts(events, cands[hi], cfg) > allowed:
+        return float(cands[hi]) * 1.0000001
+    while lo < hi:              # alerts fall (almost always monotonically) as the threshold rises
+        mid = (lo + hi) // 2
+        if count_alerts([e for e in events if e[3] >= cands[mid]], cands[mid], cfg) <= allowed:
+            hi = mid
+        else:
+            lo = mid + 1
+    return float(cands[lo])

@@ -1,0 +1,339 @@
+"""Scoring one sensor's windows: every rung's scores, anomalies, and alerts after attention control.
+
+Pure code (no Faust). The scoring agent keeps one :class:`SensorScorer` per
+sensor, feeds it every complete window (the merged :class:`~app.summary.Summary`
+of all partitions) in capture-time order, and publishes what it returns. The
+evaluation harness (bench/detect_eval.py) drives the same class.
+
+Two detector families share the budget B of alerts per day half and half:
+
+- ``traffic`` on the sensor's metrics (:data:`app.summary.METRICS`), entity = the sensor;
+- ``host-bytes`` on the bytes each inside host sent, entity = the host address.
+
+Per family and rung, a window's score is: L0, the largest z of the metrics;
+L1, ``-log10`` of the Bonferroni-combined NB p-value; L2, the log10-odds of an
+event from the persistence filter. The shipped detector is L2 (``rung``).
+Thresholds are calibrated once per capture day from the last ``calib_days`` of
+scores (:func:`app.attention.calibrate`); before a day of history the defaults hold.
+
+When a host's unusual bytes (p below 1e-3, whether or not that host alerts yet)
+account for at least half of the sensor's excess bytes, they
+explains the sensor's bytes and packets: a ``traffic`` anomaly in that window
+stands on its own only if its other metrics are strong by themselves (combined
+p below 1e-6); otherwise it is left to the host's alert.
+"""
+from __future__ import annotations
+
+import base64
+import heapq
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.attention import Attention, AttentionConfig, calibrate
+from app.detect import LogSeasonal, Persistence, Seasonal, Welford, combine, surprise
+from app.summary import METRICS, Summary
+
+FAMILIES = ("traffic", "host-bytes")
+RUNGS = ("L0", "L1", "L2")
+DAY_MS = 86_400_000
+DEFAULT_THRESHOLDS = {"L0": 3.0, "L1": 8.0, "L2": 4.0}
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    window_ms: int
+    budget_per_day: float = 5.0
+    suppress_ms: int = 3_600_000
+    hard_cap_per_day: int = 20
+    host_capacity: int = 2048
+    calib_days: int = 14
+    min_calib_windows: int = 288          #: windows of history before thresholds are calibrated
+    keep_per_day: int = 300               #: highest scores kept per day and family for calibration
+    rung: str = "L2"
+
+    def attention(self) -> AttentionConfig:
+        return AttentionConfig(self.window_ms, self.budget_per_day, self.suppress_ms, 1, self.hard_cap_per_day)
+
+
+def _pack(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a, np.float32).tobytes()).decode()
+
+
+def _unpack(s: str, shape) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(s), np.float32).astype(float).reshape(shape)
+
+
+@dataclass
+class SensorScorer:
+    cfg: ScoreConfig
+    sensor: str
+    l0: Welford = field(default_factory=lambda: Welford(len(METRICS)))
+    l1: Seasonal = field(default_factory=lambda: Seasonal(len(METRICS)))
+    l2: Persistence = field(default_factory=lambda: Persistence(1))
+    h1: LogSeasonal = field(default_factory=lambda: LogSeasonal(0))
+    h2: Persistence = field(default_factory=lambda: Persistence(0))
+    hosts: dict[str, int] = field(default_factory=dict)     #: inside host -> row of h1/h2
+    seen_ms: list[int] = field(default_factory=list)        #: per row: last window the host sent bytes
+    windows: int = 0
+    last_ms: int | None = None
+    #: per family and capture day: the highest (score L0, L1, L2, t_ms, entity) rows, for calibration
+    history: dict[str, dict[int, list]] = field(default_factory=lambda: {f: {} for f in FAMILIES})
+    thresholds: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {f: dict(DEFAULT_THRESHOLDS) for f in FAMILIES})
+    calibrated_day: int | None = None
+    attention: Attention | None = None
+
+    def __post_init__(self):
+        if self.attention is None:
+            self.attention = Attention(self.cfg.attention())
+
+    # -- hosts
+    def _rows(self, ips: list[str], t_ms: int) -> np.ndarray:
+        rows = np.empty(len(ips), np.int64)
+        for i, ip in enumerate(ips):
+            r = self.hosts.get(ip)
+            if r is None:
+                if len(self.hosts) < self.cfg.host_capacity:
+                    r = len(self.hosts)
+                    self.h1.grow(r + 1)
+                    self.h2.grow(r + 1)
+                    self.seen_ms.append(t_ms)
+                else:   # reuse the row of the host silent for longest
+                    r = int(np.argmin(self.seen_ms))
+                    old = next(k for k, v in self.hosts.items() if v == r)
+                    del self.hosts[old]
+                    self.h1.reset_rows(np.array([r]))
+                    self.h2.logodds[r] = -50.0
+                self.hosts[ip] = r
+            self.seen_ms[r] = t_ms
+            rows[i] = r
+        return rows
+
+    # -- one window
+    def score(self, t_ms: int, metrics: np.ndarray, host_ips: list[str], host_bytes: np.ndarray) -> dict:
+        """Every rung's scores of a window, and the models updated with it."""
+        m = np.asarray(metrics, float)
+        z = self.l0.score(m)
+        p, mean, k = self.l1.score(m, t_ms)
+        lo, hi = self.l1.band(np.nan_to_num(mean), k)
+        pc = combine(p)
+        s2 = float(self.l2.update(np.array([pc]))[0])
+        self.l1.update(m, t_ms, p)
+        self.l0.update(m)
+        traffic = {"scores": {"L0": float(z.max()) if self.l0.n > 2 else 0.0, "L1": float(surprise(pc)), "L2": s2},
+                   "metrics": {name: {"observed": float(m[i]), "expected": float(np.nan_to_num(mean[i])),
+                                      "low": float(lo[i]), "high": float(hi[i]), "p": float(p[i]),
+                                      "z": float(z[i])} for i, name in enumerate(METRICS)}}
+        rows = self._rows(list(host_ips), t_ms)
+        x = np.zeros(self.h1.rows)
+        x[rows] = host_bytes
+        hp, hmean, _ = self.h1.score(x, t_ms)
+        hlo, hhi = self.h1.band(t_ms)
+        hs2 = self.h2.update(hp) if self.h2.logodds.size else np.zeros(0)
+        self.h1.update(x, t_ms, hp)
+        ip_of = {r: ip for ip, r in self.hosts.items()}
+        hot = np.nonzero((hp < 0.01) | (hs2 > -1.0))[0]
+        hosts = [{"host": ip_of[r], "scores": {"L0": 0.0, "L1": float(surprise(hp[r])), "L2": float(hs2[r])},
+                  "observed": float(x[r]), "expected": float(np.nan_to_num(hmean[r])), "low": float(hlo[r]),
+                  "high": float(np.nan_to_num(hhi[r])), "p": float(hp[r])} for r in hot if r in ip_of]
+        self.windows += 1
+        self.last_ms = t_ms
+        return {"traffic": traffic, "hosts": hosts}
+
+    def candidates(self, t_ms: int, sc: dict, rung: str, thresholds: dict) -> list[dict]:
+        """Anomalies of a window at a rung: (family, entity) whose score reaches its threshold."""
+        out = []
+        t = sc["traffic"]
+        hosts = [h for h in sc["hosts"] if h["scores"][rung] >= thresholds["host-bytes"][rung]]
+        if rung != "L0" and t["scores"][rung] >= thresholds["traffic"][rung] or \
+                rung == "L0" and t["scores"]["L0"] >= thresholds["traffic"]["L0"]:
+            bad = [n for n, v in t["metrics"].items() if (v["z"] > 3 if rung == "L0" else v["p"] * len(METRICS) < 1e-3)]
+            excess = t["metrics"]["bytes"]["observed"] - t["metrics"]["bytes"]["expected"]
+            if any(h["p"] < 1e-3 and h["observed"] - h["expected"] >= 0.5 * excess for h in sc["hosts"]):
+                # a host's anomaly explains the bytes and packets; what is left must be strong by itself
+                left = [n for n in bad if n not in ("bytes", "packets")]
+                if rung == "L0" or combine(np.array([t["metrics"][n]["p"] for n in left] or [1.0])) * len(METRICS) \
+                        / max(len(left), 1) < 1e-6:
+                    out.append({"type": "traffic", "entity": self.sensor, "score": t["scores"][rung], "metrics": left})
+            else:
+                out.append({"type": "traffic", "entity": self.sensor, "score": t["scores"][rung], "metrics": bad})
+        for h in hosts:
+            out.append({"type": "host-bytes", "entity": h["host"], "score": h["scores"][rung], "metrics": ["bytes"]})
+        return out
+
+    def remember(self, t_ms: int, sc: dict) -> None:
+        """Keep the window's scores for calibration: the highest ``keep_per_day`` per family and day."""
+        day = t_ms // DAY_MS
+        rows = {"traffic": [(sc["traffic"]["scores"]["L0"], sc["traffic"]["scores"]["L1"],
+                             sc["traffic"]["scores"]["L2"], t_ms, self.sensor)],
+                "host-bytes": [(0.0, h["scores"]["L1"], h["scores"]["L2"], t_ms, h["host"]) for h in sc["hosts"]]}
+        for fam, new in rows.items():
+            bucket = self.history[fam].setdefault(day, [])
+            for row in new:
+                key = max(row[1], row[2], row[0])
+                if len(bucket) < self.cfg.keep_per_day:
+                    heapq.heappush(bucket, (key, *row))
+                elif key > bucket[0][0]:
+                    heapq.heapreplace(bucket, (key, *row))
+            for old in [d for d in self.history[fam] if d <= day - self.cfg.calib_days]:
+                del self.history[fam][old]
+
+    def calibrate(self, upto_ms: int) -> None:
+        """Thresholds per family and rung from the kept history before ``upto_ms``'s day."""
+        day = upto_ms // DAY_MS
+        days = [d for d in self.history["traffic"] if d < day]
+        if self.windows < self.cfg.min_calib_windows or not days:
+            return
+        att = self.cfg.attention()
+        share = self.cfg.budget_per_day / len(FAMILIES)
+        for fam in FAMILIES:
+            rows = [r for d in days for r in self.history[fam].get(d, [])]
+            for i, rung in enumerate(RUNGS):
+                if fam == "host-bytes" and rung == "L0":
+                    continue
+                events = [(r[4], fam, r[5], r[1 + i]) for r in rows]
+                thr = calibrate(events, len(days), att, share)
+                if np.isfinite(thr):
+                    self.thresholds[fam][rung] = thr
+        self.calibrated_day = day
+
+    def window(self, t_ms: int, summary: Summary) -> tuple[list[dict], list[dict], dict]:
+        """Score a complete window: (anomalies, alerts, scores). Alerts are explained in full."""
+        day = t_ms // DAY_MS
+        if self.calibrated_day != day:
+            self.calibrate(t_ms)
+        m = summary.metrics()
+        ips = list(summary.src_bytes)
+        sc = self.score(t_ms, m, ips, np.array([summary.src_bytes[i] for i in ips], float))
+        self.remember(t_ms, sc)
+        rung = self.cfg.rung
+        anomalies, alerts = [], []
+        for c in self.candidates(t_ms, sc, rung, self.thresholds):
+            what, ep = self.attention.observe(t_ms, c["type"], c["entity"], c["score"])
+            rec = self.explain(t_ms, c, sc, summary, rung)
+            anomalies.append({**rec, "attention": what})
+            if what == "alert":
+                alerts.append(rec)
+        self.attention.expire(t_ms)
+        return anomalies, alerts, sc
+
+    def explain(self, t_ms: int, c: dict, sc: dict, summary: Summary, rung: str) -> dict:
+        fam = c["type"]
+        if fam == "traffic":
+            obs = {n: v for n, v in sc["traffic"]["metrics"].items() if n in c["metrics"]} or sc["traffic"]["metrics"]
+            scores = sc["traffic"]["scores"]
+        else:
+            h = next(h for h in sc["hosts"] if h["host"] == c["entity"])
+            obs = {"bytes": {k: h[k] for k in ("observed", "expected", "low", "high", "p")}}
+            scores = h["scores"]
+        fired = [r for r in RUNGS if (fam, r) != ("host-bytes", "L0") and scores[r] >= self.thresholds[fam][r]]
+        return {
+            "id": f"{self.sensor}|{fam}|{c['entity']}|{t_ms}",
+            "sensor": self.sensor, "type": fam, "entity": c["entity"], "windowStartMs": t_ms,
+            "windowLengthMs": self.cfg.window_ms, "rung": rung, "model": {"L0": "welford-3sigma",
+                                                                         "L1": "seasonal-negbin",
+                                                                         "L2": "markov-persistence"}[rung],
+            "firedRungs": fired, "score": c["score"], "threshold": self.thresholds[fam][rung],
+            "pValue": 10 ** -scores["L1"], "pEvent": float(1 / (1 + 10 ** -scores["L2"])),
+            "observed": obs,
+            "topFlows": [dict(zip(("bytes", "packets", "src", "dst", "proto", "sport", "dport"), f))
+                         for f in summary.top],
+            "topSources": [{"host": k, "bytes": v} for k, v in summary.src_bytes.most_common(5)],
+            "topDestinations": [{"host": k, "flows": v} for k, v in summary.dst_flows.most_common(5)],
+        }
+
+    # -- state, for a changelog-backed table
+    def state(self) -> dict:
+        h1 = self.h1
+        return {"sensor": self.sensor, "windows": self.windows, "last_ms": self.last_ms,
+                "l0": self.l0.state(), "l1": self.l1.state(), "l2": self.l2.state(),
+                "h1": {"rows": h1.rows, "a": _pack(h1.a), "b": _pack(h1.b), "var": _pack(h1.var), "n": _pack(h1.n)},
+                "h2": _pack(self.h2.logodds), "hosts": self.hosts, "seen_ms": self.seen_ms,
+                "history": {f: {str(d): v for d, v in days.items()} for f, days in self.history.items()},
+                "thresholds": self.thresholds, "calibrated_day": self.calibrated_day,
+                "attention": self.attention.state()}
+
+    @classmethod
+    def from_state(cls, cfg: ScoreConfig, s: dict) -> "SensorScorer":
+        sc = cls(cfg, s["sensor"])
+        sc.windows, sc.last_ms = s["windows"], s["last_ms"]
+        sc.l0, sc.l1, sc.l2 = Welford.from_state(s["l0"]), Seasonal.from_state(s["l1"]), Persistence.from_state(s["l2"])
+        n = s["h1"]["rows"]
+        sc.h1 = LogSeasonal(n)
+        shape = sc.h1.a.shape
+        sc.h1.a, sc.h1.b = _unpack(s["h1"]["a"], shape), _unpack(s["h1"]["b"], shape)
+        sc.h1.var, sc.h1.n = _unpack(s["h1"]["var"], (n,)), _unpack(s["h1"]["n"], (n,))
+        sc.h2 = Persistence(n)
+        sc.h2.logodds = _unpack(s["h2"], (n,))
+        sc.hosts, sc.seen_ms = dict(s["hosts"]), list(s["seen_ms"])
+        sc.history = {f: {int(d): [tuple(r) for r in v] for d, v in days.items()} for f, days in s["history"].items()}
+        sc.thresholds, sc.calibrated_day = s["thresholds"], s["calibrated_day"]
+        sc.attention = Attention.from_state(cfg.attention(), s["attention"])
+        return sc
+
+
+@dataclass
+class Completer:
+    """Collects window summaries from every flow partition and says when a window is complete.
+
+    A window is complete when every partition is known and either idle or has
+    its frontier (watermark) at or past the window's end. Summaries are kept per
+    (window, partition), so a summary sent again (a replay) replaces itself and
+    is never counted twice. A summary for a window already scored for its sensor
+    is *late*: it is counted, and not scored.
+    """
+
+    partitions: int
+    pending: dict[int, dict[int, dict]] = field(default_factory=dict)   #: window -> partition -> sensors
+    frontier: dict[int, list] = field(default_factory=dict)              #: partition -> [watermark, idle]
+    scored_ms: dict[str, int] = field(default_factory=dict)              #: sensor -> last window scored
+    late: int = 0
+
+    def on_message(self, msg: dict) -> None:
+        if "frontier" in msg:
+            self.frontier[int(msg["partition"])] = [int(msg["frontier"]), bool(msg["idle"])]
+            return
+        w = int(msg["window"])
+        fresh = {s: v for s, v in msg["sensors"].items() if w > self.scored_ms.get(s, -(1 << 62))}
+        self.late += len(msg["sensors"]) - len(fresh)
+        if fresh:
+            self.pending.setdefault(w, {})[int(msg["partition"])] = fresh
+
+    def complete(self, window_ms: int) -> list[tuple[int, dict[str, Summary]]]:
+        """Pop the complete windows, oldest first, with each sensor's merged summary."""
+        if len(self.frontier) < self.partitions or not self.pending:
+            return []
+        idle = all(f[1] for f in self.frontier.values())
+        low = min(f[0] for f in self.frontier.values() if not f[1]) if not idle else None
+        out = []
+        for w in sorted(self.pending):
+            if low is not None and w + window_ms > low:
+                break
+            merged: dict[str, Summary] = {}
+            for p in sorted(self.pending[w]):
+                for sensor, d in self.pending[w][p].items():
+                    s = Summary.from_json(d)
+                    if sensor in merged:
+                        merged[sensor].merge(s)
+                    else:
+                        merged[sensor] = s
+            del self.pending[w]
+            for sensor in merged:
+                self.scored_ms[sensor] = max(self.scored_ms.get(sensor, w), w)
+            out.append((w, merged))
+        return out
+
+    def state(self) -> dict:
+        return {"pending": {str(w): {str(p): v for p, v in ps.items()} for w, ps in self.pending.items()},
+                "frontier": {str(p): f for p, f in self.frontier.items()}, "scored_ms": self.scored_ms,
+                "late": self.late}
+
+    @classmethod
+    def from_state(cls, partitions: int, s: dict | None) -> "Completer":
+        c = cls(partitions)
+        if s:
+            c.pending = {int(w): {int(p): v for p, v in ps.items()} for w, ps in s["pending"].items()}
+            c.frontier = {int(p): f for p, f in s["frontier"].items()}
+            c.scored_ms, c.late = dict(s["scored_ms"]), s["late"]
+        return c

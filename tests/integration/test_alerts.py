@@ -1,0 +1,90 @@
+"""Scoring on a real broker: warm-up traffic, then a SYN flood; the alert arrives on /v1/alerts.
+
+The capture is built here: 90 one-minute windows of ordinary TCP conversations
+(seeded), then, in two windows, 1,500 unanswered SYNs from spoofed sources to one
+inside host. The alert must name that window, explain itself (observed against
+the expected band, p-value, P(event), the rung) and point at the flood's target.
+"""
+from __future__ import annotations
+
+import random
+
+import aiohttp
+import dpkt
+import pytest
+
+from tests.conftest import upload
+from tests.pcapgen import ipv4_tcp, pcap
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_767_600_000          # 2026-01-05 08:00 UTC, a Monday
+WINDOWS = 90
+FLOOD_AT = 80               # windows 80 and 81
+TARGET = "10.0.0.99"
+
+
+def capture(seed: int = 7) -> bytes:
+    rng = random.Random(seed)
+    pkts = []
+    for w in range(WINDOWS):
+        for _ in range(40 + rng.randint(-6, 6)):
+            t = T0 + w * 60 + rng.random() * 55
+            c, s = f"10.0.{rng.randint(1, 4)}.{rng.randint(1, 250)}", f"198.51.100.{rng.randint(1, 40)}"
+            sp, dp = rng.randint(32768, 60999), rng.choice((443, 443, 80, 22))
+            pkts += [(t, ipv4_tcp(c, s, sp, dp, dpkt.tcp.TH_SYN)),
+                     (t + 0.01, ipv4_tcp(s, c, dp, sp, dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK)),
+                     (t + 0.02, ipv4_tcp(c, s, sp, dp, dpkt.tcp.TH_ACK, payload=b"q" * rng.randint(50, 900))),
+                     (t + 0.05, ipv4_tcp(s, c, dp, sp, dpkt.tcp.TH_ACK | dpkt.tcp.TH_FIN,
+                                         payload=b"r" * rng.randint(200, 1400)))]
+        if w in (FLOOD_AT, FLOOD_AT + 1):
+            for i in range(1500):
+                src = f"203.0.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+                pkts.append((T0 + w * 60 + i * 0.035, ipv4_tcp(src, TARGET, rng.randint(1024, 65535), 80,
+                                                               dpkt.tcp.TH_SYN)))
+    pkts.sort(key=lambda p: p[0])
+    return pcap(pkts)
+
+
+async def poll_all(s: aiohttp.ClientSession, url: str, path: str, until, timeout_s: float = 120) -> list[dict]:
+    import time
+    got, cursor = [], None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not until(got):
+        params = {"timeout": "5", **({"cursor": cursor} if cursor else {})}
+        async with s.get(url + path, params=params) as r:
+            assert r.status == 200, await r.text()
+            body = await r.json()
+        cursor = body["cursor"]
+        got += body["records"]
+    return got
+
+
+async def test_flood_after_warm_up_raises_one_explained_alert(deployment):
+    w = deployment(FLOWSIGHT_WINDOW_S="60").start()
+    flood_ms = (T0 + FLOOD_AT * 60) * 1000
+
+    def flood_alert(alerts):
+        return [a for a in alerts if a["type"] == "traffic" and a["windowStartMs"] in (flood_ms, flood_ms + 60_000)]
+
+    async with aiohttp.ClientSession() as s:
+        status, answer = await upload(s, w.url, capture(), sensor="site-a")
+        assert status == 202, answer
+        alerts = await poll_all(s, w.url, "/v1/alerts", lambda got: flood_alert(got))
+        anomalies = await poll_all(s, w.url, "/v1/anomalies", lambda got: flood_alert(got), timeout_s=30)
+        async with s.get(w.url + "/v1/health") as r:
+            health = await r.json()
+    hits = flood_alert(alerts)
+    assert len(hits) == 1, f"alerts: {[(a['type'], a['windowStartMs'], a['entity']) for a in alerts]}\n{w.log_tail()}"
+    a = hits[0]
+    assert a["windowStartMs"] == flood_ms and a["sensor"] == "site-a" and a["rung"] == "L2"
+    assert a["topDestinations"][0] == {"host": TARGET, "flows": pytest.approx(1500, abs=60)}
+    failed = a["observed"]["failed"]
+    assert failed["observed"] >= 1400 and failed["high"] < 200 and failed["p"] < 1e-6
+    assert a["pEvent"] > 0.99 and a["score"] >= a["threshold"]
+    # the second flood window belongs to the same episode: an anomaly, not another alert
+    assert any(x["windowStartMs"] == flood_ms + 60_000 and x["attention"] != "alert" for x in anomalies)
+    before = [x for x in alerts if x["windowStartMs"] < flood_ms]
+    assert len(before) <= 1, f"warm-up alerts: {before}"
+    assert health["scoring"]["windows"] >= WINDOWS
+    assert not w.errors(), w.log_tail()

@@ -1,0 +1,256 @@
+"""The detection ladder, attention control and window summaries, on small hand-computed cases."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from app.attention import Attention, AttentionConfig, calibrate, count_alerts
+from app.detect import (LogSeasonal, Persistence, PersistenceConfig, Seasonal, SeasonalConfig, Welford, combine,
+                        day_of_week, nb_sf, surprise)
+from app.score import Completer, ScoreConfig, SensorScorer
+from app.summary import METRICS, Home, Summary, summarize_columns
+
+MON = 1_767_571_200_000   # Monday 2026-01-05 00:00 UTC
+W = 300_000
+
+
+def nb_pmf(j: int, mean: float, k: float) -> float:
+    q = mean / (k + mean)
+    return math.exp(math.lgamma(j + k) - math.lgamma(k) - math.lgamma(j + 1) + k * math.log(1 - q) + j * math.log(q))
+
+
+@pytest.mark.parametrize("x,mean,k", [(10, 4.0, 2.0), (3, 4.0, 0.5), (1, 0.2, 5.0), (25, 12.0, 30.0)])
+def test_nb_tail_is_the_sum_of_the_pmf(x, mean, k):
+    want = 1.0 - sum(nb_pmf(j, mean, k) for j in range(x))
+    assert nb_sf(np.array([x]), np.array([mean]), np.array([k]))[0] == pytest.approx(want, rel=1e-9)
+
+
+def test_nb_tail_tends_to_poisson_and_is_one_at_zero():
+    poisson = 1.0 - sum(math.exp(-5) * 5 ** j / math.factorial(j) for j in range(9))
+    assert nb_sf(np.array([9]), np.array([5.0]), np.array([1e9]))[0] == pytest.approx(poisson, rel=1e-6)
+    assert nb_sf(np.array([0]), np.array([5.0]), np.array([2.0]))[0] == 1.0
+
+
+def test_day_of_week():
+    assert day_of_week(MON) == 0
+    assert day_of_week(MON + 5 * 86_400_000 + 1) == 5   # Saturday
+
+
+def test_welford_mean_variance_and_three_sigma():
+    w = Welford(1)
+    for v in (1.0, 2.0, 3.0, 4.0):
+        w.update(np.array([v]))
+    assert w.mean[0] == 2.5
+    assert w.sd()[0] == pytest.approx(math.sqrt(5 / 3))
+    limit = 2.5 + 3 * math.sqrt(5 / 3)
+    assert not w.alarm(np.array([limit - 0.01]))[0]
+    assert w.alarm(np.array([limit + 0.01]))[0]
+    assert Welford.from_state(json.loads(json.dumps(w.state()))).mean[0] == 2.5
+
+
+def test_seasonal_slot_rate_with_forgetting():
+    cfg = SeasonalConfig(memory=2.0, level_memory=1e12, min_weight=1.0, day_types=1)   # g = 1/2
+    m = Seasonal(1, cfg)
+    for _ in range(40):
+        m.update(np.array([100.0]), MON)
+    assert m.predict(MON)[0][0] == pytest.approx(100.0)          # a -> 200, b -> 2
+    m.update(np.array([200.0]), MON)                              # a = 100 + 200, b = 1 + 1
+    assert m.predict(MON)[0][0] == pytest.approx(150.0)
+    assert np.isnan(Seasonal(1, cfg).predict(MON)[0][0])          # no history: no prediction
+    other = MON + 12 * 3_600_000                                  # another slot borrows the row's mean
+    assert m.predict(other)[0][0] == pytest.approx(150.0)
+
+
+def test_seasonal_clips_events_and_scores_them():
+    cfg = SeasonalConfig(memory=2.0, level_memory=1e12, min_weight=1.0, day_types=1)
+    m = Seasonal(1, cfg)
+    for i in range(200):
+        m.update(np.array([100.0 + (i % 3 - 1) * 10]), MON)
+    p, mean, k = m.score(np.array([100.0]), MON)
+    assert p[0] > 0.3
+    p, mean, k = m.score(np.array([1000.0]), MON)
+    assert p[0] < 1e-6
+    hi = m.band(mean, k)[1][0]
+    before = m.a[0, 0, 0], m.b[0, 0, 0]
+    m.update(np.array([1000.0]), MON, p)                          # learnt as the top of the band only
+    assert m.a[0, 0, 0] == pytest.approx(before[0] / 2 + hi)
+    assert m.b[0, 0, 0] == pytest.approx(before[1] / 2 + 1)
+
+
+def test_seasonal_keeps_weekday_and_weekend_apart():
+    m = Seasonal(1, SeasonalConfig(min_weight=1.0, level_memory=1e12))
+    for day in range(14):
+        t = MON + day * 86_400_000
+        m.update(np.array([10.0 if day % 7 >= 5 else 100.0]), t)
+    assert m.predict(MON + 14 * 86_400_000)[0][0] == pytest.approx(100.0)
+    assert m.predict(MON + 19 * 86_400_000)[0][0] == pytest.approx(10.0)
+
+
+def test_state_round_trip_scores_the_same():
+    m = Seasonal(2)
+    rng = np.random.default_rng(1)
+    for i in range(300):
+        m.update(rng.poisson(50, 2).astype(float), MON + i * W)
+    m2 = Seasonal.from_state(json.loads(json.dumps(m.state())))
+    x = np.array([70.0, 40.0])
+    assert np.allclose(m.score(x, MON + 301 * W)[0], m2.score(x, MON + 301 * W)[0])
+
+
+def test_log_seasonal_ignores_small_values_and_flags_big_ones():
+    m = LogSeasonal(2)
+    rng = np.random.default_rng(2)
+    for i in range(24 * 12 * 4):
+        m.update(np.array([rng.lognormal(14, 0.3), rng.lognormal(8, 1.0)]), MON + i * W)
+    t = MON + 24 * 12 * 4 * W
+    p, _, _ = m.score(np.array([math.exp(14), 5e5]), t)
+    assert p[0] > 0.2 and p[1] == 1.0                              # row 1: below the 1 MB minimum
+    p, _, _ = m.score(np.array([math.exp(14) * 20, 3e7]), t)
+    assert p[0] < 1e-6 and p[1] < 1e-6
+
+
+def test_persistence_one_step_by_hand():
+    f = Persistence(1, PersistenceConfig(onset=0.002, stay=0.9, alpha=0.2))
+    lr = 0.2 * 0.01 ** -0.8
+    want = math.log10(0.002 / 0.998 * lr)
+    assert f.update(np.array([0.01]))[0] == pytest.approx(want, abs=1e-9)
+    prev = f.prob[0]
+    prior = prev * 0.9 + (1 - prev) * 0.002
+    assert f.update(np.array([0.01]))[0] == pytest.approx(math.log10(prior / (1 - prior) * lr), abs=1e-9)
+
+
+def test_persistence_adds_up_a_sustained_shift_and_forgets_it():
+    f = Persistence(1)
+    odds = [f.update(np.array([0.02]))[0] for _ in range(8)]
+    assert odds[0] < 0 < odds[-1]                                 # no window alone, the run together
+    assert all(b > a for a, b in zip(odds, odds[1:4]))
+    calm = [f.update(np.array([0.6]))[0] for _ in range(10)]
+    assert calm[-1] < -2
+
+
+def test_persistence_smoothing_raises_the_start_of_an_event():
+    f = Persistence(1, PersistenceConfig(lag=3))
+    for p in (0.5, 0.5, 0.05, 1e-4, 1e-4, 1e-4):
+        f.update(np.array([p]))
+    filtered_then = f._hist[0][0][0]                              # the p=0.05 window as filtered
+    assert f.smoothed()[0] > filtered_then
+
+
+def test_combine_and_surprise():
+    assert combine(np.array([0.5, 0.001, 0.2])) == pytest.approx(0.003)
+    assert combine(np.array([0.9, 0.8])) == 1.0
+    assert surprise(1e-5) == pytest.approx(5.0)
+
+
+def test_attention_merges_suppresses_and_caps():
+    cfg = AttentionConfig(window_ms=W, suppress_ms=3_600_000, gap_windows=1, hard_cap_per_day=2)
+    a = Attention(cfg)
+    assert a.observe(MON, "traffic", "s", 9)[0] == "alert"
+    assert a.observe(MON + W, "traffic", "s", 7)[0] == "extend"
+    assert a.observe(MON + 3 * W, "traffic", "s", 7)[0] == "extend"         # one quiet window: same episode
+    assert a.observe(MON + 8 * W, "traffic", "s", 7)[0] == "suppressed"     # within the hour
+    assert a.observe(MON + 8 * W, "host-bytes", "10.0.0.9", 7)[0] == "alert"  # another entity
+    assert a.observe(MON + 13 * W, "traffic", "s", 7)[0] == "capped"        # an hour on, but 2 a day
+    assert a.observe(MON + 86_400_000, "traffic", "s", 7)[0] == "alert"     # a new day
+    b = Attention.from_state(cfg, json.loads(json.dumps(a.state())))
+    assert b.observe(MON + 86_400_000 + W, "traffic", "s", 7)[0] == "extend"
+
+
+def test_calibrate_meets_the_budget_exactly_on_past_data():
+    cfg = AttentionConfig(window_ms=W, suppress_ms=0, gap_windows=0)
+    rng = np.random.default_rng(3)
+    events = [(MON + i * W, "traffic", "s", float(rng.exponential())) for i in range(288 * 10)]
+    thr = calibrate(events, 10, cfg, budget_per_day=2)
+    assert count_alerts(events, thr, cfg) <= 20
+    lower = max(e[3] for e in events if e[3] < thr)
+    assert count_alerts(events, lower, cfg) > 20                  # the lowest such threshold
+
+
+def test_summary_columns_and_records_agree_and_merge():
+    rng = np.random.default_rng(4)
+    n = 500
+    src, dst = rng.integers(0, 40, n), rng.integers(0, 60, n)
+    proto = rng.choice([6, 17, 1], n)
+    dport = rng.integers(0, 30, n)
+    packets, nbytes = rng.integers(1, 9, n), rng.integers(40, 9000, n)
+    flags = rng.choice([0x02, 0x12, 0x1B, 0x04], n)
+    inside = src < 20
+    m, hosts, hb = summarize_columns(src, dst, proto, dport, packets, nbytes, flags, inside)
+    a, b = Summary(), Summary()
+    for i in range(n):
+        (a if i % 2 else b).add(f"h{src[i]}", f"h{dst[i]}", int(proto[i]), 1, int(dport[i]), int(packets[i]),
+                                int(nbytes[i]), int(flags[i]), bool(inside[i]))
+    a.merge(Summary.from_json(json.loads(json.dumps(b.to_json()))))
+    assert np.array_equal(a.metrics(), m)
+    assert {int(k[1:]): v for k, v in a.src_bytes.items()} == dict(zip(hosts.tolist(), hb.tolist()))
+    failed = sum(1 for i in range(n) if proto[i] == 6 and flags[i] & 2 and not flags[i] & 0x10)
+    assert m[METRICS.index("failed")] == failed
+    assert a.top[0][0] == nbytes.max()
+
+
+def test_home_networks():
+    home = Home(["10.0.0.0/8", "fd00::/8"])
+    assert "10.1.2.3" in home and "fd00::1" in home
+    assert "8.8.8.8" not in home
+
+
+def summary_msg(w, p, flows, sensor="s"):
+    s = Summary()
+    for i in range(flows):
+        s.add("10.0.0.1", f"192.0.2.{i % 200}", 6, 1000 + i, 443, 2, 200, 0x1B, True)
+    return {"window": w, "partition": p, "windowLengthMs": W, "sensors": {sensor: s.to_json()}}
+
+
+def test_completer_waits_for_every_partition_and_ignores_replays():
+    c = Completer(partitions=2)
+    c.on_message(summary_msg(0, 0, 3))
+    c.on_message(summary_msg(0, 0, 3))                             # the same summary again
+    c.on_message({"frontier": W + 1, "partition": 0, "idle": False})
+    assert c.complete(W) == []                                     # partition 1 unknown yet
+    c.on_message({"frontier": W - 1, "partition": 1, "idle": False})
+    assert c.complete(W) == []                                     # partition 1 has window 0 open
+    c.on_message(summary_msg(0, 1, 2))
+    c.on_message({"frontier": W, "partition": 1, "idle": False})
+    done = c.complete(W)
+    assert [(w, s["s"].flows) for w, s in done] == [(0, 5)]
+    c.on_message(summary_msg(0, 1, 2))                             # late: window 0 was scored
+    assert c.late == 1 and c.pending == {}
+    c.on_message(summary_msg(W, 0, 1))
+    c.on_message({"frontier": 0, "partition": 0, "idle": True})
+    c.on_message({"frontier": 0, "partition": 1, "idle": True})   # everything idle: all complete
+    assert [w for w, _ in Completer.from_state(2, json.loads(json.dumps(c.state()))).complete(W)] == [W]
+
+
+def test_scorer_alerts_once_on_a_flood_after_warm_up_and_explains_it():
+    cfg = ScoreConfig(W, budget_per_day=2, min_calib_windows=288)
+    sc = SensorScorer(cfg, "s")
+    rng = np.random.default_rng(5)
+
+    def window(t, extra=0):
+        s = Summary()
+        for i in range(int(rng.poisson(200)) + extra):
+            dst = "10.0.0.99" if i >= 200 else f"192.0.2.{rng.integers(0, 250)}"
+            s.add(f"10.0.{rng.integers(0, 3)}.{rng.integers(1, 250)}", dst, 6, 1000 + i, 443,
+                  int(rng.integers(2, 20)), int(rng.integers(100, 20000)), 0x1B, True)
+        return s
+
+    t = MON
+    for _ in range(288 * 3):
+        anomalies, alerts, _ = sc.window(t, window(t))
+        t += W
+    quiet_alerts = sum(len(sc.window(t + i * W, window(t + i * W))[1]) for i in range(12))
+    t += 12 * W
+    raised = []
+    for i in range(3):
+        raised += sc.window(t + i * W, window(t + i * W, extra=1500))[1]
+    assert quiet_alerts <= 1
+    assert len(raised) == 1
+    alert = raised[0]
+    assert alert["type"] == "traffic" and alert["rung"] == "L2"
+    assert alert["observed"]["fanin"]["observed"] >= 1300
+    assert alert["observed"]["fanin"]["high"] < 1300
+    assert alert["topDestinations"][0]["host"] == "10.0.0.99"
+    again = SensorScorer.from_state(cfg, json.loads(json.dumps(sc.state())))
+    assert again.thresholds == sc.thresholds and again.windows == sc.windows
