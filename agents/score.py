@@ -3,7 +3,9 @@
 All logic is in app.score (Completer, SensorScorer). This agent sends what a
 window yields, awaits the acks, and only then writes the new state, so a crash
 can repeat an anomaly or alert (same ``id``) but never lose one. Placebo
-traffic is never scored.
+traffic is never scored. With more than one sensor in a window, all of them
+together are scored too, as the sensor ``*`` (traffic metrics only); its alert is
+dropped when a sensor's own traffic alert already covers that window.
 """
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ from agents.gaps import GapFinder
 from app import progress
 from app.main import app, settings
 from app.score import Completer, ScoreConfig, SensorScorer
+from app.summary import Summary
 from app.topics import alerts, anomalies, window_summaries
 from tables import scoring
 
 log = logging.getLogger(__name__)
 PLACEBO = "placebo"
+GLOBAL = "*"
 CONFIG = ScoreConfig(settings.window_ms, budget_per_day=settings.alert_budget,
                      suppress_ms=settings.alert_suppress_s * 1000, hard_cap_per_day=settings.alert_cap,
                      host_capacity=settings.host_capacity)
@@ -42,15 +46,25 @@ async def handle(value: dict) -> None:
     states: dict[str, dict] = {}
     sends = []
     for w, sensors in done:
-        for sensor, summary in sorted(sensors.items()):
-            if sensor == PLACEBO:
-                continue
+        real = {name: summ for name, summ in sorted(sensors.items()) if name != PLACEBO}
+        if len(real) > 1:   # and all sensors together, as the sensor "*"
+            total = Summary()
+            for summ in real.values():
+                total.merge(Summary.from_json(summ.to_json()))
+            real[GLOBAL] = total
+        sensor_alerted = False
+        for sensor, summary in real.items():
             key = f"sensor|{sensor}"
             if key not in states:
                 prior = scoring.get(key)
                 scorer = SensorScorer.from_state(CONFIG, prior) if prior else SensorScorer(CONFIG, sensor)
                 states[key] = scorer
+            if sensor == GLOBAL:
+                summary.src_bytes.clear()       # hosts are modelled per sensor
             found, raised, _ = states[key].window(w, summary)
+            if sensor == GLOBAL and sensor_alerted:
+                raised = []                     # a sensor's own alert already says it
+            sensor_alerted = sensor_alerted or any(a["type"] == "traffic" for a in raised)
             sends += [(anomalies, sensor, a) for a in found] + [(alerts, sensor, a) for a in raised]
             _last["windows"] += 1
             _last["anomalies"] += len(found)

@@ -5,7 +5,7 @@ reaches the threshold of its detector. Anomalous windows of the same (type,
 entity) that follow one another (up to ``gap_windows`` quiet windows apart) are
 one *episode*, and only an episode's first window raises an alert. Nothing more
 is raised for that (type, entity) within ``suppress_ms`` of the alert (Zeek's
-notice suppression); a condition that lasts longer is alerted once per interval. A hard cap of alerts per
+notice suppression); an episode that goes on is alerted again every ``remind_ms``. A hard cap of alerts per
 capture day backs the budget up.
 
 Thresholds are calibrated by :func:`calibrate` from the scores of past windows:
@@ -26,6 +26,7 @@ class AttentionConfig:
     suppress_ms: int = 3_600_000
     gap_windows: int = 1
     hard_cap_per_day: int = 20
+    remind_ms: int = 6 * 3_600_000     #: an episode that goes on is alerted again this often
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Episode:
     peak: float
     windows: int = 1
     alerted: bool = True
+    alert_ms: int | None = None        #: when it last raised an alert (start_ms if None)
 
     def to_json(self) -> dict:
         return {"type": self.type, "entity": self.entity, "startMs": self.start_ms, "lastMs": self.last_ms,
@@ -54,29 +56,37 @@ class Attention:
     def observe(self, t_ms: int, type_: str, entity: str, score: float) -> tuple[str, Episode]:
         """One anomalous window. Returns ("alert" | "extend" | "suppressed" | "capped", the episode).
 
-        Within ``suppress_ms`` of an episode's alert, its (type, entity) raises
-        nothing new: anomalous windows up to ``gap_windows`` apart extend it, later
-        ones are counted as suppressed. After that, a condition that goes on is
-        alerted again, once per interval."""
+        Windows up to ``gap_windows`` quiet windows apart extend an episode. Within
+        ``suppress_ms`` of an alert its (type, entity) raises nothing new: a new
+        episode there is suppressed. An episode that goes on is alerted again
+        every ``remind_ms``."""
         cfg = self.cfg
         key = (type_, entity)
         ep = self.episodes.get(key)
         if ep is not None and t_ms <= ep.last_ms:
             ep.peak = max(ep.peak, score)           # the same window seen again (a replay): nothing new
             return "extend", ep
-        if ep is not None and t_ms - ep.start_ms < cfg.suppress_ms:
-            quiet = t_ms - ep.last_ms > (cfg.gap_windows + 1) * cfg.window_ms
-            ep.last_ms, ep.peak, ep.windows = t_ms, max(ep.peak, score), ep.windows + 1
-            if quiet:
-                self.suppressed += 1
-                return "suppressed", ep
-            return "extend", ep
+        if ep is not None:
+            going_on = t_ms - ep.last_ms <= (cfg.gap_windows + 1) * cfg.window_ms
+            since = t_ms - (ep.start_ms if ep.alert_ms is None else ep.alert_ms)
+            if since < cfg.suppress_ms or (going_on and since < cfg.remind_ms):
+                ep.last_ms, ep.peak, ep.windows = t_ms, max(ep.peak, score), ep.windows + 1
+                if not going_on:
+                    self.suppressed += 1
+                    return "suppressed", ep
+                return "extend", ep
+            if going_on:                              # a reminder of the same episode
+                ep.last_ms, ep.peak, ep.windows = t_ms, max(ep.peak, score), ep.windows + 1
+            else:
+                ep = None
+        if ep is None:
+            ep = self.episodes[key] = Episode(type_, entity, t_ms, t_ms, score)
         day = t_ms // DAY_MS
-        ep = self.episodes[key] = Episode(type_, entity, t_ms, t_ms, score)
         if self.per_day.get(day, 0) >= cfg.hard_cap_per_day:
             ep.alerted = False
             self.capped += 1
             return "capped", ep
+        ep.alert_ms = t_ms
         self.per_day[day] = self.per_day.get(day, 0) + 1
         for old in [d for d in self.per_day if d < day - 7]:
             del self.per_day[old]
@@ -85,11 +95,11 @@ class Attention:
     def expire(self, t_ms: int) -> None:
         """Drop episodes too old to extend or suppress anything."""
         horizon = max(self.cfg.suppress_ms, (self.cfg.gap_windows + 1) * self.cfg.window_ms)
-        for key in [k for k, ep in self.episodes.items() if t_ms - ep.start_ms > horizon]:
+        for key in [k for k, ep in self.episodes.items() if t_ms - ep.last_ms > horizon]:
             del self.episodes[key]
 
     def state(self) -> dict:
-        return {"episodes": [[k[0], k[1], e.start_ms, e.last_ms, e.peak, e.windows, e.alerted]
+        return {"episodes": [[k[0], k[1], e.start_ms, e.last_ms, e.peak, e.windows, e.alerted, e.alert_ms]
                              for k, e in self.episodes.items()],
                 "per_day": {str(d): n for d, n in self.per_day.items()},
                 "suppressed": self.suppressed, "capped": self.capped}
@@ -97,8 +107,8 @@ class Attention:
     @classmethod
     def from_state(cls, cfg: AttentionConfig, s: dict) -> "Attention":
         a = cls(cfg)
-        for t, e, start, last, peak, windows, alerted in s.get("episodes", []):
-            a.episodes[(t, e)] = Episode(t, e, start, last, peak, windows, alerted)
+        for t, e, start, last, peak, windows, alerted, alert_ms in s.get("episodes", []):
+            a.episodes[(t, e)] = Episode(t, e, start, last, peak, windows, alerted, alert_ms)
         a.per_day = {int(d): n for d, n in s.get("per_day", {}).items()}
         a.suppressed, a.capped = s.get("suppressed", 0), s.get("capped", 0)
         return a
@@ -107,7 +117,7 @@ class Attention:
 def count_alerts(events: list[tuple[int, str, str, float]], threshold: float, cfg: AttentionConfig) -> int:
     """Alerts that ``events`` (t_ms, type, entity, score), in time order, raise at ``threshold``."""
     att = Attention(AttentionConfig(cfg.window_ms, cfg.budget_per_day, cfg.suppress_ms, cfg.gap_windows,
-                                    hard_cap_per_day=1 << 30))
+                                    hard_cap_per_day=1 << 30, remind_ms=cfg.remind_ms))
     n = 0
     for t, typ, ent, score in events:
         if score >= threshold and att.observe(t, typ, ent, score)[0] == "alert":

@@ -16,7 +16,7 @@ event from the persistence filter. The shipped detector is L2 (``rung``).
 Thresholds are calibrated once per capture day from the last ``calib_days`` of
 scores (:func:`app.attention.calibrate`); before a day of history the defaults hold.
 
-When a host's unusual bytes (p below 1e-3, whether or not that host alerts yet)
+When a host's unusual bytes (an anomaly of its own, or a p-value below 1e-3)
 account for at least half of the sensor's excess bytes, they
 explains the sensor's bytes and packets: a ``traffic`` anomaly in that window
 stands on its own only if its other metrics are strong by themselves (combined
@@ -150,7 +150,8 @@ class SensorScorer:
                 rung == "L0" and t["scores"]["L0"] >= thresholds["traffic"]["L0"]:
             bad = [n for n, v in t["metrics"].items() if (v["z"] > 3 if rung == "L0" else v["p"] * len(METRICS) < 1e-3)]
             excess = t["metrics"]["bytes"]["observed"] - t["metrics"]["bytes"]["expected"]
-            if any(h["p"] < 1e-3 and h["observed"] - h["expected"] >= 0.5 * excess for h in sc["hosts"]):
+            unusual = [h for h in sc["hosts"] if h["p"] < 1e-3 or h in hosts]
+            if any(h["observed"] - h["expected"] >= 0.5 * excess for h in unusual):
                 # a host's anomaly explains the bytes and packets; what is left must be strong by itself
                 left = [n for n in bad if n not in ("bytes", "packets")]
                 if rung == "L0" or combine(np.array([t["metrics"][n]["p"] for n in left] or [1.0])) * len(METRICS) \

@@ -6,7 +6,7 @@ from faust.web import View
 
 import time
 
-from agents import flows as flows_agent, placebo, score as score_agent
+from agents import flows as flows_agent, placebo, score as score_agent, watchdog
 from app import progress
 from app.main import app, settings
 from app.topics import flow_parts, pcap_chunks
@@ -51,6 +51,7 @@ class Health(View):
             "lag": await consumer_lag(),
             "flows": flows_agent.status(),
             "scoring": score_agent.status(),
+            "producer": watchdog.status(),
             "progress": progress.snapshot(),
             "placebo": placebo.state.status(time.time()),
         }

@@ -92,3 +92,37 @@ async def test_gap_finder_fetches_what_the_stream_skipped(faust_app):
         assert await g.missed(0, 11) == []                            # a replay: nothing to fetch
         g.forget([0])
         assert [m.offset for m in await g.missed(0, 6)] == [5]        # reassigned: from the commit again
+
+
+async def test_score_waits_for_every_partition_then_scores_each_sensor_once(faust_app):
+    from agents import score as score_agent
+    from app.summary import Summary
+    from tables import scoring
+
+    w0 = 1_767_571_200_000
+    window_ms = score_agent.CONFIG.window_ms
+
+    def summary(n):
+        s = Summary()
+        for i in range(n):
+            s.add("10.0.0.1", f"192.0.2.{i}", 6, 1000 + i, 443, 3, 300, 0x1B, True)
+        return s.to_json()
+
+    parts = faust_app.conf.topic_partitions
+    msgs = [{"window": w0, "partition": p, "windowLengthMs": window_ms,
+             "sensors": {"tap": summary(p + 1), "placebo": summary(1)}} for p in range(parts)]
+    msgs.append(msgs[0])                                             # redelivered: replaces itself
+    fronts = [{"frontier": w0 + window_ms, "partition": p, "idle": False} for p in range(parts)]
+    sent = AsyncMock(side_effect=lambda **kw: acked())
+    with patch.object(score_agent.anomalies, "send", sent), patch.object(score_agent.alerts, "send", sent), \
+            patch.object(score_agent.gaps, "missed", AsyncMock(return_value=[])):
+        async with score_agent.score_windows.test_context() as agent:
+            for m in msgs + fronts[:-1]:
+                await agent.put(m, key=b"k", partition=0)
+            assert scoring.get("sensor|tap") is None                 # one partition still has it open
+            await agent.put(fronts[-1], key=b"k", partition=0)
+    state = scoring["sensor|tap"]
+    assert state["windows"] == 1 and state["l0"]["n"] == 1
+    assert state["l0"]["mean"][0] == sum(range(1, parts + 1))       # flows of every partition, once
+    assert scoring.get("sensor|placebo") is None                     # placebo is never scored
+    assert scoring["completer"]["pending"] == {}

@@ -33,7 +33,10 @@ async def read_topic(bootstrap: str, topic: str, partitions: int = 4) -> list[di
         await c.seek_to_beginning(*tps)
         ends = await c.end_offsets(tps)
         out: list[dict] = []
-        while any(await c.position(tp) < ends[tp] for tp in tps):
+        async def behind() -> bool:
+            return any([await c.position(tp) < ends[tp] for tp in tps])
+
+        while await behind():
             for batch in (await c.getmany(timeout_ms=1000)).values():
                 out.extend(json.loads(m.value) for m in batch)
         return out

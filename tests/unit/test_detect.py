@@ -254,3 +254,10 @@ def test_scorer_alerts_once_on_a_flood_after_warm_up_and_explains_it():
     assert alert["topDestinations"][0]["host"] == "10.0.0.99"
     again = SensorScorer.from_state(cfg, json.loads(json.dumps(sc.state())))
     assert again.thresholds == sc.thresholds and again.windows == sc.windows
+
+
+def test_attention_reminds_of_an_episode_that_goes_on():
+    cfg = AttentionConfig(window_ms=W, suppress_ms=3_600_000, remind_ms=2 * 3_600_000)
+    a = Attention(cfg)
+    what = [a.observe(MON + i * W, "traffic", "s", 9)[0] for i in range(50)]   # 250 minutes, no gap
+    assert [i for i, x in enumerate(what) if x == "alert"] == [0, 24, 48]

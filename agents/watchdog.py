@@ -1,0 +1,61 @@
+"""Producer watchdog: says so, loudly and with the evidence, when a produce batch is stuck.
+
+Faust's consumer commits only after the producer has flushed, so a batch that
+never completes stops every stream of the worker. Every 10 seconds this looks at
+the Kafka client's queue; a batch older than STUCK_S is reported once (with the
+partition, its leader in the client's metadata, the sender's in-flight nodes and
+muted partitions, and the stack of every task) and counted in /v1/health.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+
+from app.main import app
+
+log = logging.getLogger(__name__)
+STUCK_S = 60.0
+state = {"stuck_batches": 0, "oldest_batch_s": 0.0, "reported": False}
+
+
+def _client():
+    try:
+        return app.producer._producer._producer
+    except AttributeError:
+        return None
+
+
+def status() -> dict:
+    return {"stuck_batches": state["stuck_batches"], "oldest_batch_s": round(state["oldest_batch_s"], 1)}
+
+
+@app.timer(interval=10.0)
+async def producer_watchdog() -> None:
+    p = _client()
+    acc = getattr(p, "_message_accumulator", None)
+    if acc is None:
+        return
+    now = time.monotonic()
+    old = [(tp, now - dq[0]._ctime) for tp, dq in list(acc._batches.items()) if dq]
+    state["oldest_batch_s"] = max((age for _, age in old), default=0.0)
+    stuck = [(tp, age) for tp, age in old if age > STUCK_S]
+    state["stuck_batches"] = len(stuck)
+    if not stuck:
+        state["reported"] = False
+        return
+    if state["reported"]:
+        return
+    state["reported"] = True
+    sender = p._sender
+    cluster = p.client.cluster
+    lines = [f"{tp.topic}:{tp.partition} age={age:.0f}s leader={cluster.leader_for_partition(tp)}"
+             for tp, age in stuck]
+    buf = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=12, file=buf)
+    log.error("producer batches stuck for more than %.0f s: %s; in flight to nodes %s; muted %s; "
+              "metadata update pending: %s\n%s", STUCK_S, "; ".join(lines), sorted(sender._in_flight),
+              sorted(f"{tp.topic}:{tp.partition}" for tp in sender._muted_partitions),
+              p.client._md_update_fut is not None, buf.getvalue())
