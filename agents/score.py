@@ -36,7 +36,15 @@ async def _forget(app_, revoked, **kwargs) -> None:
 
 
 def status() -> dict:
-    return dict(_last)
+    """Counters of this process, and per sensor the windows its models have learnt (from the table)."""
+    models = {}
+    try:
+        for key, value in scoring.items():
+            if key.startswith("sensor|") and value:
+                models[key.split("|", 1)[1]] = {"windows": value["windows"], "last_window_ms": value["last_ms"]}
+    except Exception:  # the table may be recovering; health must answer anyway
+        pass
+    return {**_last, "models": models}
 
 
 async def handle(value: dict) -> None:

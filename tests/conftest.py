@@ -22,8 +22,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SH = ROOT / "compose" / "kafka" / "kafka.sh"
-TEST_VAR = ROOT / "var" / "test"
 KAFKA_PORT = int(os.environ.get("FLOWSIGHT_TEST_KAFKA_PORT", "19092"))
+# brokers' data of a session apart from another session's on another port
+TEST_VAR = ROOT / "var" / ("test" if KAFKA_PORT == 19092 else f"test-{KAFKA_PORT}")
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ the expected band, p-value, P(event), the rung) and point at the flood's target.
 """
 from __future__ import annotations
 
+import asyncio
 import random
 
 import aiohttp
@@ -42,6 +43,21 @@ def capture(seed: int = 7) -> bytes:
                 src = f"203.0.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
                 pkts.append((T0 + w * 60 + i * 0.035, ipv4_tcp(src, TARGET, rng.randint(1024, 65535), 80,
                                                                dpkt.tcp.TH_SYN)))
+    pkts.sort(key=lambda p: p[0])
+    return pcap(pkts)
+
+
+def capture_later() -> bytes:
+    """Ten more ordinary windows, right after the first capture."""
+    rng = random.Random(8)
+    pkts = []
+    for w in range(WINDOWS, WINDOWS + 10):
+        for _ in range(40):
+            t = T0 + w * 60 + rng.random() * 55
+            c, s = f"10.0.{rng.randint(1, 4)}.{rng.randint(1, 250)}", f"198.51.100.{rng.randint(1, 40)}"
+            sp = rng.randint(32768, 60999)
+            pkts += [(t, ipv4_tcp(c, s, sp, 443, dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK, payload=b"q" * 300)),
+                     (t + 0.05, ipv4_tcp(s, c, 443, sp, dpkt.tcp.TH_ACK, payload=b"r" * 900))]
     pkts.sort(key=lambda p: p[0])
     return pcap(pkts)
 
@@ -86,5 +102,22 @@ async def test_flood_after_warm_up_raises_one_explained_alert(deployment):
     assert any(x["windowStartMs"] == flood_ms + 60_000 and x["attention"] != "alert" for x in anomalies)
     before = [x for x in alerts if x["windowStartMs"] < flood_ms]
     assert len(before) <= 1, f"warm-up alerts: {before}"
-    assert health["scoring"]["windows"] >= WINDOWS
+    assert health["scoring"]["models"]["site-a"]["windows"] == WINDOWS
+    assert not w.errors(), w.log_tail()
+
+    # a restarted worker resumes its models from the changelog-backed table instead of relearning
+    w.stop()
+    w.start()
+    later = capture_later()
+    async with aiohttp.ClientSession() as s:
+        status, answer = await upload(s, w.url, later, sensor="site-a")
+        assert status == 202, answer
+        models = {}
+        for _ in range(60):
+            async with s.get(w.url + "/v1/health") as r:
+                models = (await r.json())["scoring"]["models"]
+            if models.get("site-a", {}).get("windows", 0) >= WINDOWS + 10:
+                break
+            await asyncio.sleep(1)
+    assert models["site-a"]["windows"] == WINDOWS + 10, models
     assert not w.errors(), w.log_tail()
