@@ -7,6 +7,10 @@ prints the flow records the pipeline would emit for those captures; no broker ne
     faust -A app ship FILE [FILE...] [--url URL] [--sensor NAME] [--remove | --done-dir DIR]
 
 uploads capture files with retries and a stable block id per file (see app/ship.py).
+
+    faust -A app export FILE [FILE...] [--v5 HOST:PORT,...] [--ipfix HOST:PORT,...] [--window S] [--pace S]
+
+replays the flow records of capture files to NetFlow v5 and/or IPFIX collectors over UDP; no broker needed.
 """
 from __future__ import annotations
 
@@ -53,3 +57,36 @@ async def ship(self, files: tuple[str, ...], url: str, sensor: str, remove: bool
                                   log=lambda m: print(m, file=sys.stderr))
     if rejected:
         sys.exit(1)
+
+
+@app.command(
+    argument("files", nargs=-1, required=True),
+    option("--v5", type=str, default="", help="NetFlow v5 collectors, host:port,..."),
+    option("--ipfix", type=str, default="", help="IPFIX collectors, host:port,..."),
+    option("--window", type=int, default=None, help="Window length in seconds (default: FLOWSIGHT_WINDOW_S)."),
+    option("--sensor", type=str, default="default", help="Sensor name (IPFIX observation domain 0)."),
+    option("--pace", type=float, default=0.001, help="Seconds between datagram batches (UDP has no flow control)."),
+)
+async def export(self, files: tuple[str, ...], v5: str, ipfix: str, window: int | None, sensor: str,
+                 pace: float) -> None:
+    """Send the flow records of capture files to NetFlow v5 / IPFIX collectors."""
+    import asyncio
+
+    from app import export as exp
+    from app.main import settings
+
+    try:
+        exporter = exp.Exporter(exp.parse_collectors(v5), exp.parse_collectors(ipfix))
+    except ValueError as exc:
+        raise self.UsageError(str(exc))
+    if not v5 and not ipfix:
+        raise self.UsageError("give --v5 and/or --ipfix collectors")
+    n = 0
+    for batch in exp.records_of_files(list(files), settings.window_s if window is None else window, sensor):
+        for lo in range(0, len(batch), 30):
+            exporter.send(batch[lo:lo + 30])
+            await asyncio.sleep(pace)
+        n += len(batch)
+    print(f"{n} flow records, {exporter.datagrams} datagrams sent, {exporter.skipped} IPv6 records not in "
+          f"NetFlow v5, {exporter.errors} send errors", file=sys.stderr)
+    exporter.close()

@@ -97,6 +97,10 @@ class Settings:
     home_nets: str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
     #: Inside hosts modelled per sensor (the host silent for longest makes room for a new one).
     host_capacity: int = 1024
+    #: Send every flow record to these NetFlow v5 collectors over UDP (host:port,...).
+    netflow_v5: str = ""
+    #: Send every flow record to these IPFIX collectors over UDP (host:port,...).
+    ipfix: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -139,6 +143,12 @@ class Settings:
         except ValueError as exc:
             raise SettingsError(f"{PREFIX}HOME_NETS={self.home_nets!r}: expected CIDRs separated by commas ({exc})") \
                 from None
+        from app.export import parse_collectors
+        for name in ("netflow_v5", "ipfix"):
+            try:
+                parse_collectors(getattr(self, name))
+            except ValueError as exc:
+                raise SettingsError(f"{PREFIX}{name.upper()}: {exc}") from None
         if self.chunk_bytes * 2 > self.max_upload_bytes:
             raise SettingsError(f"{PREFIX}MAX_UPLOAD_BYTES must be at least twice {PREFIX}CHUNK_BYTES")
 

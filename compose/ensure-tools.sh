@@ -11,6 +11,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v dash >/dev/null || need+=(dash)
+# the export tests check our NetFlow and IPFIX against a real collector
+command -v nfcapd >/dev/null || need+=(nfdump)
 if [ "${FLOWSIGHT_PEER_TOOLS:-0}" = 1 ]; then
   for t in tcpdump:tcpdump softflowd:softflowd nfpcapd:nfdump argus:argus-server tshark:tshark; do
     command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")

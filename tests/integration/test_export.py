@@ -1,0 +1,148 @@
+"""NetFlow v5 and IPFIX against a real collector: Debian's nfcapd on loopback, read back with nfdump.
+
+Per flow key, the packets and bytes nfdump reads from what nfcapd stored must equal
+Flowsight's own records for the same captures (IPv6 flows are not in NetFlow v5,
+and are counted as skipped).
+"""
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections import defaultdict
+
+import pytest
+
+from app import export
+from tests import reference
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+FILES = ["real/zeek-wikipedia.pcap", "real/ndpi-iphone.pcap", "real/chrissanders-http_espn.pcapng",
+         "real/ndpi-whatsapp.pcap", "real/zeek-http-methods.pcap"]
+
+
+def free_udp_port() -> int:
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def key(src, dst, proto, sport, dport):
+    proto = int(proto)
+    return (src, dst, proto) + ((int(sport), int(dport)) if proto in (6, 17) else ())
+
+
+def ours(records: list[dict], v4_only: bool) -> dict:
+    out = defaultdict(lambda: [0, 0])
+    for r in records:
+        if v4_only and "sourceIPv4Address" not in r:
+            continue
+        src = r.get("sourceIPv4Address") or r["sourceIPv6Address"]
+        dst = r.get("destinationIPv4Address") or r["destinationIPv6Address"]
+        k = key(src, dst, r["protocolIdentifier"], r["sourceTransportPort"], r["destinationTransportPort"])
+        out[k][0] += r["packetDeltaCount"]
+        out[k][1] += r["octetDeltaCount"]
+    return dict(out)
+
+
+def collected(flowdir) -> dict:
+    text = subprocess.run(["nfdump", "-R", str(flowdir), "-o", "csv", "-q"], capture_output=True, text=True,
+                          check=True).stdout
+    out = defaultdict(lambda: [0, 0])
+    rows = csv.reader(io.StringIO(text))
+    for row in rows:
+        if len(row) < 13 or row[0] == "ts":
+            continue
+        name = row[7].strip()
+        proto = int(name) if name.isdigit() else {"ICMP6": 58}.get(name) or socket.getprotobyname(name.lower())
+        sport, dport = row[5], row[6]
+        k = key(row[3], row[4], proto, sport if proto in (6, 17) else 0, dport if proto in (6, 17) else 0)
+        out[k][0] += int(row[11])
+        out[k][1] += int(row[12])
+    return dict(out)
+
+
+@pytest.fixture
+def nfcapd(tmp_path):
+    if shutil.which("nfcapd") is None:
+        pytest.fail("nfcapd is not installed: the export tests need Debian's nfdump (make test installs it)")
+    port = free_udp_port()
+    flowdir = tmp_path / "flows"
+    flowdir.mkdir()
+    proc = subprocess.Popen(["nfcapd", "-b", "127.0.0.1", "-p", str(port), "-w", str(flowdir), "-t", "3600"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1.0)
+    assert proc.poll() is None, proc.stdout.read()
+
+    def stop() -> str:
+        proc.send_signal(signal.SIGTERM)   # nfcapd writes its current file on SIGTERM
+        out, _ = proc.communicate(timeout=30)
+        return out
+
+    yield port, flowdir, stop
+    if proc.poll() is None:
+        proc.kill()
+
+
+@pytest.mark.parametrize("version", ["v5", "ipfix"])
+def test_collector_reads_exactly_our_totals(nfcapd, version):
+    port, flowdir, stop = nfcapd
+    paths = [str(reference.pcaps_dir() / f) for f in FILES]
+    records = [r for batch in export.records_of_files(paths, 60) for r in batch]
+    ex = export.Exporter(v5=[("127.0.0.1", port)] if version == "v5" else [],
+                         ipfix=[("127.0.0.1", port)] if version == "ipfix" else [])
+    for lo in range(0, len(records), 30):
+        ex.send(records[lo:lo + 30])
+        time.sleep(0.002)                  # UDP on loopback: do not outrun the collector
+    time.sleep(0.5)
+    log = stop()
+    want = ours(records, v4_only=version == "v5")
+    got = collected(flowdir)
+    assert "Sequence Errors: 0" in log, log
+    assert got == want, f"{len(got)} keys collected, {len(want)} expected; first differences: " + str(
+        [(k, got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)][:5])
+    v6 = sum(1 for r in records if "sourceIPv6Address" in r)
+    assert v6 > 0, "the captures should include IPv6 flows"
+    assert ex.skipped == (v6 if version == "v5" else 0)
+
+
+async def test_worker_exports_every_flow_to_an_ipfix_and_a_v5_collector(deployment, nfcapd, tmp_path):
+    import aiohttp
+
+    from tests.conftest import upload
+    from tests.integration.test_pipeline import sensor_of
+
+    port, flowdir, stop = nfcapd
+    w = deployment(FLOWSIGHT_IPFIX=f"127.0.0.1:{port}", FLOWSIGHT_NETFLOW_V5=f"127.0.0.1:{port}").start()
+    paths = [str(reference.pcaps_dir() / f) for f in FILES[:3]]
+    async with aiohttp.ClientSession() as s:
+        for rel, path in zip(FILES, paths):
+            status, answer = await upload(s, w.url, open(path, "rb").read(), sensor=sensor_of(rel))
+            assert status == 202, answer
+        want_records = [r for batch in export.records_of_files(paths, 60) for r in batch]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            async with s.get(w.url + "/v1/health") as r:
+                sent = (await r.json())["progress"].get("export", {}).get("records", 0)
+            if sent >= len(want_records):
+                break
+            await asyncio.sleep(1)
+    await asyncio.sleep(1)
+    log = stop()
+    got = collected(flowdir)
+    # both collectors are one nfcapd here: every IPv4 flow twice (v5 and IPFIX), every IPv6 flow once
+    want = defaultdict(lambda: [0, 0])
+    for k, (pk, by) in ours(want_records, v4_only=False).items():
+        times = 2 if ":" not in k[0] else 1
+        want[k] = [pk * times, by * times]
+    assert got == dict(want), [(k, got.get(k), want.get(k)) for k in set(got) | set(want)
+                               if got.get(k) != want.get(k)][:5]
+    assert "Sequence Errors: 0" in log, log
