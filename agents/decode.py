@@ -13,6 +13,7 @@ import logging
 from app import capture, decode, flows, progress, ranges
 from app.main import app, settings
 from agents.gaps import GapFinder
+from agents.send import send_all
 from app.topics import flow_parts, pcap_chunks
 from tables import blocks
 
@@ -64,14 +65,13 @@ async def handle(value: bytes, headers) -> None:
     except capture.CaptureError as exc:  # ingest checked the chunk; this is a bug or a corrupt message
         log.error("chunk %s/%s of sensor %s is unreadable: %s", block, chunk, sensor, exc)
         by_partition, pk = {}, None
-    futures = [await flow_parts.send(key=block.encode(), partition=p,
-                                     value={"block": block, "chunk": chunk, "sensor": sensor, "parts": items})
-               for p, items in sorted(by_partition.items())]
-    for fut in futures:
-        await fut
+    await send_all([(flow_parts, block.encode(), {"block": block, "chunk": chunk, "sensor": sensor, "parts": items}, p)
+                    for p, items in sorted(by_partition.items())], f"chunk {chunk} of block {block}")
     blocks[bkey] = {**row, "done": ranges.add(row["done"], chunk)}
     progress.mark("decode", chunks=1, packets=len(pk.status) if pk else 0,
                   parts=sum(len(v) for v in by_partition.values()))
+    if pk is not None and (skipped := pk.skipped()):
+        progress.mark("decode_skipped", **skipped)
 
 
 @app.agent(pcap_chunks, concurrency=1)

@@ -9,8 +9,10 @@ import json
 import logging
 
 from agents.gaps import GapFinder
+from agents.send import send_all
 from app import progress
 from app.main import app, settings
+from app.flows import END_ACTIVE_TIMEOUT, END_FORCED
 from app.summary import Home
 from app.topics import flow_parts, flows as flows_topic, window_summaries
 from app.windows import Merger
@@ -20,6 +22,7 @@ log = logging.getLogger(__name__)
 merger = Merger(settings.window_ms, settings.lateness_s * 1000, settings.idle_flush_s * 1000,
                 home=Home(settings.home_networks))
 _TOPICS = {"flows": flows_topic, "window-summaries": window_summaries}
+END_NAMES = {END_ACTIVE_TIMEOUT: "window_closed", END_FORCED: "idle_flush"}
 
 
 gaps = GapFinder(flow_parts.get_topic_name())
@@ -46,9 +49,8 @@ async def handle(p: int, value: dict, timestamp_ms: int) -> None:
         plan = merger.on_tick(p, flows, now_ms)
     else:
         plan = merger.on_parts(p, value, flows, now_ms)
-    futures = [await _TOPICS[topic].send(key=key.encode(), value=rec) for topic, key, rec in plan.emit]
-    for fut in futures:
-        await fut
+    await send_all([(_TOPICS[topic], key.encode(), rec, None) for topic, key, rec in plan.emit],
+                   f"merge of partition {p}")
     for rk, row in plan.writes.items():
         if row is None:
             if rk in flows:
@@ -61,6 +63,13 @@ async def handle(p: int, value: dict, timestamp_ms: int) -> None:
         progress.mark("merge", messages=1)
     if plan.emit:
         progress.mark("emit", records=len(plan.emit))
+        reasons: dict[str, int] = {}
+        for topic, _, rec in plan.emit:
+            if topic == "flows":
+                name = "late" if rec["flowsight"]["late"] else END_NAMES.get(rec["flowEndReason"], "other")
+                reasons[name] = reasons.get(name, 0) + 1
+        if reasons:
+            progress.mark("flows_by_end", **reasons)
 
 
 @app.agent(flow_parts, concurrency=1)

@@ -57,10 +57,16 @@ class GapFinder:
         self.expected[partition] = max(self.expected.get(partition, 0), offset + 1)
 
     async def _committed(self, partition: int) -> int | None:
+        """Where the group stands on a partition: its committed offset or, if it never committed
+        one, the partition's first offset (the stream starts there too: auto_offset_reset=earliest)."""
+        tp = TopicPartition(self.topic, partition)
         c = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=app.conf.id, enable_auto_commit=False)
         await c.start()
         try:
-            return await c.committed(TopicPartition(self.topic, partition))
+            committed = await c.committed(tp)
+            if committed is None:
+                committed = (await c.beginning_offsets([tp]))[tp]
+            return committed
         finally:
             await c.stop()
 

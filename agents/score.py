@@ -13,11 +13,12 @@ import json
 import logging
 
 from agents.gaps import GapFinder
+from agents.send import send_all
 from app import progress
 from app.main import app, settings
 from app.score import Completer, ScoreConfig, SensorScorer
 from app.summary import Summary
-from app.topics import alerts, anomalies, window_summaries
+from app.topics import actions, alerts, anomalies, window_summaries
 from tables import scoring
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def status() -> dict:
 
 async def handle(value: dict) -> None:
     completer = Completer.from_state(settings.partitions, scoring.get("completer"))
+    muted = (scoring.get("actions") or {}).get("suppress", {})
     completer.on_message(value)
     done = completer.complete(settings.window_ms)
     states: dict[str, dict] = {}
@@ -69,7 +71,7 @@ async def handle(value: dict) -> None:
                 states[key] = scorer
             if sensor == GLOBAL:
                 summary.src_bytes.clear()       # hosts are modelled per sensor
-            found, raised, _ = states[key].window(w, summary)
+            found, raised, _ = states[key].window(w, summary, muted)
             if sensor == GLOBAL and sensor_alerted:
                 raised = []                     # a sensor's own alert already says it
             sensor_alerted = sensor_alerted or any(a["type"] == "traffic" for a in raised)
@@ -77,9 +79,9 @@ async def handle(value: dict) -> None:
             _last["windows"] += 1
             _last["anomalies"] += len(found)
             _last["alerts"] += len(raised)
-    futures = [await topic.send(key=k.encode(), value=v) for topic, k, v in sends]
-    for fut in futures:
-        await fut
+            for a in raised:
+                progress.mark("alerts", **{a["rung"]: 1})
+    await send_all([(topic, k.encode(), v, None) for topic, k, v in sends], "scoring")
     for key, scorer in states.items():
         scoring[key] = scorer.state()
     scoring["completer"] = completer.state()
@@ -97,3 +99,23 @@ if settings.scoring and settings.window_ms > 0:
                 await handle(json.loads(m.value))
             await handle(event.value)
             gaps.processed(p, offset)
+
+
+def apply_action(state: dict | None, action: dict, at_ms: int) -> dict:
+    """The analysts' actions so far, with one more: ``ack`` of an alert id, ``suppress`` of (type, entity)."""
+    state = {"acked": {}, "suppress": {}, **(state or {})}
+    if action["action"] == "ack":
+        state["acked"] = {**state["acked"], action["id"]: at_ms}
+    elif action["action"] == "suppress":
+        key = f"{action['type']}|{action['entity']}"
+        state["suppress"] = {**state["suppress"], key: at_ms + int(action["for_s"]) * 1000}
+    return state
+
+
+if settings.scoring:
+    # one partition, like table scoring: analysts' actions feed attention control
+    @app.agent(actions, concurrency=1)
+    async def apply_actions(stream):
+        async for event in stream.events():
+            scoring["actions"] = apply_action(scoring.get("actions"), event.value,
+                                              int(round(event.message.timestamp * 1000)))

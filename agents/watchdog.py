@@ -20,11 +20,10 @@ STUCK_S = 60.0
 state = {"stuck_batches": 0, "oldest_batch_s": 0.0, "reported": False}
 
 
-def _client():
-    try:
-        return app.producer._producer._producer
-    except AttributeError:
-        return None
+def kafka_producer():
+    """The aiokafka producer under Faust's (None before it started)."""
+    p = getattr(app.producer, "_producer", None)
+    return p if p is not None and hasattr(p, "_message_accumulator") else None
 
 
 def status() -> dict:
@@ -33,7 +32,7 @@ def status() -> dict:
 
 @app.timer(interval=10.0)
 async def producer_watchdog() -> None:
-    p = _client()
+    p = kafka_producer()
     acc = getattr(p, "_message_accumulator", None)
     if acc is None:
         return

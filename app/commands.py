@@ -90,3 +90,37 @@ async def export(self, files: tuple[str, ...], v5: str, ipfix: str, window: int 
     print(f"{n} flow records, {exporter.datagrams} datagrams sent, {exporter.skipped} IPv6 records not in "
           f"NetFlow v5, {exporter.errors} send errors", file=sys.stderr)
     exporter.close()
+
+
+async def _table_command(name: str, rows_of, as_json: bool) -> None:
+    from app import inspect
+    from app.main import settings
+
+    topic = f"{settings.app_id}-{name}-changelog"
+    try:
+        table = await inspect.read_changelog(settings.bootstrap, topic)
+    except LookupError as exc:
+        print(f"flowsight: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(inspect.render(rows_of(table), as_json))
+
+
+@app.command(option("--json", "as_json", is_flag=True, default=False, help="One JSON object per line."))
+async def blocks(self, as_json: bool) -> None:
+    """Uploaded blocks and how many of their chunks were decoded (from the blocks changelog)."""
+    from app import inspect
+    await _table_command("blocks", inspect.blocks_rows, as_json)
+
+
+@app.command(option("--json", "as_json", is_flag=True, default=False, help="One JSON object per line."))
+async def flows_open(self, as_json: bool) -> None:
+    """Flow rows of windows not closed yet (from the flows changelog)."""
+    from app import inspect
+    await _table_command("flows", inspect.open_flow_rows, as_json)
+
+
+@app.command(option("--json", "as_json", is_flag=True, default=False, help="One JSON object per line."))
+async def baselines(self, as_json: bool) -> None:
+    """Each sensor's models: L0 mean and sd, L1 expectation, level and dispersion, thresholds."""
+    from app import inspect
+    await _table_command("scoring", inspect.baseline_rows, as_json)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 
 import faust
 
@@ -32,6 +33,9 @@ app = faust.App(
     topic_partitions=settings.partitions,
     topic_replication_factor=settings.replication,
     producer_acks=-1,
+    # Faust's default (20 min) is also how long a batch may wait for a partition's leader and how
+    # long one request may hang; a minute bounds both, and agents send failed messages again
+    producer_request_timeout=60.0,
     producer_max_request_size=settings.chunk_bytes + (1 << 20),
     consumer_max_fetch_size=max(4 << 20, settings.chunk_bytes * 2),
     stream_buffer_maxsize=64,
@@ -52,9 +56,29 @@ app = faust.App(
 )
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line, with the upload's block_id and sensor when the record has them."""
+
+    FIELDS = ("block_id", "sensor")
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+               "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
+        out.update({k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)})
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+JsonFormatter.converter = time.gmtime
+
+
 @app.task
 async def _print_settings() -> None:
     """A starting worker prints its settings (redacted) to stderr; commands stay quiet."""
+    if settings.log_json:
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
     if not settings.quiet:
         print("flowsight settings: " + json.dumps(settings.redacted(), sort_keys=True), file=sys.stderr, flush=True)
 

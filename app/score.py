@@ -35,6 +35,7 @@ from app.detect import LogSeasonal, Persistence, Seasonal, Welford, combine, sur
 from app.summary import METRICS, Summary
 
 FAMILIES = ("traffic", "host-bytes")
+SERIES = 36
 RUNGS = ("L0", "L1", "L2")
 DAY_MS = 86_400_000
 DEFAULT_THRESHOLDS = {"L0": 3.0, "L1": 8.0, "L2": 4.0}
@@ -83,6 +84,8 @@ class SensorScorer:
         default_factory=lambda: {f: dict(DEFAULT_THRESHOLDS) for f in FAMILIES})
     calibrated_day: int | None = None
     attention: Attention | None = None
+    #: the last SERIES windows: [t_ms, {metric: [observed, expected, low, high]}], for the alerts' charts
+    recent: list = field(default_factory=list)
 
     def __post_init__(self):
         if self.attention is None:
@@ -199,8 +202,12 @@ class SensorScorer:
                     self.thresholds[fam][rung] = thr
         self.calibrated_day = day
 
-    def window(self, t_ms: int, summary: Summary) -> tuple[list[dict], list[dict], dict]:
-        """Score a complete window: (anomalies, alerts, scores). Alerts are explained in full."""
+    def window(self, t_ms: int, summary: Summary, muted: dict[str, int] | None = None
+               ) -> tuple[list[dict], list[dict], dict]:
+        """Score a complete window: (anomalies, alerts, scores). Alerts are explained in full.
+
+        ``muted``: ``"type|entity"`` -> until (ms): an analyst suppressed that entity; its
+        anomalies are still published, marked ``"muted"``, and raise no alert."""
         day = t_ms // DAY_MS
         if self.calibrated_day != day:
             self.calibrate(t_ms)
@@ -208,9 +215,15 @@ class SensorScorer:
         ips = list(summary.src_bytes)
         sc = self.score(t_ms, m, ips, np.array([summary.src_bytes[i] for i in ips], float))
         self.remember(t_ms, sc)
+        self.recent.append([t_ms, {n: [round(v["observed"], 3), round(v["expected"], 3), round(v["low"], 3),
+                                       round(v["high"], 3)] for n, v in sc["traffic"]["metrics"].items()}])
+        del self.recent[:-SERIES]
         rung = self.cfg.rung
         anomalies, alerts = [], []
         for c in self.candidates(t_ms, sc, rung, self.thresholds):
+            if muted and t_ms < muted.get(f"{c['type']}|{c['entity']}", -1):
+                anomalies.append({**self.explain(t_ms, c, sc, summary, rung), "attention": "muted"})
+                continue
             what, ep = self.attention.observe(t_ms, c["type"], c["entity"], c["score"])
             rec = self.explain(t_ms, c, sc, summary, rung)
             anomalies.append({**rec, "attention": what})
@@ -242,6 +255,9 @@ class SensorScorer:
                          for f in summary.top],
             "topSources": [{"host": k, "bytes": v} for k, v in summary.src_bytes.most_common(5)],
             "topDestinations": [{"host": k, "flows": v} for k, v in summary.dst_flows.most_common(5)],
+            # the sensor's metrics over the last windows (bytes for a host's alert), with the expected band
+            "series": {n: [[t, *vals[n]] for t, vals in self.recent]
+                       for n in (c["metrics"] if fam == "traffic" else ["bytes"]) or ["flows"]},
         }
 
     # -- state, for a changelog-backed table
@@ -253,7 +269,7 @@ class SensorScorer:
                 "h2": _pack(self.h2.logodds), "hosts": self.hosts, "seen_ms": self.seen_ms,
                 "history": {f: {str(d): v for d, v in days.items()} for f, days in self.history.items()},
                 "thresholds": self.thresholds, "calibrated_day": self.calibrated_day,
-                "attention": self.attention.state()}
+                "attention": self.attention.state(), "recent": self.recent}
 
     @classmethod
     def from_state(cls, cfg: ScoreConfig, s: dict) -> "SensorScorer":
@@ -271,6 +287,7 @@ class SensorScorer:
         sc.history = {f: {int(d): [tuple(r) for r in v] for d, v in days.items()} for f, days in s["history"].items()}
         sc.thresholds, sc.calibrated_day = s["thresholds"], s["calibrated_day"]
         sc.attention = Attention.from_state(cfg.attention(), s["attention"])
+        sc.recent = s.get("recent", [])
         return sc
 
 

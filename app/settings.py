@@ -84,6 +84,8 @@ class Settings:
     placebo_interval_s: int = 30
     #: Do not print the settings at start-up.
     quiet: bool = False
+    #: Log one JSON object per line (uploads carry block_id and sensor fields).
+    log_json: bool = False
 
     #: Score complete windows and raise anomalies and alerts.
     scoring: bool = True

@@ -11,6 +11,7 @@
 |                | ``frontier|partition``   | ``{frontier, partition, idle}`` (one partition) |
 | anomalies      | sensor                   | every scored window over a threshold (app/score.py) |
 | alerts         | sensor                   | what attention control lets through              |
+| actions        | alert id or entity       | an analyst's ``ack`` of an alert or ``suppress`` of an entity (one partition) |
 | heartbeats     | worker address           | ``{worker, at_ms, progress: {component: {...}}}`` |
 """
 from __future__ import annotations
@@ -37,4 +38,6 @@ anomalies = app.topic(_pre + "anomalies", key_type=bytes, key_serializer="raw", 
 alerts = app.topic(_pre + "alerts", key_type=bytes, key_serializer="raw", value_serializer="json",
                    partitions=_n, internal=True)
 
-ALL = (pcap_chunks, flow_parts, flows, window_summaries, anomalies, alerts, heartbeats)
+actions = app.topic(_pre + "actions", key_type=bytes, key_serializer="raw", value_serializer="json",
+                    partitions=1, internal=True)
+ALL = (actions, pcap_chunks, flow_parts, flows, window_summaries, anomalies, alerts, heartbeats)

@@ -13,6 +13,9 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v dash >/dev/null || need+=(dash)
 # the export tests check our NetFlow and IPFIX against a real collector
 command -v nfcapd >/dev/null || need+=(nfdump)
+# the dashboard test drives a headless browser
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 if [ "${FLOWSIGHT_PEER_TOOLS:-0}" = 1 ]; then
   for t in tcpdump:tcpdump softflowd:softflowd nfpcapd:nfdump argus:argus-server tshark:tshark; do
     command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")

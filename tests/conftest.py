@@ -95,10 +95,12 @@ class Worker:
                 body = json.loads(r.read())
         except Exception:
             return False
-        parts = [a for a in body.get("assigned", []) if a.split(":")[0].endswith("flow-parts")]
+        n = int(self.env["FLOWSIGHT_PARTITIONS"])
+        assigned = [a.split(":")[0] for a in body.get("assigned", [])]
         if not self.wait_partitions:
             return body.get("status") == "ok"
-        return body.get("status") == "ok" and len(parts) == int(self.env["FLOWSIGHT_PARTITIONS"])
+        return body.get("status") == "ok" and all(
+            sum(1 for t in assigned if t.endswith(topic)) == n for topic in ("flow-parts", "pcap-chunks"))
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> None:
         if self.proc and self.proc.poll() is None:

@@ -52,15 +52,15 @@ def parse_query(query) -> tuple[dict[int, int] | None, float, int, bool]:
     return cur, timeout, limit, start == "end"
 
 
-async def poll(topic: str, cur: dict[int, int] | None, timeout_s: float, limit: int, from_end: bool) -> dict:
+async def poll(topic: str, cur: dict[int, int] | None, timeout_s: float, limit: int, from_end: bool,
+               partitions: int | None = None) -> dict:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
                                 group_id=None, request_timeout_ms=15000)
     await consumer.start()
     try:
         if topic not in await consumer.topics():
             return {"records": [], "cursor": cursors.encode(cur or {})}
-        # every topic of the registry has settings.partitions partitions
-        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        tps = [TopicPartition(topic, p) for p in range(partitions or settings.partitions)]
         consumer.assign(tps)
         for tp in tps:
             if cur is not None and tp.partition in cur:
@@ -78,12 +78,12 @@ async def poll(topic: str, cur: dict[int, int] | None, timeout_s: float, limit: 
         await consumer.stop()
 
 
-def poll_view(topic: str) -> type[View]:
+def poll_view(topic: str, partitions: int | None = None) -> type[View]:
     class Poll(View):
         async def get(self, request):
             try:
                 cur, timeout, limit, from_end = parse_query(request.query)
-                return self.json(await poll(topic, cur, timeout, limit, from_end))
+                return self.json(await poll(topic, cur, timeout, limit, from_end, partitions))
             except PollError as exc:
                 return self.json({"error": exc.message}, status=exc.status)
             except KafkaError as exc:

@@ -36,14 +36,42 @@ async def consumer_lag() -> dict[str, int] | None:
         await c.stop()
 
 
+def producer_connected() -> bool:
+    """Faust's producer started, and the Kafka client's sender task alive."""
+    p = watchdog.kafka_producer()
+    if p is None:
+        return False
+    task = p._sender._sender_task
+    return bool(app.producer.started and task is not None and not task.done())
+
+
+class Healthz(View):
+    """Liveness, cheap: the process answers."""
+
+    async def get(self, request):
+        return self.json({"status": "alive"})
+
+
+class Readyz(View):
+    """Readiness: table recovery done, not rebalancing, producer connected."""
+
+    async def get(self, request):
+        reasons = []
+        if not producer_connected():
+            reasons.append("producer not connected")
+        if app.rebalancing:
+            reasons.append("rebalancing")
+        recovery = getattr(app.tables, "recovery", None)
+        if app.in_recovery or (recovery is not None and not recovery.completed.is_set()):
+            reasons.append("recovering tables")
+        if reasons:
+            return self.json({"status": "not ready", "reasons": reasons}, status=503)
+        return self.json({"status": "ready"})
+
+
 class Health(View):
     async def get(self, request):
-        producer = app.producer
-        try:
-            connected = bool(producer.started and producer._producer._producer._sender._sender_task
-                             and not producer._producer._producer._sender._sender_task.done())
-        except AttributeError:
-            connected = bool(producer.started)
+        connected = producer_connected()
         assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.assignor.assigned_actives())
         body = {
             "kafka": {"producer_connected": connected, "rebalancing": bool(app.rebalancing)},

@@ -19,6 +19,8 @@ import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 import numpy as np
 from aiokafka.errors import KafkaError
+
+from agents.watchdog import kafka_producer
 from faust.web import View
 
 from app import capture, decode, progress, ranges
@@ -64,6 +66,15 @@ def check_capture(buf) -> capture.Index:
     return idx
 
 
+_orphans: set[asyncio.Task] = set()
+
+
+def _orphan_done(task: asyncio.Task) -> None:
+    _orphans.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.info("a timed-out upload's chunks finally failed: %r", task.exception())
+
+
 async def produce(plan: capture.Chunks, block_id: str, sensor: str, sha256: str) -> int:
     pending = []
     count = 0
@@ -100,8 +111,14 @@ class Blocks(View):
 
     async def get(self, request, key: str):
         try:
+            # routing hashes the key over the changelog's partitions: the producer must know them,
+            # and it does not until it has sent to that topic or asked for it
+            producer = kafka_producer()
+            if producer is None:
+                raise ConnectionError("the producer has not started")
+            await producer.partitions_for(blocks.changelog_topic.get_topic_name())
             return await self._routed(request, key=key)
-        except (ConnectionError, aiohttp.ClientError, asyncio.TimeoutError):
+        except (ConnectionError, aiohttp.ClientError, asyncio.TimeoutError, KafkaError):
             # the owner of this key is gone (a rebalance is coming): the uploader retries
             return self.json({"error": "the worker owning this block is not reachable"}, status=503,
                              headers={"Retry-After": "5"})
@@ -155,7 +172,8 @@ class Captures(View):
                         digest.update(piece)
                         out.write(piece)
                 except (ConnectionError, aiohttp.ClientPayloadError, HttpProcessingError):
-                    log.warning("upload from %s cut off after %d bytes; nothing accepted", sensor, size)
+                    log.warning("upload from %s cut off after %d bytes; nothing accepted", sensor, size,
+                                extra={"sensor": sensor})
                     raise UploadError(400, f"the body was cut off after {size} bytes; send it again") from None
             if size == 0:
                 raise UploadError(400, "the body is empty; send a pcap or pcapng file", kind="empty")
@@ -174,15 +192,24 @@ class Captures(View):
             if known is not None and ranges.contains_all(known["done"], len(plan)):
                 progress.mark("ingest", duplicates=1)
                 return 200, {**answer, "duplicate": True}
+            # On a timeout the produce task is left to finish on its own: cancelling it would cancel
+            # the Kafka client's own message futures. A retry sends the same chunks; decode dedupes.
+            task = asyncio.ensure_future(produce(plan, block_id, sensor, sha))
+            done, _ = await asyncio.wait({task}, timeout=settings.produce_timeout_s)
             try:
-                chunks = await asyncio.wait_for(produce(plan, block_id, sensor, sha), settings.produce_timeout_s)
+                if not done:
+                    _orphans.add(task)
+                    task.add_done_callback(_orphan_done)
+                    raise asyncio.TimeoutError()
+                chunks = task.result()
             except (KafkaError, asyncio.TimeoutError, ConnectionError) as exc:
-                log.warning("upload %s from %s: Kafka unavailable: %r", block_id, sensor, exc)
+                log.warning("upload %s from %s: Kafka unavailable: %r", block_id, sensor, exc,
+                            extra={"block_id": block_id, "sensor": sensor})
                 raise UploadError(503, "Kafka is unavailable; retry the same upload later") from None
             progress.mark("ingest", uploads=1, bytes=size, packets=idx.packets)
             progress.mark(f"sensor:{sensor}", uploads=1, packets=idx.packets)
             log.info("upload accepted block=%s sensor=%s chunks=%d packets=%d bytes=%d",
-                     block_id, sensor, chunks, idx.packets, size)
+                     block_id, sensor, chunks, idx.packets, size, extra={"block_id": block_id, "sensor": sensor})
             return 202, {**answer, "chunks": chunks, "duplicate": False}
         finally:
             os.unlink(path)

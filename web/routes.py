@@ -2,14 +2,22 @@
 from __future__ import annotations
 
 from app.main import app
-from app.topics import alerts, anomalies, flows
+from app.topics import actions, alerts, anomalies, flows
+from web.dashboard import Actions, Index, Static
 from web.egress import poll_view
-from web.health import Health
+from web.health import Health, Healthz, Readyz
+from web.metrics import Metrics
 from web.ingest import Blocks, Captures
 
 app.page("/v1/captures", name="captures")(Captures)
 app.page("/v1/flows", name="flows")(poll_view(flows.get_topic_name()))
 app.page("/v1/anomalies", name="anomalies")(poll_view(anomalies.get_topic_name()))
 app.page("/v1/alerts", name="alerts")(poll_view(alerts.get_topic_name()))
+app.page("/v1/actions", name="actions")(type("ActionsView", (Actions, poll_view(actions.get_topic_name(), 1)), {}))
 app.page("/v1/health", name="health")(Health)
+app.page("/", name="index")(Index)
+app.page("/ui/{name}", name="static")(Static)
+app.page("/healthz", name="healthz")(Healthz)
+app.page("/readyz", name="readyz")(Readyz)
+app.page("/metrics", name="metrics")(Metrics)
 app.page("/v1/blocks/{key}", name="blocks")(Blocks)

@@ -62,6 +62,15 @@ def capture_later() -> bytes:
     return pcap(pkts)
 
 
+def parse_metrics(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
 async def poll_all(s: aiohttp.ClientSession, url: str, path: str, until, timeout_s: float = 120) -> list[dict]:
     import time
     got, cursor = [], None
@@ -90,6 +99,20 @@ async def test_flood_after_warm_up_raises_one_explained_alert(deployment):
         anomalies = await poll_all(s, w.url, "/v1/anomalies", lambda got: flood_alert(got), timeout_s=30)
         async with s.get(w.url + "/v1/health") as r:
             health = await r.json()
+        async with s.get(w.url + "/metrics") as r:
+            assert r.status == 200 and r.content_type == "text/plain"
+            metrics = parse_metrics(await r.text())
+        async with s.get(w.url + "/healthz") as r:
+            assert r.status == 200
+        async with s.get(w.url + "/readyz") as r:
+            assert r.status == 200, await r.text()
+    assert metrics["flowsight_alerts_L2_total"] == 1
+    assert metrics["flowsight_ingest_uploads_total"] == 1
+    assert metrics['flowsight_sensor_uploads_total{sensor="site-a"}'] == 1
+    assert metrics["flowsight_decode_packets_total"] == metrics["flowsight_ingest_packets_total"]
+    # windows closed by the watermark, and the last ones flushed when the upload went idle
+    assert metrics["flowsight_flows_by_end_window_closed_total"] > 0
+    assert metrics["flowsight_flows_by_end_idle_flush_total"] > 0
     hits = flood_alert(alerts)
     assert len(hits) == 1, f"alerts: {[(a['type'], a['windowStartMs'], a['entity']) for a in alerts]}\n{w.log_tail()}"
     a = hits[0]
@@ -121,3 +144,44 @@ async def test_flood_after_warm_up_raises_one_explained_alert(deployment):
             await asyncio.sleep(1)
     assert models["site-a"]["windows"] == WINDOWS + 10, models
     assert not w.errors(), w.log_tail()
+
+
+def run_command(w, *args: str) -> list[dict]:
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    r = subprocess.run([sys.executable, "-m", "faust", "-A", "app", *args], cwd=ROOT, env={**w.env, "FLOWSIGHT_QUIET": "1"},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")] if "--json" in args else \
+        r.stdout
+
+
+async def test_table_commands_read_the_changelogs_and_logs_are_json(deployment):
+    import json
+    w = deployment(FLOWSIGHT_WINDOW_S="60", FLOWSIGHT_LOG_JSON="true").start()
+    async with aiohttp.ClientSession() as s:
+        status, answer = await upload(s, w.url, capture_later(), sensor="site-b", block_id="blk-1")
+        assert status == 202, answer
+        for _ in range(60):
+            async with s.get(w.url + "/v1/health") as r:
+                models = (await r.json())["scoring"]["models"]
+            if models.get("site-b", {}).get("windows", 0) >= 10:
+                break
+            await asyncio.sleep(1)
+    blocks = run_command(w, "blocks", "--json")
+    assert blocks == [{"sensor": "site-b", "block": "blk-1", "chunks": 1, "decoded": 1, "complete": True,
+                       "sha256": blocks[0]["sha256"]}]
+    rows = run_command(w, "baselines", "--json")
+    flows = {r["metric"]: r for r in rows if r["sensor"] == "site-b"}
+    assert flows["flows"]["windows"] == 10 and flows["flows"]["l0_mean"] == pytest.approx(80, abs=1)
+    assert "L2" in flows["(thresholds)"]["thresholds"]["traffic"]
+    assert run_command(w, "flows-open", "--json") == []          # every window was closed
+    listing = run_command(w, "tables")
+    assert "scoring" in listing and "blocks" in listing
+    logged = [json.loads(line) for line in w.log_path.read_text().splitlines() if line.startswith("{")]
+    accepted = [e for e in logged if e["msg"].startswith("upload accepted")]
+    assert len(accepted) == 1 and accepted[0]["block_id"] == "blk-1" and accepted[0]["sensor"] == "site-b"
+    assert accepted[0]["level"] == "INFO" and accepted[0]["ts"].endswith("Z")

@@ -1,0 +1,48 @@
+"""Send and wait for Kafka's acknowledgement, again and again until it comes.
+
+An agent marks its input done only after Kafka acknowledged its output. If a
+send fails (a leader moved, too few in-sync replicas, a request timed out), the
+agent must neither crash (Faust would stop it for good) nor move on: it sends
+the failed messages again, with backoff. Every message is deterministic (same
+key, same content, same flowId or id), so a repeat is harmless downstream.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.errors import KafkaError
+
+from app import progress
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF_S = 10.0
+
+
+async def send_all(sends: list[tuple], what: str) -> None:
+    """``sends``: (topic, key bytes, value, partition or None). Returns when every one is acknowledged."""
+    pending = list(sends)
+    attempt = 0
+    while pending:
+        futures = []
+        failed = []
+        for item in pending:
+            topic, key, value, partition = item
+            try:
+                futures.append((item, await topic.send(key=key, value=value, partition=partition)))
+            except KafkaError as exc:
+                failed.append((item, exc))
+        for item, fut in futures:
+            try:
+                await fut
+            except (KafkaError, asyncio.TimeoutError) as exc:
+                failed.append((item, exc))
+        if not failed:
+            return
+        pending = [item for item, _ in failed]
+        attempt += 1
+        delay = min(0.5 * 2 ** attempt, MAX_BACKOFF_S)
+        log.warning("%s: %d of %d sends failed (%r); sending them again in %.1f s",
+                    what, len(pending), len(sends), failed[0][1], delay)
+        progress.mark("send_retries", messages=len(pending))
+        await asyncio.sleep(delay)

@@ -1,0 +1,86 @@
+"""The analyst's page in a real browser (Debian's Chromium, headless, driven by Selenium).
+
+A worker scores a capture with a flood; the page must list the alert, draw its
+chart with the expected band, show the flood's target among the top destinations,
+and send an acknowledgement that comes back on /v1/actions. A screenshot is kept
+in var/test-artifacts/dashboard.png.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+
+import aiohttp
+import pytest
+
+from tests.conftest import ROOT, upload
+from tests.integration.test_alerts import TARGET, capture
+
+pytestmark = pytest.mark.integration
+ARTIFACTS = ROOT / "var" / "test-artifacts"
+
+
+@pytest.fixture
+def browser():
+    for tool in ("chromium", "chromedriver"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed: the dashboard test needs Debian's chromium and chromium-driver "
+                        "(make test installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    yield driver
+    driver.quit()
+
+
+def wait_for(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            got = predicate()
+        except Exception:  # the element is not there yet
+            got = None
+        if got:
+            return got
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_dashboard_shows_explains_and_acknowledges_an_alert(deployment, browser):
+    from selenium.webdriver.common.by import By
+
+    w = deployment(FLOWSIGHT_WINDOW_S="60").start()
+    async with aiohttp.ClientSession() as s:
+        async with s.get(w.url + "/") as r:
+            assert r.status == 200 and r.content_type == "text/html"
+            assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
+        browser.get(w.url + "/")
+        status, answer = await upload(s, w.url, capture(), sensor="site-a")
+        assert status == 202, answer
+        alert_id = wait_for(lambda: [li.get_attribute("data-id") for li in browser.find_elements(
+            By.CSS_SELECTOR, "#alerts li") if "traffic" in li.text], 120, "the alert in the list")[0]
+        # the list is redrawn as records arrive: find the item afresh until the click lands
+        wait_for(lambda: browser.find_element(By.CSS_SELECTOR, f'#alerts li[data-id="{alert_id}"]').click() or
+                 browser.find_element(By.ID, "d-title").text, 10, "the alert's details")
+        path = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, "#charts svg path.observed"), 10, "the chart")
+        assert path.get_attribute("d").count("L") >= 10            # a line through the recent windows
+        assert browser.find_element(By.CSS_SELECTOR, "#charts svg path.band").get_attribute("d").endswith("Z")
+        assert TARGET in browser.find_element(By.ID, "t-dst").text
+        assert "P(event)" in browser.find_element(By.ID, "d-facts").text
+        browser.find_element(By.ID, "ack").click()
+        wait_for(lambda: "acknowledged" in browser.find_element(By.ID, "d-state").text, 30, "the acknowledgement")
+        assert not browser.find_element(By.ID, "ack").is_enabled()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+        async with s.get(w.url + "/v1/actions", params={"timeout": "1"}) as r:
+            acts = (await r.json())["records"]
+        assert {"action": "ack", "id": alert_id, "note": ""} in acts
+        async with s.post(w.url + "/v1/actions", json={"action": "delete"}) as r:
+            assert r.status == 400 and "action must be" in (await r.json())["error"]
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]

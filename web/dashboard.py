@@ -1,0 +1,81 @@
+"""The analyst's page (GET /, static files under /ui/) and the actions it sends (POST /v1/actions).
+
+Plain HTML, CSS and JavaScript served by the worker: no build step, nothing
+fetched from the internet. The page long-polls /v1/alerts, draws the fired
+metric's recent windows with the expected band from the alert itself, polls
+/v1/health for throughput and liveness, and posts acknowledgements and
+suppressions, which are records on topic ``actions`` (so they survive restarts
+and feed attention control, agents/score.py).
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from aiokafka.errors import KafkaError
+from faust.web import View
+
+from app.topics import actions
+
+STATIC = Path(__file__).resolve().parent / "static"
+TYPES = {".html": "text/html", ".js": "application/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                                      "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+           "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Cache-Control": "no-cache"}
+
+
+def _file(name: str):
+    path = STATIC / name
+    if not _NAME.match(name) or not path.is_file():
+        return None
+    return path.read_bytes(), TYPES.get(path.suffix, "application/octet-stream")
+
+
+class Index(View):
+    async def get(self, request):
+        body, ctype = _file("index.html")
+        return self.bytes(body, content_type=ctype, headers=HEADERS)
+
+
+class Static(View):
+    async def get(self, request, name: str):
+        found = _file(name)
+        if found is None:
+            return self.json({"error": f"no file {name}"}, status=404)
+        return self.bytes(found[0], content_type=found[1], headers=HEADERS)
+
+
+def check_action(body) -> dict:
+    if not isinstance(body, dict):
+        raise ValueError("expected a JSON object")
+    kind = body.get("action")
+    if kind == "ack":
+        if not isinstance(body.get("id"), str) or not body["id"]:
+            raise ValueError("ack needs the alert's id")
+        return {"action": "ack", "id": body["id"], "note": str(body.get("note", ""))[:500]}
+    if kind == "suppress":
+        if not all(isinstance(body.get(k), str) and body[k] for k in ("type", "entity")):
+            raise ValueError("suppress needs type and entity")
+        for_s = body.get("for_s", 3600)
+        if not isinstance(for_s, int) or not 60 <= for_s <= 30 * 86400:
+            raise ValueError("for_s must be a whole number of seconds from 60 to 2592000")
+        return {"action": "suppress", "type": body["type"], "entity": body["entity"], "for_s": for_s}
+    raise ValueError("action must be 'ack' or 'suppress'")
+
+
+class Actions(View):
+    async def post(self, request):
+        try:
+            action = check_action(json.loads(await request.text() or "null"))
+        except ValueError as exc:
+            return self.json({"error": str(exc)}, status=400)
+        key = action.get("id") or f"{action['type']}|{action['entity']}"
+        try:
+            fut = await actions.send(key=key.encode(), value=action)
+            await fut
+        except KafkaError as exc:
+            return self.json({"error": f"Kafka is unavailable ({type(exc).__name__}); retry"}, status=503,
+                             headers={"Retry-After": "5"})
+        return self.json({"accepted": action}, status=202)
