@@ -25,7 +25,7 @@ run: setup
 	@compose/run.sh
 
 test: setup
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra --durations=30
 
 test-unit: setup
 	$(BIN)/python -m pytest -ra tests/unit tests/agent

@@ -1,4 +1,4 @@
-"""GET /metrics: Prometheus text format (version 0.0.4).
+"""GET /metrics: Prometheus text format, from Faust's Prometheus sensor and our own collector.
 
 Counters come from every component's progress marks (app/progress.py):
 ``flowsight_<component>_<name>_total``, e.g. ``flowsight_ingest_bytes_total``,
@@ -14,8 +14,6 @@ from __future__ import annotations
 import re
 import time
 
-from faust.web import View
-
 from agents import flows as flows_agent, placebo, watchdog
 from app import progress
 
@@ -30,43 +28,58 @@ def _label(v: str) -> str:
     return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render() -> str:
-    lines: list[str] = []
-    seen: set[str] = set()
+def families() -> dict[str, tuple[str, list[tuple[dict, float]]]]:
+    """name -> (counter | gauge, [(labels, value)]); counter names without the _total suffix."""
+    out: dict[str, tuple[str, list[tuple[dict, float]]]] = {}
 
-    def metric(name: str, kind: str, value: float, labels: dict | None = None) -> None:
-        if name not in seen:
-            seen.add(name)
-            lines.append(f"# TYPE {name} {kind}")
-        lab = "{" + ",".join(f'{k}="{_label(str(v))}"' for k, v in labels.items()) + "}" if labels else ""
-        lines.append(f"{name}{lab} {value}")
+    def add(name: str, kind: str, value: float, labels: dict | None = None) -> None:
+        out.setdefault(name, (kind, []))[1].append((labels or {}, float(value)))
 
-    snap = progress.snapshot()
-    for component, counts in sorted(snap.items()):
+    for component, counts in sorted(progress.snapshot().items()):
         labels = None
         base = component
         if component.startswith("sensor:"):
             base, labels = "sensor", {"sensor": component.split(":", 1)[1]}
         for key, value in sorted(counts.items()):
             if key == "last_progress_s_ago":
-                metric(_name(base, "last_progress_seconds_ago"), "gauge", value, labels)
+                add(_name(base, "last_progress_seconds_ago"), "gauge", value, labels)
             else:
-                metric(_name(base, key) + "_total", "counter", value, labels)
+                add(_name(base, key), "counter", value, labels)
     status = flows_agent.status()
     for p, n in status["open_windows"].items():
-        metric(_name("open_windows"), "gauge", n, {"partition": p})
+        add(_name("open_windows"), "gauge", n, {"partition": p})
     now_ms = time.time() * 1000
     for p, wm in status["watermark_ms"].items():
         if wm > 0:
-            metric(_name("watermark_lag_seconds"), "gauge", round((now_ms - wm) / 1000, 3), {"partition": p})
+            add(_name("watermark_lag_seconds"), "gauge", round((now_ms - wm) / 1000, 3), {"partition": p})
     w = watchdog.status()
-    metric(_name("producer_oldest_batch_seconds"), "gauge", w["oldest_batch_s"])
-    metric(_name("producer_stuck_batches"), "gauge", w["stuck_batches"])
-    ok = placebo.state.status(time.time()).get("passing")
-    metric(_name("placebo_passing"), "gauge", 1 if ok else 0)
-    return "\n".join(lines) + "\n"
+    add(_name("producer_oldest_batch_seconds"), "gauge", w["oldest_batch_s"])
+    add(_name("producer_stuck_batches"), "gauge", w["stuck_batches"])
+    add(_name("placebo_passing"), "gauge", 1 if placebo.state.status(time.time()).get("passing") else 0)
+    return out
 
 
-class Metrics(View):
-    async def get(self, request):
-        return self.text(render(), content_type="text/plain; version=0.0.4")
+class FlowsightCollector:
+    """Our counters and gauges, in the same registry as Faust's Prometheus sensor."""
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        for name, (kind, samples) in families().items():
+            keys = sorted({k for labels, _ in samples for k in labels})
+            cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            fam = cls(name, f"Flowsight {name[len('flowsight_'):].replace('_', ' ')}", labels=keys)
+            for labels, value in samples:
+                fam.add_metric([labels.get(k, "") for k in keys], value)
+            yield fam
+
+    def describe(self):
+        return []
+
+
+def setup(app) -> None:
+    """/metrics: Faust's Prometheus sensor (faust_* metrics) plus FlowsightCollector (flowsight_*)."""
+    from faust.sensors.prometheus import setup_prometheus_sensors
+    from prometheus_client import REGISTRY
+
+    setup_prometheus_sensors(app, pattern="/metrics", name_prefix="faust")
+    REGISTRY.register(FlowsightCollector())

@@ -6,7 +6,7 @@ from app.topics import actions, alerts, anomalies, flows
 from web.dashboard import Actions, Index, Static
 from web.egress import poll_view
 from web.health import Health, Healthz, Readyz
-from web.metrics import Metrics
+from web import metrics
 from web.ingest import Blocks, Captures
 
 app.page("/v1/captures", name="captures")(Captures)
@@ -19,5 +19,5 @@ app.page("/", name="index")(Index)
 app.page("/ui/{name}", name="static")(Static)
 app.page("/healthz", name="healthz")(Healthz)
 app.page("/readyz", name="readyz")(Readyz)
-app.page("/metrics", name="metrics")(Metrics)
+metrics.setup(app)
 app.page("/v1/blocks/{key}", name="blocks")(Blocks)

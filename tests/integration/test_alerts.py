@@ -107,6 +107,7 @@ async def test_flood_after_warm_up_raises_one_explained_alert(deployment):
         async with s.get(w.url + "/readyz") as r:
             assert r.status == 200, await r.text()
     assert metrics["flowsight_alerts_L2_total"] == 1
+    assert any(k.startswith("faust_messages_received") for k in metrics)     # Faust's own sensor
     assert metrics["flowsight_ingest_uploads_total"] == 1
     assert metrics['flowsight_sensor_uploads_total{sensor="site-a"}'] == 1
     assert metrics["flowsight_decode_packets_total"] == metrics["flowsight_ingest_packets_total"]
