@@ -120,6 +120,7 @@ class SensorScorer:
         z = self.l0.score(m)
         p, mean, k = self.l1.score(m, t_ms)
         lo, hi = self.l1.band(np.nan_to_num(mean), k)
+        limit = self.l1_limit(mean, k)
         pc = combine(p)
         s2 = float(self.l2.update(np.array([pc]))[0])
         self.l1.update(m, t_ms, p)
@@ -127,6 +128,7 @@ class SensorScorer:
         traffic = {"scores": {"L0": float(z.max()) if self.l0.n > 2 else 0.0, "L1": float(surprise(pc)), "L2": s2},
                    "metrics": {name: {"observed": float(m[i]), "expected": float(np.nan_to_num(mean[i])),
                                       "low": float(lo[i]), "high": float(hi[i]), "p": float(p[i]),
+                                      "threshold": float(limit[i]),
                                       "z": float(z[i])} for i, name in enumerate(METRICS)}}
         rows = self._rows(list(host_ips), t_ms)
         x = np.zeros(self.h1.rows)
@@ -143,6 +145,15 @@ class SensorScorer:
         self.windows += 1
         self.last_ms = t_ms
         return {"traffic": traffic, "hosts": hosts}
+
+    def l1_limit(self, mean: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Per metric, the value at which L1 alone would fire (its threshold in the metric's units)."""
+        from scipy.stats import nbinom
+        thr = self.thresholds["traffic"]["L1"]
+        p = min(10.0 ** -thr / len(METRICS), 0.5) if np.isfinite(thr) else 1e-12
+        mean = np.nan_to_num(mean)
+        out = nbinom.isf(p, k, k / (k + np.maximum(mean, 1e-9)))
+        return np.where(mean > 0, np.nan_to_num(out, posinf=0.0), 0.0)
 
     def candidates(self, t_ms: int, sc: dict, rung: str, thresholds: dict) -> list[dict]:
         """Anomalies of a window at a rung: (family, entity) whose score reaches its threshold."""
@@ -216,7 +227,8 @@ class SensorScorer:
         sc = self.score(t_ms, m, ips, np.array([summary.src_bytes[i] for i in ips], float))
         self.remember(t_ms, sc)
         self.recent.append([t_ms, {n: [round(v["observed"], 3), round(v["expected"], 3), round(v["low"], 3),
-                                       round(v["high"], 3)] for n, v in sc["traffic"]["metrics"].items()}])
+                                       round(v["high"], 3), round(v["threshold"], 3)]
+                                   for n, v in sc["traffic"]["metrics"].items()}])
         del self.recent[:-SERIES]
         rung = self.cfg.rung
         anomalies, alerts = [], []

@@ -71,6 +71,8 @@ async def test_dashboard_shows_explains_and_acknowledges_an_alert(deployment, br
         path = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, "#charts svg path.observed"), 10, "the chart")
         assert path.get_attribute("d").count("L") >= 10            # a line through the recent windows
         assert browser.find_element(By.CSS_SELECTOR, "#charts svg path.band").get_attribute("d").endswith("Z")
+        assert browser.find_elements(By.CSS_SELECTOR, "#charts svg path.threshold")
+        wait_for(lambda: "decode" in browser.find_element(By.ID, "stages").text, 10, "the stages' progress")
         assert TARGET in browser.find_element(By.ID, "t-dst").text
         assert "P(event)" in browser.find_element(By.ID, "d-facts").text
         browser.find_element(By.ID, "ack").click()

@@ -110,7 +110,7 @@ function table(t, cols, rows) {
 }
 
 function chart(metric, points, markMs) {
-  // points: [t, observed, expected, low, high]
+  // points: [t, observed, expected, low, high, L1 threshold]
   const NS = "http://www.w3.org/2000/svg";
   const W = 600, H = 160, L = 48, R = 8, T = 16, B = 20;
   const svg = document.createElementNS(NS, "svg");
@@ -118,7 +118,7 @@ function chart(metric, points, markMs) {
   svg.setAttribute("role", "img");
   svg.setAttribute("aria-label", `${metric} over the last windows with the expected band`);
   const ts = points.map((p) => p[0]);
-  const ys = points.flatMap((p) => [p[1], p[4]]);
+  const ys = points.flatMap((p) => [p[1], p[4], p[5] || 0]);
   const t0 = Math.min(...ts), t1 = Math.max(...ts, t0 + 1);
   const y1 = Math.max(...ys, 1) * 1.08;
   const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
@@ -130,6 +130,7 @@ function chart(metric, points, markMs) {
     const lower = points.slice().reverse().map((p) => `L${x(p[0]).toFixed(1)},${y(p[3]).toFixed(1)}`).join("");
     path("band", upper + lower + "Z");
     path("expected", line(2));
+    if (points.every((p) => p.length > 5 && p[5] > 0)) path("threshold", line(5));
     path("observed", line(1));
     const m = document.createElementNS(NS, "line");
     m.setAttribute("class", "marker");
@@ -137,7 +138,7 @@ function chart(metric, points, markMs) {
     svg.append(m);
   }
   const label = (tx, ty, s, anchor) => { const e = document.createElementNS(NS, "text"); e.setAttribute("x", tx); e.setAttribute("y", ty); e.setAttribute("text-anchor", anchor || "start"); e.textContent = s; svg.append(e); };
-  label(L, 11, `${metric} (observed, expected, band)`);
+  label(L, 11, `${metric}: observed (solid), expected (dashed) and its band, L1 threshold (dotted)`);
   label(L - 4, y(y1 / 1.08) + 3, fmtNum(y1 / 1.08), "end");
   label(L - 4, H - B + 3, "0", "end");
   return el("div", { class: "chart", "data-metric": metric }, svg);
@@ -162,9 +163,14 @@ async function health() {
       pills.push(el("span", { class: "pill " + (h.placebo.passing ? "ok" : "bad") }, `placebo ${h.placebo.passing ? "passing" : "failing"}`));
     }
     $("status").replaceChildren($("conn"), ...pills);
-    const sensors = Object.entries(h.progress || {}).filter(([k]) => k.startsWith("sensor:"));
-    $("sensors").textContent = sensors.length ? "Sensors: " + sensors.map(([k, v]) =>
-      `${k.slice(7)} ${fmtNum(v.packets || 0)} packets in ${v.uploads || 0} uploads, last ${v.last_progress_s_ago}s ago`).join(" · ") : "";
+    const progress = Object.entries(h.progress || {});
+    const sensors = progress.filter(([k]) => k.startsWith("sensor:"));
+    const stages = progress.filter(([k]) => ["ingest", "decode", "merge", "emit", "score"].includes(k));
+    $("sensors").replaceChildren(
+      el("div", {}, sensors.length ? "Sensors: " + sensors.map(([k, v]) =>
+        `${k.slice(7)} ${fmtNum(v.packets || 0)} packets in ${v.uploads || 0} uploads, last ${v.last_progress_s_ago}s ago`).join(" · ") : ""),
+      el("div", { id: "stages" }, stages.length ? "Last progress: " + stages.map(([k, v]) =>
+        `${k} ${v.last_progress_s_ago}s ago`).join(" · ") : ""));
   } catch (e) { /* the long polls report the connection */ }
 }
 
