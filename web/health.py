@@ -6,7 +6,7 @@ from faust.web import View
 
 import time
 
-from agents import flows as flows_agent, placebo, score as score_agent, watchdog
+from agents import export as export_agent, flows as flows_agent, placebo, score as score_agent, watchdog
 from app import progress
 from app.main import app, settings
 from app.topics import flow_parts, pcap_chunks
@@ -80,6 +80,7 @@ class Health(View):
             "flows": flows_agent.status(),
             "scoring": score_agent.status(),
             "producer": watchdog.status(),
+            "export": export_agent.status(),
             "progress": progress.snapshot(),
             "placebo": placebo.state.status(time.time()),
         }

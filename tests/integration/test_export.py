@@ -135,6 +135,10 @@ async def test_worker_exports_every_flow_to_an_ipfix_and_a_v5_collector(deployme
             if sent >= len(want_records):
                 break
             await asyncio.sleep(1)
+        async with s.get(w.url + "/metrics") as r:
+            metrics = await r.text()
+    v6 = sum(1 for r in want_records if "sourceIPv6Address" in r)
+    assert f"flowsight_export_v5_skipped_ipv6_total {float(v6)}" in metrics
     await asyncio.sleep(1)
     log = stop()
     got = collected(flowdir)
