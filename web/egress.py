@@ -54,8 +54,10 @@ def parse_query(query) -> tuple[dict[int, int] | None, float, int, bool]:
 
 async def poll(topic: str, cur: dict[int, int] | None, timeout_s: float, limit: int, from_end: bool,
                partitions: int | None = None) -> dict:
+    # earliest: if a cursor's offset is ever out of range (around a leader change), start the partition
+    # again rather than jump to its end; repeats are dropped by flowId/id, a skip would be a loss
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
-                                group_id=None, request_timeout_ms=15000)
+                                group_id=None, request_timeout_ms=15000, auto_offset_reset="earliest")
     await consumer.start()
     try:
         if topic not in await consumer.topics():
