@@ -97,8 +97,12 @@ async def test_flood_after_warm_up_raises_one_explained_alert(deployment):
         assert status == 202, answer
         alerts = await poll_all(s, w.url, "/v1/alerts", lambda got: flood_alert(got))
         anomalies = await poll_all(s, w.url, "/v1/anomalies", lambda got: flood_alert(got), timeout_s=30)
-        async with s.get(w.url + "/v1/health") as r:
-            health = await r.json()
+        for _ in range(60):   # the windows after the flood are scored once the upload has gone idle
+            async with s.get(w.url + "/v1/health") as r:
+                health = await r.json()
+            if health["scoring"]["models"].get("site-a", {}).get("windows", 0) >= WINDOWS:
+                break
+            await asyncio.sleep(1)
         async with s.get(w.url + "/metrics") as r:
             assert r.status == 200 and r.content_type == "text/plain"
             metrics = parse_metrics(await r.text())
