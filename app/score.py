@@ -160,16 +160,14 @@ class SensorScorer:
         out = []
         t = sc["traffic"]
         hosts = [h for h in sc["hosts"] if h["scores"][rung] >= thresholds["host-bytes"][rung]]
-        if rung != "L0" and t["scores"][rung] >= thresholds["traffic"][rung] or \
-                rung == "L0" and t["scores"]["L0"] >= thresholds["traffic"]["L0"]:
+        if t["scores"][rung] >= thresholds["traffic"][rung]:
             bad = [n for n, v in t["metrics"].items() if (v["z"] > 3 if rung == "L0" else v["p"] * len(METRICS) < 1e-3)]
             excess = t["metrics"]["bytes"]["observed"] - t["metrics"]["bytes"]["expected"]
             unusual = [h for h in sc["hosts"] if h["p"] < 1e-3 or h in hosts]
             if any(h["observed"] - h["expected"] >= 0.5 * excess for h in unusual):
                 # a host's anomaly explains the bytes and packets; what is left must be strong by itself
                 left = [n for n in bad if n not in ("bytes", "packets")]
-                if rung == "L0" or combine(np.array([t["metrics"][n]["p"] for n in left] or [1.0])) * len(METRICS) \
-                        / max(len(left), 1) < 1e-6:
+                if rung == "L0" or min((t["metrics"][n]["p"] for n in left), default=1.0) * len(METRICS) < 1e-6:
                     out.append({"type": "traffic", "entity": self.sensor, "score": t["scores"][rung], "metrics": left})
             else:
                 out.append({"type": "traffic", "entity": self.sensor, "score": t["scores"][rung], "metrics": bad})
