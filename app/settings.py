@@ -104,6 +104,42 @@ class Settings:
     #: Send every flow record to these IPFIX collectors over UDP (host:port,...).
     ipfix: str = ""
 
+    #: Require tokens (off only on a closed lab network: then anyone who reaches the port may upload and read).
+    auth: bool = True
+    #: File of ``sensor:hash`` lines: the upload tokens (``faust -A app token SENSOR --sensor --file F``).
+    sensor_tokens: str = ""
+    #: File of ``name:hash`` lines: tokens that read flows, alerts, health and the page.
+    api_tokens: str = ""
+    #: File holding a secret shared by every worker (worker-to-worker requests, session cookies).
+    cluster_secret_file: str = ""
+    #: PEM certificate (chain) and private key: the web server then speaks HTTPS only.
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: Uploads one worker receives at once; more are answered 503 with Retry-After.
+    max_concurrent_uploads: int = 4
+    #: Long polls one worker holds open at once; more are answered 503 with Retry-After.
+    max_long_polls: int = 64
+    #: Longest a long poll is held open, in seconds; a longer ?timeout= is shortened to it.
+    long_poll_max_s: int = 60
+    #: Uploads per minute per sensor (a token bucket holding a burst of a tenth of a minute, at least 5).
+    sensor_uploads_per_min: int = 600
+    #: Folder of upload spool files (default DATADIR/spool).
+    spool_dir: str = ""
+    #: Uploads are refused with 507 when the spool volume would keep less than this free.
+    spool_min_free_bytes: int = 256 * 1024 * 1024
+    #: Seconds a client may send nothing (headers or body) before its connection is closed.
+    client_idle_timeout_s: int = 20
+    #: Slowest average upload rate accepted once an upload has run 1.5 idle timeouts (30 s), in bytes per second.
+    min_upload_rate: int = 4096
+    #: Kafka security: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    kafka_security_protocol: str = "PLAINTEXT"
+    #: SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    #: CA bundle that signed the brokers' certificates (SSL and SASL_SSL).
+    kafka_ssl_cafile: str = ""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
@@ -151,6 +187,18 @@ class Settings:
                 parse_collectors(getattr(self, name))
             except ValueError as exc:
                 raise SettingsError(f"{PREFIX}{name.upper()}: {exc}") from None
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise SettingsError(f"{PREFIX}TLS_CERT and {PREFIX}TLS_KEY go together: set both or neither")
+        for name in ("tls_cert", "tls_key", "sensor_tokens", "api_tokens", "cluster_secret_file", "kafka_ssl_cafile"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise SettingsError(f"{PREFIX}{name.upper()}={path!r}: no such file")
+        if self.kafka_security_protocol not in KAFKA_PROTOCOLS:
+            raise SettingsError(f"{PREFIX}KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol!r}: expected one of "
+                                f"{', '.join(KAFKA_PROTOCOLS)}")
+        if self.kafka_sasl_mechanism not in SASL_MECHANISMS:
+            raise SettingsError(f"{PREFIX}KAFKA_SASL_MECHANISM={self.kafka_sasl_mechanism!r}: expected one of "
+                                f"{', '.join(SASL_MECHANISMS)}")
         if self.chunk_bytes * 2 > self.max_upload_bytes:
             raise SettingsError(f"{PREFIX}MAX_UPLOAD_BYTES must be at least twice {PREFIX}CHUNK_BYTES")
 
@@ -163,6 +211,42 @@ class Settings:
     def bootstrap(self) -> str:
         """Servers in the comma form aiokafka takes."""
         return ",".join(self.broker_servers)
+
+    @property
+    def kafka_ssl_context(self):
+        if "SSL" not in self.kafka_security_protocol:
+            return None
+        from aiokafka.helpers import create_ssl_context
+        return create_ssl_context(cafile=self.kafka_ssl_cafile or None)
+
+    def kafka_kwargs(self) -> dict[str, object]:
+        """Security settings for an aiokafka client, the same as the Faust app's (see faust_credentials)."""
+        out: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            out.update(sasl_mechanism=self.kafka_sasl_mechanism, sasl_plain_username=self.kafka_sasl_username,
+                       sasl_plain_password=self.kafka_sasl_password)
+        if self.kafka_ssl_context is not None:
+            out["ssl_context"] = self.kafka_ssl_context
+        return out
+
+    def faust_credentials(self):
+        import faust
+        if self.kafka_security_protocol.startswith("SASL"):
+            return faust.SASLCredentials(username=self.kafka_sasl_username, password=self.kafka_sasl_password,
+                                         mechanism=self.kafka_sasl_mechanism, ssl_context=self.kafka_ssl_context)
+        if self.kafka_security_protocol == "SSL":
+            return faust.SSLCredentials(self.kafka_ssl_context)
+        return None
+
+    @property
+    def web_ssl_context(self):
+        if not self.tls_cert:
+            return None
+        import ssl
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.tls_cert, self.tls_key)
+        return ctx
 
     @property
     def home_networks(self) -> list[str]:
@@ -201,8 +285,17 @@ _RANGES: dict[str, tuple[int, int]] = {
     "alert_suppress_s": (0, 7 * 86400),
     "alert_cap": (1, 100000),
     "host_capacity": (0, 65536),
+    "max_concurrent_uploads": (1, 1024),
+    "max_long_polls": (1, 100000),
+    "long_poll_max_s": (0, 60),
+    "sensor_uploads_per_min": (1, 1000000),
+    "spool_min_free_bytes": (0, 1 << 50),
+    "client_idle_timeout_s": (1, 3600),
+    "min_upload_rate": (0, 1 << 40),
 }
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 #: Variables with the prefix that are read elsewhere: the launchers (VAR), the tests (PCAPS,
-#: TEST_KAFKA_PORT), the benchmarks (PEER_TOOLS) and the shipper (SENSOR).
+#: TEST_KAFKA_PORT), the benchmarks (PEER_TOOLS) and the shippers (SENSOR, TOKEN).
 _OTHER_VARS = {"FLOWSIGHT_VAR", "FLOWSIGHT_PCAPS", "FLOWSIGHT_TEST_KAFKA_PORT", "FLOWSIGHT_PEER_TOOLS",
-               "FLOWSIGHT_SENSOR"}
+               "FLOWSIGHT_SENSOR", "FLOWSIGHT_TOKEN"}
