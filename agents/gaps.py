@@ -60,7 +60,8 @@ class GapFinder:
         """Where the group stands on a partition: its committed offset or, if it never committed
         one, the partition's first offset (the stream starts there too: auto_offset_reset=earliest)."""
         tp = TopicPartition(self.topic, partition)
-        c = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=app.conf.id, enable_auto_commit=False)
+        c = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=app.conf.id, enable_auto_commit=False,
+                             **settings.kafka_kwargs())
         await c.start()
         try:
             committed = await c.committed(tp)
@@ -73,7 +74,8 @@ class GapFinder:
     async def _read(self, partition: int, start: int, end: int) -> list[Missed]:
         tp = TopicPartition(self.topic, partition)
         c = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=None, enable_auto_commit=False,
-                             max_partition_fetch_bytes=max(1 << 20, settings.chunk_bytes * 2))
+                             max_partition_fetch_bytes=max(1 << 20, settings.chunk_bytes * 2),
+                             **settings.kafka_kwargs())
         await c.start()
         out: list[Missed] = []
         try:

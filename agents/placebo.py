@@ -57,12 +57,13 @@ if settings.placebo_source:
         now = time.time()
         tr = synth.generate(seed=state.seq, conversations=10, packets=60, inside=10, outside=10,
                             start_s=int(now) - 2, duration_s=1.0)
-        url = f"http://127.0.0.1:{app.conf.web_port}/v1/captures"
-        headers = {"X-Sensor": PLACEBO, "X-Block-Id": f"placebo-{int(now * 1000)}",
-                   "Content-Type": "application/vnd.tcpdump.pcap"}
+        from web.security import self_url
+        url, opts = self_url("/v1/captures")
+        opts["headers"].update({"X-Sensor": PLACEBO, "X-Block-Id": f"placebo-{int(now * 1000)}",
+                                "Content-Type": "application/vnd.tcpdump.pcap"})
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
-                async with s.put(url, data=tr.pcap, headers=headers) as r:
+                async with s.put(url, data=tr.pcap, **opts) as r:
                     if r.status in (200, 202):
                         state.sent.append((now, int(tr.packets.sum())))
                         state.sent = state.sent[-1000:]

@@ -4,13 +4,18 @@
 
 prints the flow records the pipeline would emit for those captures; no broker needed.
 
-    faust -A app ship FILE [FILE...] [--url URL] [--sensor NAME] [--remove | --done-dir DIR]
+    faust -A app ship FILE [FILE...] [--url URL] [--token-file F] [--sensor NAME] [--remove | --done-dir DIR]
 
 uploads capture files with retries and a stable block id per file (see app/ship.py).
 
     faust -A app export FILE [FILE...] [--v5 HOST:PORT,...] [--ipfix HOST:PORT,...] [--window S] [--pace S]
 
 replays the flow records of capture files to NetFlow v5 and/or IPFIX collectors over UDP; no broker needed.
+
+    faust -A app token NAME --file F [--sensor | --api]
+
+makes a new token for sensor or API client NAME, appends its salted hash to F and prints the token
+once (see app/auth.py). NAME * with --sensor makes a relay token that may upload as any sensor.
 """
 from __future__ import annotations
 
@@ -46,15 +51,17 @@ async def pcap2flows(self, files: tuple[str, ...], window: int | None, fmt: str,
 @app.command(
     argument("files", nargs=-1, required=True),
     option("--url", type=str, default="http://localhost:6066", help="Flowsight's web address."),
-    option("--sensor", type=str, default="default", help="The capture point's name (X-Sensor)."),
+    option("--sensor", type=str, default=None, help="The capture point's name (default: the token's sensor)."),
+    option("--token-file", type=str, default=None, help="File holding the sensor token (default: FLOWSIGHT_TOKEN)."),
     option("--remove", is_flag=True, default=False, help="Delete each file once it was accepted."),
     option("--done-dir", type=str, default=None, help="Move each file here once it was accepted."),
 )
-async def ship(self, files: tuple[str, ...], url: str, sensor: str, remove: bool, done_dir: str | None) -> None:
+async def ship(self, files: tuple[str, ...], url: str, sensor: str | None, token_file: str | None, remove: bool,
+               done_dir: str | None) -> None:
     """Upload capture files, retrying until Flowsight accepts them (a progress bar on a terminal)."""
     bar = offline.ProgressBar(min_bytes=1 << 20)
     rejected = await shipper.ship(list(files), url, sensor, remove=remove, done_dir=done_dir, progress=bar,
-                                  log=lambda m: print(m, file=sys.stderr))
+                                  log=lambda m: print(m, file=sys.stderr), token_file=token_file)
     if rejected:
         sys.exit(1)
 
@@ -98,7 +105,7 @@ async def _table_command(name: str, rows_of, as_json: bool) -> None:
 
     topic = f"{settings.app_id}-{name}-changelog"
     try:
-        table = await inspect.read_changelog(settings.bootstrap, topic)
+        table = await inspect.read_changelog(settings.bootstrap, topic, **settings.kafka_kwargs())
     except LookupError as exc:
         print(f"flowsight: {exc}", file=sys.stderr)
         sys.exit(1)
@@ -124,3 +131,20 @@ async def baselines(self, as_json: bool) -> None:
     """Each sensor's models: L0 mean and sd, L1 expectation, level and dispersion, thresholds."""
     from app import inspect
     await _table_command("scoring", inspect.baseline_rows, as_json)
+
+
+@app.command(
+    argument("name"),
+    option("--file", "path", type=str, required=True, help="Token file to append the hash to (created 0600)."),
+    option("--sensor", "kind", flag_value="sensor", default=True, help="An upload token for sensor NAME."),
+    option("--api", "kind", flag_value="api", help="A token that reads flows, alerts and health."),
+)
+async def token(self, name: str, path: str, kind: str) -> None:
+    """Make a token: append its salted hash to a token file and print the token once."""
+    from app.auth import AuthError, add_token
+    try:
+        print(add_token(path, name))
+    except (AuthError, OSError) as exc:
+        raise self.UsageError(str(exc))
+    print(f"{kind} token for {name!r}: its hash is in {path}; this is the only copy of the token",
+          file=sys.stderr)

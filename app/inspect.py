@@ -12,10 +12,10 @@ import json
 import numpy as np
 
 
-async def read_changelog(bootstrap: str, topic: str) -> dict[str, object]:
+async def read_changelog(bootstrap: str, topic: str, **kafka: object) -> dict[str, object]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **kafka)
     await c.start()
     try:
         parts = c.partitions_for_topic(topic)

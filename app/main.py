@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sys
 import time
 
@@ -23,6 +24,10 @@ try:
 except SettingsError as exc:
     sys.exit(f"flowsight: {exc}")
 log = logging.getLogger("flowsight")
+
+# The web server: Faust's aiohttp driver with our middleware, client timeouts and TLS (web/security.py).
+from faust.web.drivers import DRIVERS  # noqa: E402
+DRIVERS.aliases["flowsight"] = "web.security:FlowsightWeb"
 
 app = faust.App(
     settings.app_id,
@@ -39,8 +44,12 @@ app = faust.App(
     producer_max_request_size=settings.chunk_bytes + (1 << 20),
     consumer_max_fetch_size=max(4 << 20, settings.chunk_bytes * 2),
     stream_buffer_maxsize=64,
+    broker_credentials=settings.faust_credentials(),
+    web="flowsight://",
     web_port=settings.web_port,
     web_bind=settings.web_host,
+    web_ssl_context=settings.web_ssl_context,
+    **({"canonical_url": f"https://{socket.gethostname()}:{settings.web_port}"} if settings.tls_cert else {}),
     web_router_enabled=False,
     web_tables_enabled=False,
     web_graph_enabled=False,

@@ -16,6 +16,8 @@ from pathlib import Path
 from aiokafka.errors import KafkaError
 from faust.web import View
 
+from app.auth import SESSION_COOKIE, SESSION_S, RateLimiter
+from app.main import settings
 from app.topics import actions
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -34,8 +36,13 @@ def _file(name: str):
 
 
 class Index(View):
+    """The page; without a session (and with authentication on) it opens on the sign-in form."""
+
     async def get(self, request):
+        from web.security import who
         body, ctype = _file("index.html")
+        if settings.auth and who(request) is None:
+            body = body.replace(b"<body>", b'<body data-signed-in="no">', 1)
         return self.bytes(body, content_type=ctype, headers=HEADERS)
 
 
@@ -63,6 +70,44 @@ def check_action(body) -> dict:
             raise ValueError("for_s must be a whole number of seconds from 60 to 2592000")
         return {"action": "suppress", "type": body["type"], "entity": body["entity"], "for_s": for_s}
     raise ValueError("action must be 'ack' or 'suppress'")
+
+
+#: Failed logins per client address (a token has 256 bits; this only keeps the log and CPU quiet).
+login_failures = RateLimiter(per_minute=10, burst=10)
+
+
+class Login(View):
+    """POST /v1/login {"token": API token}: sets the page's session cookie (HttpOnly, SameSite=Strict)."""
+
+    async def post(self, request):
+        from web.security import keyring
+        addr = request.remote or "?"
+        try:
+            body = json.loads(await request.text() or "null")
+            token = body["token"] if isinstance(body, dict) and isinstance(body.get("token"), str) else None
+        except ValueError:
+            token = None
+        if token is None:
+            return self.json({"error": 'expected {"token": "..."}'}, status=400)
+        p = keyring.principal(token)
+        if p is None or not p.reader:
+            wait = login_failures.take(addr)
+            if wait:
+                return self.json({"error": "too many failed sign-ins; wait"}, status=429,
+                                 headers={"Retry-After": str(int(wait) + 1)})
+            return self.json({"error": "that is not an API token"}, status=401,
+                             headers={"WWW-Authenticate": 'Bearer realm="flowsight"'})
+        response = self.json({"signed_in": p.name})
+        response.set_cookie(SESSION_COOKIE, keyring.issue_session(p.name), max_age=SESSION_S, httponly=True,
+                            samesite="Strict", secure=bool(settings.tls_cert), path="/")
+        return response
+
+
+class Logout(View):
+    async def post(self, request):
+        response = self.json({"signed_in": None})
+        response.del_cookie(SESSION_COOKIE, path="/")
+        return response
 
 
 class Actions(View):

@@ -11,6 +11,7 @@ its last cursor after a restart neither loses nor repeats records.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -57,7 +58,8 @@ async def poll(topic: str, cur: dict[int, int] | None, timeout_s: float, limit: 
     # earliest: if a cursor's offset is ever out of range (around a leader change), start the partition
     # again rather than jump to its end; repeats are dropped by flowId/id, a skip would be a loss
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
-                                group_id=None, request_timeout_ms=15000, auto_offset_reset="earliest")
+                                group_id=None, request_timeout_ms=15000, auto_offset_reset="earliest",
+                                **settings.kafka_kwargs())
     await consumer.start()
     try:
         if topic not in await consumer.topics():
@@ -80,12 +82,21 @@ async def poll(topic: str, cur: dict[int, int] | None, timeout_s: float, limit: 
         await consumer.stop()
 
 
+#: Long polls this worker holds open now (each one a Kafka consumer and a socket).
+open_polls = asyncio.Semaphore(settings.max_long_polls)
+
+
 def poll_view(topic: str, partitions: int | None = None) -> type[View]:
     class Poll(View):
         async def get(self, request):
             try:
                 cur, timeout, limit, from_end = parse_query(request.query)
-                return self.json(await poll(topic, cur, timeout, limit, from_end, partitions))
+                if open_polls.locked():
+                    return self.json({"error": f"this worker holds {settings.max_long_polls} long polls already; "
+                                      "retry with the same cursor"}, status=503, headers={"Retry-After": "2"})
+                async with open_polls:
+                    timeout = min(timeout, settings.long_poll_max_s)
+                    return self.json(await poll(topic, cur, timeout, limit, from_end, partitions))
             except PollError as exc:
                 return self.json({"error": exc.message}, status=exc.status)
             except KafkaError as exc:

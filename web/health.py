@@ -17,7 +17,7 @@ async def consumer_lag() -> dict[str, int] | None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     c = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=app.conf.id, enable_auto_commit=False,
-                         request_timeout_ms=5000)
+                         request_timeout_ms=5000, **settings.kafka_kwargs())
     try:
         await c.start()
         out = {}

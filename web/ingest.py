@@ -9,8 +9,10 @@ acks=all. Only then the answer is 202. The spool file is removed either way.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
+import math
 import os
 import re
 import tempfile
@@ -28,6 +30,7 @@ from app.main import app, settings
 from app.topics import pcap_chunks
 from agents.decode import block_key
 from tables import blocks
+from web import security  # attributes used at call time: security imports the app, which imports us
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +48,53 @@ class UploadError(Exception):
 
 
 def spool_dir() -> str:
-    path = os.path.join(settings.datadir, "spool")
+    path = settings.spool_dir or os.path.join(settings.datadir, "spool")
     os.makedirs(path, exist_ok=True)
     return path
+
+
+def check_space(path: str, incoming: int) -> None:
+    """507 before anything is accepted when the spool volume would keep less than the reserve."""
+    st = os.statvfs(path)
+    free = st.f_bavail * st.f_frsize
+    if free - incoming < settings.spool_min_free_bytes:
+        raise UploadError(507, f"the spool volume is nearly full ({free} bytes free, {incoming} coming, "
+                          f"{settings.spool_min_free_bytes} kept free); retry later or on another worker")
+
+
+#: Uploads this worker is receiving now (each holds a spool file and, while producing, a chunk window).
+uploads = asyncio.Semaphore(settings.max_concurrent_uploads)
+#: Seconds an upload may run before its average rate is checked against min_upload_rate (30 s by default).
+RATE_GRACE_S = 1.5 * settings.client_idle_timeout_s
+
+
+async def receive(request, out, sensor: str) -> tuple[int, str]:
+    """Stream the body to ``out``: (size, sha256), or UploadError (cut off, too big, too slow, disk full)."""
+    digest = hashlib.sha256()
+    size = 0
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    try:
+        while True:
+            try:
+                piece = await asyncio.wait_for(request.content.readany(), settings.client_idle_timeout_s)
+            except asyncio.TimeoutError:
+                raise UploadError(408, f"nothing received for {settings.client_idle_timeout_s} s after {size} "
+                                  "bytes; send the upload again") from None
+            if not piece:
+                return size, digest.hexdigest()
+            size += len(piece)
+            if size > settings.max_upload_bytes:
+                raise UploadError(413, f"body is over the limit of {settings.max_upload_bytes} bytes")
+            digest.update(piece)
+            out.write(piece)
+            elapsed = loop.time() - t0
+            if elapsed > RATE_GRACE_S and size < settings.min_upload_rate * elapsed:
+                raise UploadError(408, f"upload too slow: {size} bytes in {elapsed:.0f} s, under "
+                                  f"{settings.min_upload_rate} bytes/s; send it again")
+    except (ConnectionError, aiohttp.ClientPayloadError, HttpProcessingError):
+        log.warning("upload from %s cut off after %d bytes; nothing accepted", sensor, size, extra={"sensor": sensor})
+        raise UploadError(400, f"the body was cut off after {size} bytes; send it again") from None
 
 
 def check_capture(buf) -> capture.Index:
@@ -93,14 +140,17 @@ async def produce(plan: capture.Chunks, block_id: str, sensor: str, sha256: str)
 
 async def block_state(key: str) -> dict | None:
     """What the worker owning this block knows of it (asked through /v1/blocks, which routes)."""
-    url = f"http://127.0.0.1:{app.conf.web_port}/v1/blocks/{key}"
+    url, opts = security.self_url(f"/v1/blocks/{key}")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
         try:
-            async with s.get(url) as r:
+            async with s.get(url, **opts) as r:
                 if r.status == 404:
                     return None
                 if r.status == 200:
                     return await r.json()
+                if r.status in (401, 403):
+                    log.error("the worker owning block %s refused this worker's request (%d): every worker "
+                              "needs the same FLOWSIGHT_CLUSTER_SECRET_FILE", key, r.status)
         except (aiohttp.ClientError, asyncio.TimeoutError):
             pass
     raise UploadError(503, "the worker that owns this block id is not reachable; retry the same upload later")
@@ -131,53 +181,77 @@ class Blocks(View):
         return self.json(row)
 
 
+def upload_sensor(request) -> str:
+    """The sensor an upload counts under: the token's own, or the one named in X-Sensor if it may."""
+    named = request.headers.get("X-Sensor")
+    if named is not None and not NAME.match(named):
+        raise UploadError(400, "X-Sensor must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")
+    p = security.principal(request)
+    if p is None:  # authentication off
+        return named or "default"
+    own = sorted(p.sensors - {"*"})
+    if named is None:
+        if len(own) == 1:
+            return own[0]
+        if not own:  # a relay token (or a worker's own request) names no sensor: the default one
+            return "default"
+        raise UploadError(400, "this token may upload for several sensors: name one in X-Sensor")
+    if not p.may_upload_as(named):
+        raise UploadError(403, f"this token may not upload as sensor {named!r}")
+    return named
+
+
 class Captures(View):
     async def post(self, request):
         try:
-            status, body = await self._accept(request)
+            sensor = upload_sensor(request)
+            wait = security.upload_rate.take(sensor)
+            if wait:
+                raise UploadError(429, f"sensor {sensor} is over its {settings.sensor_uploads_per_min} uploads "
+                                  "per minute; retry later", retry_after=wait)
+            if uploads.locked():
+                raise UploadError(503, f"this worker is receiving {settings.max_concurrent_uploads} uploads "
+                                  "already; retry later")
+            async with uploads:
+                status, body = await self._accept(request, sensor)
             return self.json(body, status=status)
         except UploadError as exc:
             progress.mark("ingest", **{f"rejected_{exc.status}": 1})
-            headers = {"Retry-After": "5"} if exc.status == 503 else None
-            return self.json({"error": exc.message, **exc.extra}, status=exc.status, headers=headers)
+            extra = dict(exc.extra)
+            headers = None
+            if exc.status in (429, 503, 507):
+                headers = {"Retry-After": str(max(1, math.ceil(extra.pop("retry_after", 5))))}
+            if exc.status in (408, 413, 507) and request.content.at_eof() is False:
+                headers = {**(headers or {}), "Connection": "close"}  # do not read the rest of the body
+            return self.json({"error": exc.message, **extra}, status=exc.status, headers=headers)
 
     #: ``curl -T`` uploads with PUT; both verbs do the same, idempotently by block id.
     async def put(self, request):
         return await self.post(request)
 
-    async def _accept(self, request) -> tuple[int, dict]:
+    async def _accept(self, request, sensor: str) -> tuple[int, dict]:
         ctype = (request.content_type or "").lower()
         if ctype not in CONTENT_TYPES:
             raise UploadError(415, f"Content-Type {ctype or '(none)'} is not accepted; send the capture as "
                               "application/octet-stream or application/vnd.tcpdump.pcap")
-        sensor = request.headers.get("X-Sensor", "default")
-        if not NAME.match(sensor):
-            raise UploadError(400, "X-Sensor must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")
         block_id = request.headers.get("X-Block-Id")
         if block_id is not None and not NAME.match(block_id):
             raise UploadError(400, "X-Block-Id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")
         if request.content_length is not None and request.content_length > settings.max_upload_bytes:
             raise UploadError(413, f"body of {request.content_length} bytes is over the limit of "
                               f"{settings.max_upload_bytes} bytes")
+        check_space(spool_dir(), request.content_length or 0)
         fd, path = tempfile.mkstemp(prefix="upload-", suffix=".pcap", dir=spool_dir())
         try:
-            digest = hashlib.sha256()
-            size = 0
-            with os.fdopen(fd, "wb") as out:
-                try:
-                    async for piece in request.content.iter_chunked(1 << 20):
-                        size += len(piece)
-                        if size > settings.max_upload_bytes:
-                            raise UploadError(413, f"body is over the limit of {settings.max_upload_bytes} bytes")
-                        digest.update(piece)
-                        out.write(piece)
-                except (ConnectionError, aiohttp.ClientPayloadError, HttpProcessingError):
-                    log.warning("upload from %s cut off after %d bytes; nothing accepted", sensor, size,
-                                extra={"sensor": sensor})
-                    raise UploadError(400, f"the body was cut off after {size} bytes; send it again") from None
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    size, sha = await receive(request, out, sensor)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise UploadError(507, "the spool volume filled up during the upload; retry later") from None
+                raise
             if size == 0:
                 raise UploadError(400, "the body is empty; send a pcap or pcapng file", kind="empty")
-            sha = digest.hexdigest()
             block_id = block_id or sha
             buf = np.memmap(path, dtype=np.uint8, mode="r")
             loop = asyncio.get_running_loop()

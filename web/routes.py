@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from app.main import app
 from app.topics import actions, alerts, anomalies, flows
-from web.dashboard import Actions, Index, Static
+from web.dashboard import Actions, Index, Login, Logout, Static
 from web.egress import poll_view
 from web.health import Health, Healthz, Readyz
 from web import metrics
 from web.ingest import Blocks, Captures
+from web.openapi import OpenAPI
 
 app.page("/v1/captures", name="captures")(Captures)
 app.page("/v1/flows", name="flows")(poll_view(flows.get_topic_name()))
@@ -21,3 +22,6 @@ app.page("/healthz", name="healthz")(Healthz)
 app.page("/readyz", name="readyz")(Readyz)
 metrics.setup(app)
 app.page("/v1/blocks/{key}", name="blocks")(Blocks)
+app.page("/v1/login", name="login")(Login)
+app.page("/v1/logout", name="logout")(Logout)
+app.page("/openapi.json", name="openapi")(OpenAPI)

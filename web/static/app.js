@@ -16,6 +16,24 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
+// The session is an HttpOnly cookie set by POST /v1/login: this script never sees it or the token.
+let loginShown = false;
+function needLogin() {
+  if (loginShown) return;
+  loginShown = true;
+  $("app").hidden = true;
+  $("login").hidden = false;
+  $("token").focus();
+}
+
+$("login").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const r = await fetch("/v1/login", { method: "POST", headers: { "Content-Type": "application/json", "X-Flowsight-Page": "1" },
+    body: JSON.stringify({ token: $("token").value }) });
+  if (r.ok) { location.reload(); return; }
+  $("login-error").textContent = (await r.json()).error;
+});
+
 async function longPoll(path, onRecords) {
   let cursor = null;
   for (;;) {
@@ -23,6 +41,7 @@ async function longPoll(path, onRecords) {
       const q = new URLSearchParams({ timeout: "25" });
       if (cursor) q.set("cursor", cursor);
       const r = await fetch(`${path}?${q}`);
+      if (r.status === 401) { needLogin(); return; }
       if (!r.ok) throw new Error(`${path}: ${r.status}`);
       const body = await r.json();
       cursor = body.cursor;
@@ -145,7 +164,7 @@ function chart(metric, points, markMs) {
 }
 
 async function act(body) {
-  const r = await fetch("/v1/actions", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  const r = await fetch("/v1/actions", { method: "POST", headers: { "Content-Type": "application/json", "X-Flowsight-Page": "1" }, body: JSON.stringify(body) });
   if (!r.ok) alert(`the action was not accepted: ${(await r.json()).error}`);
 }
 
@@ -174,7 +193,11 @@ async function health() {
   } catch (e) { /* the long polls report the connection */ }
 }
 
-longPoll("/v1/alerts", addAlerts);
-longPoll("/v1/actions", addActions);
-health();
-setInterval(health, 5000);
+if (document.body.dataset.signedIn === "no") {
+  needLogin();
+} else {
+  longPoll("/v1/alerts", addAlerts);
+  longPoll("/v1/actions", addActions);
+  health();
+  setInterval(health, 5000);
+}
