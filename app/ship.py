@@ -1,7 +1,7 @@
 """Upload capture files to Flowsight with retries: the engine of ``faust -A app ship``.
 
 No Faust here. Same semantics as compose/shipper/ship.sh: a stable block id per
-(sensor, file name), so a retried upload is counted once; 5xx, 429 and connection
+(sensor, file name), so a retried upload is counted once; 5xx, 408, 429 and connection
 errors are retried with backoff; another 4xx is final; a file is deleted or moved
 only after a 2xx.
 """
@@ -30,7 +30,19 @@ def block_id(path: str | Path) -> str:
     return re.sub(r"[^A-Za-z0-9._:-]", "_", Path(path).name)[:120]
 
 
-async def ship_file(session: aiohttp.ClientSession, url: str, path: Path, sensor: str, *,
+def token_headers(token_file: str | None = None) -> dict[str, str]:
+    """Authorization from a token file (first line) or FLOWSIGHT_TOKEN; none when neither is set."""
+    import os
+    token = Path(token_file).read_text().strip().splitlines()[0] if token_file else os.environ.get("FLOWSIGHT_TOKEN")
+    return {"Authorization": f"Bearer {token.strip()}"} if token else {}
+
+
+def retried(status: int) -> bool:
+    """No answer, a timeout (408), too many requests (429) and server-side trouble (5xx) are retried."""
+    return status in (0, 408, 429) or status >= 500
+
+
+async def ship_file(session: aiohttp.ClientSession, url: str, path: Path, sensor: str | None, *,
                     tries: int | None = None, first_delay_s: float = 1.0, progress=None) -> Result:
     delay, attempt = first_delay_s, 0
     size = path.stat().st_size
@@ -45,14 +57,14 @@ async def ship_file(session: aiohttp.ClientSession, url: str, path: Path, sensor
                         if progress:
                             progress(str(path), sent, size)
                         yield piece
-                headers = {"Content-Type": "application/vnd.tcpdump.pcap", "X-Sensor": sensor,
-                           "X-Block-Id": block_id(path), "Content-Length": str(size)}
+                headers = {"Content-Type": "application/vnd.tcpdump.pcap", "X-Block-Id": block_id(path),
+                           "Content-Length": str(size), **({"X-Sensor": sensor} if sensor else {})}
                 async with session.put(url.rstrip("/") + "/v1/captures", data=body(), headers=headers) as r:
                     answer = await r.json(content_type=None)
                     status = r.status
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, ValueError):
             status, answer = 0, {"error": "no answer"}
-        if 200 <= status < 300 or (400 <= status < 500 and status != 429):
+        if not retried(status):
             return Result(str(path), status, answer)
         if tries is not None and attempt >= tries:
             return Result(str(path), status, answer)
@@ -60,11 +72,12 @@ async def ship_file(session: aiohttp.ClientSession, url: str, path: Path, sensor
         delay = min(delay * 2, MAX_DELAY_S)
 
 
-async def ship(files: list[str], url: str, sensor: str, *, remove: bool = False, done_dir: str | None = None,
-               progress=None, log=print) -> int:
+async def ship(files: list[str], url: str, sensor: str | None, *, remove: bool = False,
+               done_dir: str | None = None, progress=None, log=print, token_file: str | None = None) -> int:
     """Ship files one by one; returns the number that were rejected (4xx)."""
     rejected = 0
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=600)) as s:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=600),
+                                     headers=token_headers(token_file)) as s:
         for name in files:
             path = Path(name)
             res = await ship_file(s, url, path, sensor, progress=progress)
@@ -89,13 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="flowsight-ship", description="Upload capture files to Flowsight.")
     ap.add_argument("files", nargs="+")
     ap.add_argument("--url", default="http://localhost:6066")
-    ap.add_argument("--sensor", default="default")
+    ap.add_argument("--sensor", default=None, help="sensor name (default: the one the token is for)")
+    ap.add_argument("--token-file", help="file holding the sensor's token (default: FLOWSIGHT_TOKEN)")
     ap.add_argument("--remove", action="store_true", help="delete each file after it was accepted")
     ap.add_argument("--done-dir", help="move each file here after it was accepted")
     a = ap.parse_args(argv)
     bar = ProgressBar(min_bytes=1 << 20)
     rejected = asyncio.run(ship(a.files, a.url, a.sensor, remove=a.remove, done_dir=a.done_dir, progress=bar,
-                                log=lambda m: print(m, file=sys.stderr)))
+                                log=lambda m: print(m, file=sys.stderr), token_file=a.token_file))
     return 1 if rejected else 0
 
 

@@ -10,6 +10,8 @@
 # Node N (1-based) listens for clients on $KAFKA_LISTEN_HOST (default 127.0.0.1, advertised as
 # 127.0.0.1) port $((KAFKA_BASE_PORT + 2*(N-1))) and
 # for the controller quorum on the next port. Data and logs live under $FLOWSIGHT_VAR/kafka.
+# With KAFKA_SASL_PLAIN_USERS=user=password,... it also takes SASL_PLAINTEXT (PLAIN) logins on port
+# $((KAFKA_BASE_PORT + 2*(N-1) + 1000)).
 # Needs only Java 17 and Maven.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -41,6 +43,7 @@ fetch() {
 
 client_port() { echo $((base_port + 2 * ($1 - 1))); }
 ctrl_port() { echo $((base_port + 2 * ($1 - 1) + 1)); }
+sasl_port() { echo $((base_port + 2 * ($1 - 1) + 1000)); }
 
 java_run() {  # java_run NODE MAINCLASS ARGS...
   local n=$1; shift
@@ -54,15 +57,27 @@ write_props() {  # write_props NODE NODES
   local n=$1 nodes=$2 voters="" i rf=1 isr=1
   for ((i = 1; i <= nodes; i++)); do voters+="${voters:+,}$i@127.0.0.1:$(ctrl_port $i)"; done
   if [ "$nodes" -ge 3 ]; then rf=3; isr=2; fi
+  local listeners="PLAINTEXT://${KAFKA_LISTEN_HOST:-127.0.0.1}:$(client_port $n)"
+  local advertised="PLAINTEXT://127.0.0.1:$(client_port $n)" protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  local sasl="" users="" u
+  if [ -n "${KAFKA_SASL_PLAIN_USERS:-}" ]; then  # user=password,...: a SASL_PLAINTEXT listener beside PLAINTEXT
+    listeners+=",SASL_PLAINTEXT://127.0.0.1:$(sasl_port $n)"
+    advertised+=",SASL_PLAINTEXT://127.0.0.1:$(sasl_port $n)"
+    protocols+=",SASL_PLAINTEXT:SASL_PLAINTEXT"
+    for u in ${KAFKA_SASL_PLAIN_USERS//,/ }; do users+=" user_${u%%=*}=\"${u#*=}\""; done
+    sasl="sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$users;"
+  fi
   mkdir -p "$kdir/node$n"
   cat >"$kdir/node$n/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=$n
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://${KAFKA_LISTEN_HOST:-127.0.0.1}:$(client_port $n),CONTROLLER://127.0.0.1:$(ctrl_port $n)
-advertised.listeners=PLAINTEXT://127.0.0.1:$(client_port $n)
+listeners=$listeners,CONTROLLER://127.0.0.1:$(ctrl_port $n)
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
+$sasl
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$kdir/node$n/data
 num.partitions=8

@@ -36,14 +36,25 @@ def test_three_kraft_brokers_replicate_three_ways_with_two_in_sync():
     assert ids == {"1", "2", "3"}
 
 
-def test_two_workers_with_their_own_volume_and_port_and_valid_settings():
+def test_two_workers_with_their_own_volume_and_port_and_valid_settings(tmp_path):
     workers = {n: s for n, s in services().items() if n.startswith("worker")}
     assert len(workers) == 2
     volumes = [w["volumes"][0].split(":")[0] for w in workers.values()]
     ports = [w["ports"][0].split(":")[0] for w in workers.values()]
     assert len(set(volumes)) == 2 and len(set(ports)) == 2
+    declared = yaml.safe_load(COMPOSE.read_text())["secrets"]
     for w in workers.values():
-        s = Settings.from_env({k: str(v) for k, v in w["environment"].items()})   # raises on a bad setting
+        env = {k: str(v) for k, v in w["environment"].items()}
+        # token files and the cluster secret are compose secrets, mounted under /run/secrets
+        for k, v in env.items():
+            if v.startswith("/run/secrets/"):
+                name = v.rsplit("/", 1)[1]
+                assert name in w["secrets"] and name in declared, f"{k}: secret {name} is not given to the worker"
+                env[k] = str(tmp_path / name)
+                (tmp_path / name).write_text("")
+        assert {"FLOWSIGHT_SENSOR_TOKENS", "FLOWSIGHT_API_TOKENS", "FLOWSIGHT_CLUSTER_SECRET_FILE"} <= set(env)
+        s = Settings.from_env(env)   # raises on a bad setting
+        assert s.auth
         assert s.replication == 3 and len(s.broker_servers) == 3
         assert s.placebo_source and s.placebo_sink
         assert "/readyz" in " ".join(w["healthcheck"]["test"])
