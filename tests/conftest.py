@@ -7,6 +7,7 @@ had, every test that needs the broker fails and says why: nothing is skipped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -25,6 +26,33 @@ KAFKA_SH = ROOT / "compose" / "kafka" / "kafka.sh"
 KAFKA_PORT = int(os.environ.get("FLOWSIGHT_TEST_KAFKA_PORT", "19092"))
 # brokers' data of a session apart from another session's on another port
 TEST_VAR = ROOT / "var" / ("test" if KAFKA_PORT == 19092 else f"test-{KAFKA_PORT}")
+
+
+
+def _make_tokens() -> tuple[Path, str, dict[str, str]]:
+    """Token files for every worker of the session: TOKEN relays any sensor and reads; one token per tap."""
+    import tempfile
+
+    from app.auth import hash_token, new_token
+
+    folder = Path(tempfile.mkdtemp(prefix="flowsight-auth-"))
+    token = new_token()
+    per_sensor = {name: new_token() for name in ("tap1", "tap2", "tap3")}
+    (folder / "sensors").write_text(f"*:{hash_token(token)}\n" +
+                                    "".join(f"{n}:{hash_token(t)}\n" for n, t in per_sensor.items()))
+    os.chmod(folder / "sensors", 0o600)
+    per_sensor["reader"] = new_token()  # an API token and nothing more
+    (folder / "api").write_text(f"tests:{hash_token(token)}\nreader:{hash_token(per_sensor['reader'])}\n")
+    (folder / "secret").write_text(new_token() + "\n")
+    return folder, token, per_sensor
+
+
+#: TOKEN relays any sensor and reads; SENSOR_TOKENS holds one upload token per tap and "reader" (API only).
+AUTH_DIR, TOKEN, SENSOR_TOKENS = _make_tokens()
+#: Headers of a client that may upload as any sensor and read everything.
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUTH_ENV = {"FLOWSIGHT_SENSOR_TOKENS": str(AUTH_DIR / "sensors"), "FLOWSIGHT_API_TOKENS": str(AUTH_DIR / "api"),
+            "FLOWSIGHT_CLUSTER_SECRET_FILE": str(AUTH_DIR / "secret")}
 
 
 def free_port() -> int:
@@ -64,7 +92,7 @@ class Worker:
         self.env = {**os.environ, "FLOWSIGHT_BROKER": f"kafka://{bootstrap}", "FLOWSIGHT_APP_ID": app_id,
                     "FLOWSIGHT_TOPIC_PREFIX": prefix, "FLOWSIGHT_DATADIR": str(datadir),
                     "FLOWSIGHT_WEB_PORT": str(self.port), "FLOWSIGHT_IDLE_FLUSH_S": "2",
-                    "FLOWSIGHT_PARTITIONS": "4", "FLOWSIGHT_PLACEBO_INTERVAL_S": "3600", **settings}
+                    "FLOWSIGHT_PARTITIONS": "4", "FLOWSIGHT_PLACEBO_INTERVAL_S": "3600", **AUTH_ENV, **settings}
         self.proc: subprocess.Popen | None = None
         self.url = f"http://127.0.0.1:{self.port}"
         self.command_prefix: list[str] = []  # e.g. ["ip", "netns", "exec", NAME]
@@ -91,7 +119,8 @@ class Worker:
         import json
         import urllib.request
         try:
-            with urllib.request.urlopen(self.url + "/v1/health", timeout=5) as r:
+            req = urllib.request.Request(self.url + "/v1/health", headers=AUTH)
+            with urllib.request.urlopen(req, timeout=5, context=getattr(self, "ssl", None)) as r:
                 body = json.loads(r.read())
         except Exception:
             return False
@@ -141,7 +170,7 @@ def deployment(kafka, tmp_path):
 async def upload(session: aiohttp.ClientSession, url: str, body: bytes, sensor: str | None = None,
                  block_id: str | None = None, method: str = "PUT",
                  content_type: str = "application/octet-stream") -> tuple[int, dict]:
-    headers = {"Content-Type": content_type}
+    headers = {"Content-Type": content_type, **AUTH}
     if sensor:
         headers["X-Sensor"] = sensor
     if block_id:
@@ -159,7 +188,7 @@ async def drain(session: aiohttp.ClientSession, url: str, cursor: str | None, un
         params = {"timeout": str(quiet_s if until(got) else 5)}
         if cursor:
             params["cursor"] = cursor
-        async with session.get(url + "/v1/flows", params=params) as r:
+        async with session.get(url + "/v1/flows", params=params, headers=AUTH) as r:
             assert r.status == 200, await r.text()
             body = await r.json()
         cursor = body["cursor"]
@@ -183,11 +212,22 @@ class Broker:
             raise AssertionError(f"kafka.sh {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
 
 
+@contextlib.contextmanager
+def broker_of_its_own(name: str, port_offset: int, nodes: int = 1, **env: str):
+    """A fresh broker (or cluster) on its own ports and data folder, stopped afterwards. Offsets in use:
+    10 own-kafka, 20-25 the 3-node cluster, 30 badnet-kafka, 40 (and 1040) sasl-kafka."""
+    b = Broker(TEST_VAR / name, KAFKA_PORT + port_offset, nodes)
+    b.env.update(env)
+    b.run("wipe")
+    b.run("start", str(nodes))
+    try:
+        yield b
+    finally:
+        b.run("stop")
+
+
 @pytest.fixture
 def own_broker(kafka):
     """A second one-node broker for tests that stop it (the session one must stay up)."""
-    b = Broker(TEST_VAR / "own-kafka", KAFKA_PORT + 10)
-    b.run("wipe")
-    b.run("start", "1")
-    yield b
-    b.run("stop")
+    with broker_of_its_own("own-kafka", 10) as b:
+        yield b

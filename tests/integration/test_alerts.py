@@ -14,7 +14,7 @@ import aiohttp
 import dpkt
 import pytest
 
-from tests.conftest import upload
+from tests.conftest import AUTH, upload
 from tests.pcapgen import ipv4_tcp, pcap
 
 pytestmark = pytest.mark.integration
@@ -92,7 +92,7 @@ async def test_flood_after_warm_up_raises_one_explained_alert(deployment):
     def flood_alert(alerts):
         return [a for a in alerts if a["type"] == "traffic" and a["windowStartMs"] in (flood_ms, flood_ms + 60_000)]
 
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=AUTH) as s:
         status, answer = await upload(s, w.url, capture(), sensor="site-a")
         assert status == 202, answer
         alerts = await poll_all(s, w.url, "/v1/alerts", lambda got: flood_alert(got))
@@ -137,7 +137,7 @@ async def test_flood_after_warm_up_raises_one_explained_alert(deployment):
     w.stop()
     w.start()
     later = capture_later()
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=AUTH) as s:
         status, answer = await upload(s, w.url, later, sensor="site-a")
         assert status == 202, answer
         models = {}
@@ -167,7 +167,7 @@ def run_command(w, *args: str) -> list[dict]:
 async def test_table_commands_read_the_changelogs_and_logs_are_json(deployment):
     import json
     w = deployment(FLOWSIGHT_WINDOW_S="60", FLOWSIGHT_LOG_JSON="true").start()
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=AUTH) as s:
         status, answer = await upload(s, w.url, capture_later(), sensor="site-b", block_id="blk-1")
         assert status == 202, answer
         for _ in range(60):

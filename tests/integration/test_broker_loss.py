@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 
 import aiohttp
 import pytest
 
 from tests import reference
-from tests.conftest import Worker, drain, upload
+from tests.conftest import AUTH, TOKEN, Worker, drain, upload
 from tests.integration.test_pipeline import expected, per_sensor, sensor_of
 from tests.integration.test_shipper import SHIP_SH
 
@@ -22,7 +23,7 @@ async def test_while_the_broker_is_down_uploads_get_503_and_the_shipper_retries_
     w = Worker(own_broker.bootstrap, tmp_path / "w", "fs-loss", "loss-", FLOWSIGHT_PRODUCE_TIMEOUT_S="4").start()
     try:
         own_broker.run("stop")
-        async with aiohttp.ClientSession() as s:
+        async with aiohttp.ClientSession(headers=AUTH) as s:
             # the same block id as the shipper's (the file name): a 503'd upload may still land later,
             # and only the same id makes its retry count once
             async with s.put(w.url + "/v1/captures", data=body,
@@ -34,7 +35,7 @@ async def test_while_the_broker_is_down_uploads_get_503_and_the_shipper_retries_
             path = tmp_path / "wiki.pcap"
             path.write_bytes(body)
             shipper = subprocess.Popen([str(SHIP_SH), "-u", w.url, "-s", sensor_of(rel), "-r", str(path)],
-                                       stderr=subprocess.PIPE, text=True)
+                                       stderr=subprocess.PIPE, text=True, env={**os.environ, "FLOWSIGHT_TOKEN": TOKEN})
             await asyncio.sleep(12)
             assert shipper.poll() is None and path.exists()
             own_broker.run("start", "1")

@@ -13,7 +13,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.conftest import ROOT, upload
+from tests.conftest import AUTH, TOKEN, ROOT, upload
 from tests.integration.test_alerts import TARGET, capture
 
 pytestmark = pytest.mark.integration
@@ -55,12 +55,20 @@ async def test_dashboard_shows_explains_and_acknowledges_an_alert(deployment, br
     from selenium.webdriver.common.by import By
 
     w = deployment(FLOWSIGHT_WINDOW_S="60").start()
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=AUTH) as s:
         async with s.get(w.url + "/") as r:
             assert r.status == 200 and r.content_type == "text/html"
             assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
             assert r.headers["X-Content-Type-Options"] == "nosniff"
         browser.get(w.url + "/")
+        # no session: the sign-in form; an API token signs in, and the session is an HttpOnly cookie
+        wait_for(lambda: browser.find_element(By.ID, "token").is_displayed(), 10, "the sign-in form")
+        assert not browser.find_element(By.ID, "app").is_displayed()
+        browser.find_element(By.ID, "token").send_keys(TOKEN)
+        browser.find_element(By.ID, "signin").click()
+        wait_for(lambda: browser.find_element(By.ID, "app").is_displayed(), 10, "the page after signing in")
+        cookie = browser.get_cookie("flowsight_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and TOKEN not in cookie["value"], cookie
         status, answer = await upload(s, w.url, capture(), sensor="site-a")
         assert status == 202, answer
         alert_id = wait_for(lambda: [li.get_attribute("data-id") for li in browser.find_elements(

@@ -20,7 +20,7 @@ import pytest
 
 from app import export
 from tests import reference
-from tests.conftest import free_port
+from tests.conftest import AUTH, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -123,7 +123,7 @@ async def test_worker_exports_every_flow_to_an_ipfix_and_a_v5_collector(deployme
     port, flowdir, stop = nfcapd
     w = deployment(FLOWSIGHT_IPFIX=f"127.0.0.1:{port}", FLOWSIGHT_NETFLOW_V5=f"127.0.0.1:{port}").start()
     paths = [str(reference.pcaps_dir() / f) for f in FILES[:3]]
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=AUTH) as s:
         for rel, path in zip(FILES, paths):
             status, answer = await upload(s, w.url, open(path, "rb").read(), sensor=sensor_of(rel))
             assert status == 202, answer

@@ -17,7 +17,7 @@ import pytest
 
 from app.flows import record_key
 from tests import reference
-from tests.conftest import drain, upload
+from tests.conftest import AUTH, drain, upload
 from tests.integration.test_pipeline import expected, sensor_of
 
 pytestmark = pytest.mark.integration
@@ -74,7 +74,7 @@ async def cut_upload(url: str, data: bytes, sensor: str, fraction: float = 0.5) 
 async def test_retries_cut_uploads_conflicts_and_two_sensors(deployment):
     w = deployment().start()
     a, b = FILES[0], FILES[1]
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=AUTH) as s:
         # a connection cut at 50% of the body, then the full retry
         await cut_upload(w.url, body(a), sensor_of(a))
         statuses = [(await upload(s, w.url, body(a), sensor=sensor_of(a)))[0] for _ in range(3)]
@@ -101,7 +101,7 @@ async def test_kill_9_of_one_of_two_workers_loses_nothing_and_it_rejoins(deploym
     w2 = deployment(**settings)
     w2.start(wait_partitions=False)
     exp = expected(FILES)
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=AUTH) as s:
         for i, rel in enumerate(FILES):
             if i == 3:
                 w2.stop(signal.SIGKILL)  # in the middle of the stream of uploads
@@ -123,7 +123,7 @@ async def test_kill_9_of_one_of_two_workers_loses_nothing_and_it_rejoins(deploym
 async def test_a_worker_that_lost_its_disk_rebuilds_from_the_changelogs(deployment):
     w = deployment().start()
     first, second = FILES[0], FILES[2]
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=AUTH) as s:
         assert (await upload(s, w.url, body(first), sensor=sensor_of(first)))[0] == 202
         exp1 = expected([first])
         records, cursor = await drain(s, w.url, None, lambda got: exact(got) == exp1)
@@ -145,7 +145,7 @@ async def test_late_data_is_delivered_late_not_dropped(deployment):
     """A capture whose windows are long closed (the watermark is years ahead) comes out as late records."""
     w = deployment(FLOWSIGHT_IDLE_FLUSH_S="3600").start()
     new, old = "real/ndpi-teams.pcap", "real/zeek-wikipedia.pcap"  # 2020 and 2011
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=AUTH) as s:
         assert (await upload(s, w.url, body(new), sensor="s"))[0] == 202
         await asyncio.sleep(3)
         assert (await upload(s, w.url, body(old), sensor="s"))[0] == 202

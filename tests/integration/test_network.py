@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from tests import reference
-from tests.conftest import KAFKA_PORT, ROOT, TEST_VAR, Broker, Worker, drain, free_port, upload
+from tests.conftest import AUTH, KAFKA_PORT, ROOT, Worker, broker_of_its_own, drain, upload
 from tests.integration.test_faults import FILES, body, exact, report
 from tests.integration.test_pipeline import expected, sensor_of
 
@@ -70,12 +70,8 @@ def badnet():
 @pytest.fixture
 def reachable_broker(kafka):
     """A broker that also listens on the host end of the veth pair."""
-    b = Broker(TEST_VAR / "badnet-kafka", KAFKA_PORT + 30)
-    b.env["KAFKA_LISTEN_HOST"] = "0.0.0.0"
-    b.run("wipe")
-    b.run("start", "1")
-    yield b
-    b.run("stop")
+    with broker_of_its_own("badnet-kafka", 30, KAFKA_LISTEN_HOST="0.0.0.0") as b:
+        yield b
 
 
 async def test_lossy_slow_network_with_a_reset_keeps_totals_exact(badnet, reachable_broker, tmp_path):
@@ -91,7 +87,7 @@ async def test_lossy_slow_network_with_a_reset_keeps_totals_exact(badnet, reacha
     exp = expected(FILES[:4])
     try:
         w.start(timeout_s=180)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=180)) as s:
+        async with aiohttp.ClientSession(headers=AUTH, timeout=aiohttp.ClientTimeout(total=180)) as s:
             for rel in FILES[:4]:
                 for _ in range(30):
                     try:

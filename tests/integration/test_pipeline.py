@@ -17,7 +17,7 @@ import pytest
 
 from app.flows import record_key
 from tests import reference
-from tests.conftest import drain, upload
+from tests.conftest import AUTH, drain, upload
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,7 @@ async def test_uploads_come_back_as_exact_flows_and_a_repeat_upload_changes_noth
     exp = expected(FILES)
     w = deployment(FLOWSIGHT_CHUNK_BYTES=str(256 * 1024)).start()
     base = reference.pcaps_dir()
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=AUTH) as s:
         for i, rel in enumerate(FILES):
             body = (base / rel).read_bytes()
             status, answer = await upload(s, w.url, body, sensor=sensor_of(rel), method="PUT" if i % 2 else "POST",
@@ -89,7 +89,7 @@ async def test_restarting_the_worker_between_uploads_loses_nothing(deployment):
     first, second = FILES[1], FILES[3]
     base = reference.pcaps_dir()
     w = deployment(FLOWSIGHT_CHUNK_BYTES=str(256 * 1024)).start()
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=AUTH) as s:
         status, _ = await upload(s, w.url, (base / first).read_bytes(), sensor=sensor_of(first))
         assert status == 202
         records, cursor = await drain(s, w.url, None, lambda got: total_packets(got) >= packets_of(expected([first])))
@@ -123,7 +123,7 @@ async def test_bad_input_gets_a_clear_4xx_and_the_worker_keeps_serving(deploymen
     container whose packets carry broken IP headers is accepted, and those packets count as skipped."""
     reference.pcaps_dir()
     w = deployment(FLOWSIGHT_CHUNK_BYTES=str(256 * 1024), FLOWSIGHT_MAX_UPLOAD_BYTES=str(512 * 1024)).start()
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=AUTH) as s:
         big = (reference.SHARED / "real" / "chrissanders-http_espn.pcapng").read_bytes()  # 684,660 bytes
         status, answer = await upload(s, w.url, big, sensor="bad")
         assert status == 413 and "limit of 524288 bytes" in answer["error"], answer

@@ -9,13 +9,15 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from tests.conftest import AUTH
+
 pytestmark = pytest.mark.integration
 
 
 async def test_placebo_round_trip_passes_and_heartbeats_flow(deployment, kafka):
     w = deployment(FLOWSIGHT_PLACEBO_INTERVAL_S="3", FLOWSIGHT_WINDOW_S="5", FLOWSIGHT_LATENESS_S="1").start()
     health = {}
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=AUTH) as s:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             async with s.get(w.url + "/v1/health") as r:

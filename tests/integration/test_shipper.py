@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from tests import reference
-from tests.conftest import ROOT, drain
+from tests.conftest import AUTH, SENSOR_TOKENS, ROOT, drain
 from tests.integration.test_faults import exact
 from tests.integration.test_pipeline import expected
 
@@ -28,7 +28,9 @@ async def test_ship_sh_from_dumpcap_printname_and_the_python_shipper(deployment,
         shutil.copy(base / rel, spool)
     # like `dumpcap -b printname:stdout | ship.sh`: file names on standard input, run by dash
     listing = "".join(f"{spool / n.split('/')[1]}\n" for n in names[:2])
-    r = subprocess.run(["dash", str(SHIP_SH), "-u", w.url, "-s", "tap1", "-m", str(done)], input=listing,
+    key = tmp_path / "tap1.token"  # tap1's own token: it decides the sensor, no -s needed
+    key.write_text(SENSOR_TOKENS["tap1"] + "\n")
+    r = subprocess.run(["dash", str(SHIP_SH), "-u", w.url, "-k", str(key), "-m", str(done)], input=listing,
                        text=True, capture_output=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(done)) == sorted(n.split("/")[1] for n in names[:2])
@@ -39,14 +41,14 @@ async def test_ship_sh_from_dumpcap_printname_and_the_python_shipper(deployment,
             row = first.setdefault(k, [0, 0])
             row[0] += v[0]
             row[1] += v[1]
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=AUTH) as s:
         await drain(s, w.url, None, lambda got: exact(got).get("tap1") == first)
     shutil.copy(done / "zeek-wikipedia.pcap", spool)
-    r = subprocess.run([str(SHIP_SH), "-u", w.url, "-s", "tap1", "-r", str(spool / "zeek-wikipedia.pcap")],
+    r = subprocess.run([str(SHIP_SH), "-u", w.url, "-k", str(key), "-r", str(spool / "zeek-wikipedia.pcap")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and " 200" in r.stderr and not (spool / "zeek-wikipedia.pcap").exists(), r.stderr
     # the Python shipper
-    r = subprocess.run([sys.executable, "-m", "faust", "-A", "app", "ship", "--url", w.url, "--sensor", "tap1",
+    r = subprocess.run([sys.executable, "-m", "faust", "-A", "app", "ship", "--url", w.url, "--token-file", str(key),
                         "--remove", str(spool / "ndpi-android.pcap")], cwd=ROOT, env=w.env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -57,7 +59,7 @@ async def test_ship_sh_from_dumpcap_printname_and_the_python_shipper(deployment,
             row = want.setdefault(k, [0, 0])
             row[0] += v[0]
             row[1] += v[1]
-    async with aiohttp.ClientSession() as s:
+    async with aiohttp.ClientSession(headers=AUTH) as s:
         records, _ = await drain(s, w.url, None, lambda got: exact(got).get("tap1") == want)
     assert exact(records)["tap1"] == want
 
@@ -68,6 +70,6 @@ async def test_ship_sh_rejects_a_bad_file_without_retrying(deployment, tmp_path)
     bad.write_bytes(b"not a capture")
     done = tmp_path / "done"
     r = subprocess.run([str(SHIP_SH), "-u", w.url, "-m", str(done), str(bad)], capture_output=True, text=True,
-                       timeout=60)
+                       timeout=60, env={**os.environ, "FLOWSIGHT_TOKEN": SENSOR_TOKENS["tap2"]})
     assert r.returncode == 1 and "rejected with 400" in r.stderr
     assert (done / "rejected" / "bad.pcap").exists()
