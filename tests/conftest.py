@@ -89,7 +89,9 @@ class Worker:
         self.port = free_port()
         self.datadir = datadir
         self.log_path = datadir / f"worker-{self.port}.log"
-        self.env = {**os.environ, "FLOWSIGHT_BROKER": f"kafka://{bootstrap}", "FLOWSIGHT_APP_ID": app_id,
+        # nothing of this process's FLOWSIGHT_* leaks in (the agent tests set a memory store for themselves)
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("FLOWSIGHT_")}
+        self.env = {**inherited, "FLOWSIGHT_BROKER": f"kafka://{bootstrap}", "FLOWSIGHT_APP_ID": app_id,
                     "FLOWSIGHT_TOPIC_PREFIX": prefix, "FLOWSIGHT_DATADIR": str(datadir),
                     "FLOWSIGHT_WEB_PORT": str(self.port), "FLOWSIGHT_IDLE_FLUSH_S": "2",
                     "FLOWSIGHT_PARTITIONS": "4", "FLOWSIGHT_PLACEBO_INTERVAL_S": "3600", **AUTH_ENV, **settings}

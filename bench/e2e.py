@@ -1,0 +1,383 @@
+"""End-to-end cost, scale-out and latency of the whole pipeline, with tcpdump and softflowd in the same run.
+
+Run through bench/e2e.sh (it installs the peer tools). What it does:
+
+1. Generates SIZE_MB of mixed traffic as files of about 100 MB (app/synth.py, seeded; 2,000 inside and
+   2,000 outside hosts, 10% IPv6, 10% 802.1Q), each file the next 10 minutes of capture time.
+2. Starts one Kafka broker, then for N = 1 and 2 workers (each with its own data folder and port, fresh
+   topics): ships every file with the project's shipper (app/ship.py: PUT, block id per file), several
+   files in flight spread over the workers, and reads the flows topic until every packet of the
+   generator's truth is in a flow record (flowId-deduplicated). Records: wall time, CPU-seconds of each
+   worker process and of the broker (/proc/PID/stat), each worker's peak RSS (VmHWM), Kafka messages
+   per topic.
+3. Times `TZ=UTC tcpdump -nn -r F` and `softflowd -r F` on the same files (CPU-seconds, user + sys).
+4. Latency: one worker with 10 s windows (default lateness and idle flush); a small capture stamped
+   with the wall clock is uploaded every second for 60 s, each under its own sensor name, while a long
+   poll of /v1/flows (from the end) notes when each sensor's first record arrives, measured from the
+   upload's 202.
+
+Prints a Markdown table; writes the raw numbers to bench/out/e2e.json.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app import ship, synth  # noqa: E402
+from app.auth import hash_token, new_token  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+KAFKA_SH = ROOT / "compose" / "kafka" / "kafka.sh"
+BASE_PORT = int(os.environ.get("BENCH_KAFKA_PORT", "39292"))
+FILE_MB = 100
+INSIDE = OUTSIDE = 2000
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_s(pid: int) -> float:
+    """user + sys CPU-seconds of a process and its waited-for children."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICK
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def make_files(size_mb: int) -> tuple[list[Path], int, int]:
+    """The capture files, and their total packets and bytes on disk (cached by size)."""
+    folder = OUT / "e2e"
+    folder.mkdir(parents=True, exist_ok=True)
+    n = max(1, round(size_mb / FILE_MB))
+    files, packets = [], 0
+    meta = folder / "meta.json"
+    known = json.loads(meta.read_text()) if meta.exists() else {}
+    for i in range(n):
+        path = folder / f"part{i:02d}.pcap"
+        if not path.exists() or str(i) not in known:
+            scale = FILE_MB / 1024
+            tr = synth.generate(seed=100 + i, conversations=int(200_000 * scale), packets=int(1_900_000 * scale),
+                                inside=INSIDE, outside=OUTSIDE, v6_share=0.1, vlan_share=0.1,
+                                start_s=1_767_225_600 + i * 600, duration_s=600, mean_payload=560,
+                                in_memory=False, path=str(path))
+            known[str(i)] = int(tr.packets.sum())
+            meta.write_text(json.dumps(known))
+        files.append(path)
+        packets += known[str(i)]
+    return files, packets, sum(f.stat().st_size for f in files)
+
+
+class Tokens:
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="flowsight-bench-"))
+        self.token = new_token()
+        (self.dir / "sensors").write_text(f"*:{hash_token(self.token)}\n")
+        (self.dir / "api").write_text(f"bench:{hash_token(self.token)}\n")
+        (self.dir / "secret").write_text(new_token() + "\n")
+        self.env = {"FLOWSIGHT_SENSOR_TOKENS": str(self.dir / "sensors"), "FLOWSIGHT_API_TOKENS": str(self.dir / "api"),
+                    "FLOWSIGHT_CLUSTER_SECRET_FILE": str(self.dir / "secret")}
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+
+
+class Broker:
+    def __init__(self) -> None:
+        self.env = {**os.environ, "FLOWSIGHT_VAR": str(ROOT / "var" / "bench"), "KAFKA_BASE_PORT": str(BASE_PORT)}
+        self.bootstrap = f"127.0.0.1:{BASE_PORT}"
+
+    def run(self, *args: str) -> str:
+        return subprocess.run([str(KAFKA_SH), *args], env=self.env, check=True, capture_output=True,
+                              text=True).stdout
+
+    @property
+    def pid(self) -> int:
+        return int((ROOT / "var" / "bench" / "kafka" / "node1" / "pid").read_text())
+
+
+class Worker:
+    def __init__(self, broker: Broker, tokens: Tokens, tag: str, i: int, **settings: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.datadir = ROOT / "var" / "bench" / f"{tag}-w{i}"
+        self.env = {**os.environ, **tokens.env, "FLOWSIGHT_BROKER": f"kafka://{broker.bootstrap}",
+                    "FLOWSIGHT_APP_ID": f"fs-{tag}", "FLOWSIGHT_TOPIC_PREFIX": f"{tag}-",
+                    "FLOWSIGHT_DATADIR": str(self.datadir), "FLOWSIGHT_WEB_PORT": str(self.port),
+                    "FLOWSIGHT_PLACEBO_SOURCE": "false", "FLOWSIGHT_PLACEBO_SINK": "false",
+                    "FLOWSIGHT_PARTITIONS": "8", "FLOWSIGHT_SENSOR_UPLOADS_PER_MIN": "100000", **settings}
+        self.headers = tokens.headers
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Worker":
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        log = open(self.datadir / "worker.log", "ab")
+        # BENCH_PROFILE=1: sample the worker with py-spy (its own CPU is not the worker's: py-spy is the parent)
+        spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "-r", "97", "-o", str(self.datadir / "profile.txt"),
+               "--"] if os.environ.get("BENCH_PROFILE") else []
+        self.proc = subprocess.Popen([*spy, sys.executable, "-m", "faust", "-A", "app", "worker", "-l", "info",
+                                      "--web-port", str(self.port)], cwd=ROOT, env=self.env, stdout=log,
+                                     stderr=subprocess.STDOUT)
+        return self
+
+    async def assigned(self, s: aiohttp.ClientSession) -> list[str]:
+        try:
+            async with s.get(self.url + "/v1/health", headers=self.headers) as r:
+                body = await r.json()
+                return body.get("assigned", []) if body.get("status") == "ok" else []
+        except (aiohttp.ClientError, OSError, ValueError):
+            return []
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            # py-spy writes its profile and stops the worker on SIGINT
+            self.proc.send_signal(signal.SIGINT if os.environ.get("BENCH_PROFILE") else signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+async def wait_ready(workers: list[Worker], topic_prefix: str, timeout_s: float = 180) -> None:
+    """Until the workers hold every flow-parts and pcap-chunks partition between them."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as s:
+        while time.monotonic() < deadline:
+            got = [a for w in workers for a in await w.assigned(s)]
+            if all(sum(1 for a in got if a.startswith(topic_prefix + t + ":")) == 8 for t in ("flow-parts", "pcap-chunks")):
+                return
+            await asyncio.sleep(1)
+    raise SystemExit("workers not ready: see var/bench/*/worker.log")
+
+
+async def flow_packets(bootstrap: str, topic: str, want: int, timeout_s: float) -> tuple[int, float]:
+    """Read the flows topic until `want` packets are in distinct flow records; (packets, seconds waited)."""
+    from aiokafka import AIOKafkaConsumer
+    seen: set[int] = set()
+    total = 0
+    t0 = time.monotonic()
+    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+                         enable_auto_commit=False, max_partition_fetch_bytes=8 << 20)
+    await c.start()
+    try:
+        while total < want and time.monotonic() - t0 < timeout_s:
+            for batch in (await c.getmany(timeout_ms=500, max_records=20000)).values():
+                for m in batch:
+                    rec = json.loads(m.value)
+                    if rec["flowId"] not in seen:
+                        seen.add(rec["flowId"])
+                        total += rec["packetDeltaCount"]
+    finally:
+        await c.stop()
+    return total, time.monotonic() - t0
+
+
+async def topic_messages(bootstrap: str, prefix: str) -> dict[str, int]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await c.start()
+    try:
+        out = {}
+        names = [t for t in await admin.list_topics() if t.startswith(prefix) or t.startswith(f"fs-{prefix[:-1]}-")]
+        for desc in await admin.describe_topics(names):
+            topic = desc["topic"]
+            ends = await c.end_offsets([TopicPartition(topic, p["partition"]) for p in desc["partitions"]])
+            out[topic.replace(prefix, "", 1).replace(f"fs-{prefix[:-1]}-", "", 1)] = sum(ends.values())
+        return out
+    finally:
+        await c.stop()
+        await admin.close()
+
+
+async def ship_all(files: list[Path], workers: list[Worker], in_flight: int) -> None:
+    sem = asyncio.Semaphore(in_flight)
+
+    async def one(i: int, path: Path) -> None:
+        async with sem:
+            w = workers[i % len(workers)]
+            async with aiohttp.ClientSession(headers=w.headers,
+                                             timeout=aiohttp.ClientTimeout(total=None, sock_read=600)) as s:
+                res = await ship.ship_file(s, w.url, path, "bench")
+            if not 200 <= res.status < 300:
+                raise SystemExit(f"{path}: {res.status} {res.answer}")
+
+    await asyncio.gather(*(one(i, p) for i, p in enumerate(files)))
+
+
+async def pipeline_run(broker: Broker, tokens: Tokens, n: int, files: list[Path], packets: int) -> dict:
+    tag = f"e2e{n}-{int(time.time())}"
+    workers = [Worker(broker, tokens, tag, i).start() for i in range(n)]
+    try:
+        await wait_ready(workers, f"{tag}-")
+        await asyncio.sleep(3)
+        cpu0 = {w.proc.pid: cpu_s(w.proc.pid) for w in workers}
+        b0 = cpu_s(broker.pid)
+        t0 = time.monotonic()
+        shipping = asyncio.create_task(ship_all(files, workers, in_flight=3))
+        got, _ = await flow_packets(broker.bootstrap, f"{tag}-flows", packets, timeout_s=3600)
+        await shipping
+        wall = time.monotonic() - t0
+        cpu = [cpu_s(w.proc.pid) - cpu0[w.proc.pid] for w in workers]
+        rss = [peak_rss_mb(w.proc.pid) for w in workers]
+        broker_cpu = cpu_s(broker.pid) - b0
+        msgs = await topic_messages(broker.bootstrap, f"{tag}-")
+        if got != packets:
+            raise SystemExit(f"{n} worker(s): {got} packets at egress, {packets} uploaded")
+        return {"workers": n, "wall_s": wall, "worker_cpu_s": cpu, "broker_cpu_s": broker_cpu, "peak_rss_mb": rss,
+                "messages": msgs, "packets_out": got}
+    finally:
+        for w in workers:
+            w.stop()
+
+
+def peer_cpu(cmd: list[str], files: list[Path]) -> float:
+    total = 0.0
+    for f in files:
+        with tempfile.NamedTemporaryFile() as t:
+            subprocess.run(["/usr/bin/time", "-f", "%U %S", "-o", t.name, *[c.replace("{F}", str(f)) for c in cmd]],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TZ": "UTC"},
+                           check=True)
+            u, s = map(float, Path(t.name).read_text().split()[-2:])
+            total += u + s
+    return total
+
+
+async def latency_run(broker: Broker, tokens: Tokens, window_s: int = 10, uploads: int = 60) -> dict:
+    """Default lateness (5 s) and idle flush (5 s); 10 s windows to keep the run short."""
+    tag = f"lat-{int(time.time())}"
+    w = Worker(broker, tokens, tag, 0, FLOWSIGHT_WINDOW_S=str(window_s)).start()
+    acked: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    try:
+        await wait_ready([w], f"{tag}-")
+        async with aiohttp.ClientSession(headers=tokens.headers) as s:
+            stop = asyncio.Event()
+
+            async def watch() -> None:
+                cursor = None
+                while not stop.is_set():
+                    params = {"timeout": "5", **({"cursor": cursor} if cursor else {"from": "end"})}
+                    async with s.get(w.url + "/v1/flows", params=params) as r:
+                        body = await r.json()
+                    now = time.time()
+                    cursor = body["cursor"]
+                    for rec in body["records"]:
+                        seen.setdefault(rec["flowsight"]["sensor"], now)
+
+            watcher = asyncio.create_task(watch())
+            await asyncio.sleep(2)
+            for i in range(uploads):
+                now = time.time()
+                tr = synth.generate(seed=i, conversations=20, packets=200, inside=10, outside=10,
+                                    start_s=int(now) - 1, duration_s=0.9)
+                sensor = f"lat{i:03d}"
+                async with s.put(w.url + "/v1/captures", data=tr.pcap,
+                                 headers={"X-Sensor": sensor, "Content-Type": "application/vnd.tcpdump.pcap"}) as r:
+                    assert r.status == 202, await r.text()
+                acked[sensor] = time.time()
+                await asyncio.sleep(max(0.0, 1.0 - (time.time() - now)))
+            deadline = time.time() + 3 * window_s + 30
+            while len(seen) < uploads and time.time() < deadline:
+                await asyncio.sleep(0.5)
+            stop.set()
+            await watcher
+    finally:
+        w.stop()
+    from_ack = sorted(seen[k] - acked[k] for k in acked if k in seen)
+
+    def pct(xs: list[float], q: float) -> float:
+        return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+    return {"window_s": window_s, "uploads": uploads, "arrived": len(seen),
+            "from_ack_p50": pct(from_ack, 0.5), "from_ack_p99": pct(from_ack, 0.99), "from_ack_max": max(from_ack)}
+
+
+def main() -> int:
+    size_mb = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
+    counts = [int(x) for x in sys.argv[2:]] or [1, 2]
+    files, packets, nbytes = make_files(size_mb)
+    tokens = Tokens()
+    broker = Broker()
+    broker.run("wipe")
+    broker.run("start", "1")
+    results: dict = {"size_bytes": nbytes, "packets": packets, "files": len(files), "runs": []}
+    try:
+        for n in counts:
+            r = asyncio.run(pipeline_run(broker, tokens, n, files, packets))
+            results["runs"].append(r)
+            print(f"{n} worker(s): {r['wall_s']:.1f} s wall, worker CPU {sum(r['worker_cpu_s']):.1f} s, "
+                  f"broker CPU {r['broker_cpu_s']:.1f} s", file=sys.stderr, flush=True)
+        if os.environ.get("BENCH_PROFILE"):
+            return 0
+        results["latency"] = asyncio.run(latency_run(broker, tokens))
+    finally:
+        broker.run("stop")
+    results["tcpdump_cpu_s"] = peer_cpu(["tcpdump", "-nn", "-r", "{F}"], files)
+    results["softflowd_cpu_s"] = peer_cpu(["softflowd", "-r", "{F}", "-n", f"127.0.0.1:{free_port()}",
+                                           "-m", "2000000", "-d"], files)
+    (OUT / "e2e.json").write_text(json.dumps(results, indent=1))
+    report(results)
+    return 0
+
+
+def report(res: dict) -> None:
+    gib = res["size_bytes"] / 2**30
+    bits = res["size_bytes"] * 8
+    print(f"machine: {os.cpu_count()} cores; capture: {len(res['runs']) and res['files']} files, "
+          f"{res['size_bytes'] / 1e6:.0f} MB, {res['packets']:,} packets, {INSIDE}+{OUTSIDE} hosts")
+    print()
+    print("| workers | wall s | Gb/s | packets/s | worker CPU-s | per worker | broker CPU-s | "
+          "packets per worker CPU-s | worker CPU / tcpdump | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    tcp = res["tcpdump_cpu_s"]
+    for r in res["runs"]:
+        cpu = sum(r["worker_cpu_s"])
+        print(f"| {r['workers']} | {r['wall_s']:.1f} | {bits / r['wall_s'] / 1e9:.3f} | {res['packets'] / r['wall_s']:,.0f} "
+              f"| {cpu:.1f} | {' + '.join(f'{c:.1f}' for c in r['worker_cpu_s'])} | {r['broker_cpu_s']:.1f} "
+              f"| {res['packets'] / cpu:,.0f} | {cpu / tcp:.2f} | {' / '.join(f'{m:.0f}' for m in r['peak_rss_mb'])} |")
+    print()
+    print(f"peers on the same files: TZ=UTC tcpdump -nn -r: {tcp:.2f} CPU-s ({tcp / gib:.2f} per GiB); "
+          f"softflowd -r: {res['softflowd_cpu_s']:.2f} CPU-s ({res['softflowd_cpu_s'] / gib:.2f} per GiB)")
+    runs = {r["workers"]: r for r in res["runs"]}
+    if 1 in runs and 2 in runs:
+        one, two = runs[1], runs[2]
+        raw = one["wall_s"] / two["wall_s"]
+        # On dedicated cores a CPU-bound worker's wall time is its CPU time: the busiest of the two
+        # decides. The broker's CPU is left out of both, as it would run on cores of its own.
+        dedicated = sum(one["worker_cpu_s"]) / max(two["worker_cpu_s"])
+        print(f"scale-out 1 -> 2 workers: raw wall-clock {raw:.2f}x (2 cores shared with the broker); "
+              f"on dedicated cores (1 worker's CPU-s / the busier of 2 workers' CPU-s) {dedicated:.2f}x")
+    print()
+    print("Kafka messages per GiB: " + ", ".join(
+        f"{t} {m / gib:,.0f}" for t, m in sorted(res["runs"][-1]["messages"].items())))
+    lat = res.get("latency")
+    if lat:
+        print(f"latency ({lat['window_s']} s windows, lateness and idle flush 5 s (the defaults), "
+              f"{lat['arrived']}/{lat['uploads']} paced uploads arrived): 202 -> its first flow record at /v1/flows "
+              f"p50 {lat['from_ack_p50']:.1f} s, p99 {lat['from_ack_p99']:.1f} s, max {lat['from_ack_max']:.1f} s "
+              f"(target: window + 5 s = {lat['window_s'] + 5} s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
