@@ -15,6 +15,9 @@ Run through bench/e2e.sh (it installs the peer tools). What it does:
    with the wall clock is uploaded every second for 60 s, each under its own sensor name, while a long
    poll of /v1/flows (from the end) notes when each sensor's first record arrives, measured from the
    upload's 202.
+5. Alert latency: per sensor (5), the capture of tests/integration/test_alerts.py (90 windows of
+   ordinary traffic, a SYN flood in two of them) uploaded at once; the time from the flood window's first
+   flow record at /v1/flows (the window has closed) to its alert at /v1/alerts.
 
 Prints a Markdown table; writes the raw numbers to bench/out/e2e.json.
 """
@@ -313,6 +316,66 @@ async def latency_run(broker: Broker, tokens: Tokens, window_s: int = 10, upload
             "from_ack_p50": pct(from_ack, 0.5), "from_ack_p99": pct(from_ack, 0.99), "from_ack_max": max(from_ack)}
 
 
+async def alert_latency_run(broker: Broker, tokens: Tokens, sensors: int = 5) -> dict:
+    """Alerts: per sensor, 90 one-minute windows of ordinary traffic with a SYN flood in windows 80-81 (the
+    capture of tests/integration/test_alerts.py), uploaded at once. For the flood window, the time from its
+    first flow record at /v1/flows (the window has closed) to its scored anomaly at /v1/anomalies and to its
+    alert at /v1/alerts. The floods share one target host, so attention control lets the first sensor's
+    alert through and marks the others' anomalies suppressed: the anomaly is the scoring path's latency."""
+    from tests.integration.test_alerts import FLOOD_AT, T0, capture
+    flood_ms = (T0 + FLOOD_AT * 60) * 1000
+    tag = f"alert-{int(time.time())}"
+    w = Worker(broker, tokens, tag, 0).start()
+    closed: dict[str, float] = {}
+    scored: dict[str, float] = {}
+    alerted: dict[str, float] = {}
+    try:
+        await wait_ready([w], f"{tag}-")
+        async with aiohttp.ClientSession(headers=tokens.headers) as s:
+            stop = asyncio.Event()
+
+            async def watch(path: str, note) -> None:
+                cursor = None
+                while not stop.is_set():
+                    params = {"timeout": "2", **({"cursor": cursor} if cursor else {"from": "end"})}
+                    async with s.get(w.url + path, params=params) as r:
+                        body = await r.json()
+                    now = time.time()
+                    cursor = body["cursor"]
+                    for rec in body["records"]:
+                        note(rec, now)
+
+            def on_flow(rec: dict, now: float) -> None:
+                if rec["flowsight"]["window"] == flood_ms:
+                    closed.setdefault(rec["flowsight"]["sensor"], now)
+
+            def on(seen: dict):
+                def note(rec: dict, now: float) -> None:
+                    if rec.get("windowStartMs") == flood_ms:
+                        seen.setdefault(rec["sensor"], now)
+                return note
+
+            watchers = [asyncio.create_task(watch("/v1/flows", on_flow)),
+                        asyncio.create_task(watch("/v1/anomalies", on(scored))),
+                        asyncio.create_task(watch("/v1/alerts", on(alerted)))]
+            await asyncio.sleep(3)
+            for i in range(sensors):
+                async with s.put(w.url + "/v1/captures", data=capture(seed=7 + i),
+                                 headers={"X-Sensor": f"site{i}", "Content-Type": "application/vnd.tcpdump.pcap"}) as r:
+                    assert r.status == 202, await r.text()
+                deadline = time.time() + 30
+                while f"site{i}" not in scored and time.time() < deadline:
+                    await asyncio.sleep(0.2)
+            await asyncio.sleep(3)
+            stop.set()
+            await asyncio.gather(*watchers)
+    finally:
+        w.stop()
+    return {"sensors": sensors, "alerted": len(alerted), "scored": len(scored),
+            "anomaly_delays_s": sorted(scored[k] - closed[k] for k in scored if k in closed),
+            "alert_delays_s": sorted(alerted[k] - closed[k] for k in alerted if k in closed)}
+
+
 def main() -> int:
     size_mb = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
     counts = [int(x) for x in sys.argv[2:]] or [1, 2]
@@ -331,6 +394,7 @@ def main() -> int:
         if os.environ.get("BENCH_PROFILE"):
             return 0
         results["latency"] = asyncio.run(latency_run(broker, tokens))
+        results["alert_latency"] = asyncio.run(alert_latency_run(broker, tokens))
     finally:
         broker.run("stop")
     results["tcpdump_cpu_s"] = peer_cpu(["tcpdump", "-nn", "-r", "{F}"], files)
@@ -377,6 +441,13 @@ def report(res: dict) -> None:
               f"{lat['arrived']}/{lat['uploads']} paced uploads arrived): 202 -> its first flow record at /v1/flows "
               f"p50 {lat['from_ack_p50']:.1f} s, p99 {lat['from_ack_p99']:.1f} s, max {lat['from_ack_max']:.1f} s "
               f"(target: window + 5 s = {lat['window_s'] + 5} s)")
+    al = res.get("alert_latency")
+    if al:
+        def fmt(d: list[float]) -> str:
+            return ", ".join(f"{x:.1f}" for x in d) + " s" if d else "none"
+        print(f"from the flood window's first flow record at /v1/flows (window closed) to its anomaly at "
+              f"/v1/anomalies ({al['scored']}/{al['sensors']} sensors): {fmt(al['anomaly_delays_s'])}; to its alert at "
+              f"/v1/alerts ({al['alerted']} let through by attention control): {fmt(al['alert_delays_s'])} (target: 5 s)")
 
 
 if __name__ == "__main__":
