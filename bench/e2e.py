@@ -267,6 +267,19 @@ def peer_cpu(cmd: list[str], files: list[Path]) -> float:
     return total
 
 
+async def follow(s: aiohttp.ClientSession, url: str, stop: asyncio.Event, note, timeout_s: int) -> None:
+    """Long-poll ``url`` from its end until ``stop``; ``note(record, arrival time)`` for every record."""
+    cursor = None
+    while not stop.is_set():
+        params = {"timeout": str(timeout_s), **({"cursor": cursor} if cursor else {"from": "end"})}
+        async with s.get(url, params=params) as r:
+            body = await r.json()
+        now = time.time()
+        cursor = body["cursor"]
+        for rec in body["records"]:
+            note(rec, now)
+
+
 async def latency_run(broker: Broker, tokens: Tokens, window_s: int = 10, uploads: int = 60) -> dict:
     """Default lateness (5 s) and idle flush (5 s); 10 s windows to keep the run short."""
     tag = f"lat-{int(time.time())}"
@@ -278,18 +291,8 @@ async def latency_run(broker: Broker, tokens: Tokens, window_s: int = 10, upload
         async with aiohttp.ClientSession(headers=tokens.headers) as s:
             stop = asyncio.Event()
 
-            async def watch() -> None:
-                cursor = None
-                while not stop.is_set():
-                    params = {"timeout": "5", **({"cursor": cursor} if cursor else {"from": "end"})}
-                    async with s.get(w.url + "/v1/flows", params=params) as r:
-                        body = await r.json()
-                    now = time.time()
-                    cursor = body["cursor"]
-                    for rec in body["records"]:
-                        seen.setdefault(rec["flowsight"]["sensor"], now)
-
-            watcher = asyncio.create_task(watch())
+            watcher = asyncio.create_task(follow(s, w.url + "/v1/flows", stop,
+                                                 lambda rec, now: seen.setdefault(rec["flowsight"]["sensor"], now), 5))
             await asyncio.sleep(2)
             for i in range(uploads):
                 now = time.time()
@@ -334,17 +337,6 @@ async def alert_latency_run(broker: Broker, tokens: Tokens, sensors: int = 5) ->
         async with aiohttp.ClientSession(headers=tokens.headers) as s:
             stop = asyncio.Event()
 
-            async def watch(path: str, note) -> None:
-                cursor = None
-                while not stop.is_set():
-                    params = {"timeout": "2", **({"cursor": cursor} if cursor else {"from": "end"})}
-                    async with s.get(w.url + path, params=params) as r:
-                        body = await r.json()
-                    now = time.time()
-                    cursor = body["cursor"]
-                    for rec in body["records"]:
-                        note(rec, now)
-
             def on_flow(rec: dict, now: float) -> None:
                 if rec["flowsight"]["window"] == flood_ms:
                     closed.setdefault(rec["flowsight"]["sensor"], now)
@@ -355,9 +347,9 @@ async def alert_latency_run(broker: Broker, tokens: Tokens, sensors: int = 5) ->
                         seen.setdefault(rec["sensor"], now)
                 return note
 
-            watchers = [asyncio.create_task(watch("/v1/flows", on_flow)),
-                        asyncio.create_task(watch("/v1/anomalies", on(scored))),
-                        asyncio.create_task(watch("/v1/alerts", on(alerted)))]
+            watchers = [asyncio.create_task(follow(s, w.url + path, stop, note, 2))
+                        for path, note in (("/v1/flows", on_flow), ("/v1/anomalies", on(scored)),
+                                           ("/v1/alerts", on(alerted)))]
             await asyncio.sleep(3)
             for i in range(sensors):
                 async with s.put(w.url + "/v1/captures", data=capture(seed=7 + i),
