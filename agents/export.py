@@ -20,8 +20,9 @@ def status() -> dict:
 if settings.netflow_v5 or settings.ipfix:
     @app.agent(flows, concurrency=1)
     async def export_flows(stream):
-        async for batch in stream.take(300, within=1.0):
+        async for batch in stream:  # one message: a batch of the records of one window
+            records = batch["records"]
             skipped, datagrams = exporter.skipped, exporter.datagrams
-            exporter.send(list(batch))
-            progress.mark("export", records=len(batch), datagrams=exporter.datagrams - datagrams,
+            exporter.send(records)
+            progress.mark("export", records=len(records), datagrams=exporter.datagrams - datagrams,
                           v5_skipped_ipv6=exporter.skipped - skipped)

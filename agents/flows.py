@@ -1,7 +1,8 @@
 """merge_flow_parts: flow-parts -> table flows -> topics flows and window-summaries.
 
 All logic is in app.windows.Merger; this agent sends what a plan emits, awaits
-the acks, and only then writes the plan's rows.
+the acks, and only then writes the plan's rows. Flow record batches go to the
+flows partition of the same number as their flow-parts partition.
 """
 from __future__ import annotations
 
@@ -49,8 +50,8 @@ async def handle(p: int, value: dict, timestamp_ms: int) -> None:
         plan = merger.on_tick(p, flows, now_ms)
     else:
         plan = merger.on_parts(p, value, flows, now_ms)
-    await send_all([(_TOPICS[topic], key.encode(), rec, None) for topic, key, rec in plan.emit],
-                   f"merge of partition {p}")
+    await send_all([(_TOPICS[topic], key.encode(), rec, p if topic == "flows" else None)
+                    for topic, key, rec in plan.emit], f"merge of partition {p}")
     for rk, row in plan.writes.items():
         if row is None:
             if rk in flows:
@@ -62,12 +63,12 @@ async def handle(p: int, value: dict, timestamp_ms: int) -> None:
     if "tick" not in value:
         progress.mark("merge", messages=1)
     if plan.emit:
-        progress.mark("emit", records=len(plan.emit))
+        records = plan.records()
+        progress.mark("emit", records=len(records), messages=len(plan.emit))
         reasons: dict[str, int] = {}
-        for topic, _, rec in plan.emit:
-            if topic == "flows":
-                name = "late" if rec["flowsight"]["late"] else END_NAMES.get(rec["flowEndReason"], "other")
-                reasons[name] = reasons.get(name, 0) + 1
+        for rec in records:
+            name = "late" if rec["flowsight"]["late"] else END_NAMES.get(rec["flowEndReason"], "other")
+            reasons[name] = reasons.get(name, 0) + 1
         if reasons:
             progress.mark("flows_by_end", **reasons)
 

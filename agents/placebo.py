@@ -79,7 +79,8 @@ if settings.placebo_sink:
 
         cur = None if state.cursor is None else cursors.decode(state.cursor)
         try:
-            body = await poll(flows_topic.get_topic_name(), cur, 0.5, 5000, from_end=state.cursor is None)
+            body = await poll(flows_topic.get_topic_name(), cur, 0.5, 5000, from_end=state.cursor is None,
+                              batched=True)
         except (KafkaError, OSError, asyncio.TimeoutError):
             return  # an exception in a timer would stop the worker; the round trip just is not passing
         state.cursor = body["cursor"]

@@ -60,14 +60,27 @@ def blocks_rows(table: dict) -> list[dict]:
 
 
 def open_flow_rows(table: dict) -> list[dict]:
-    rows = []
-    for key, v in sorted(table.items()):
-        if not v or v.get("closed_ms") is not None:
+    """The flows of windows not closed yet, merged from the table's slices."""
+    from app.windows import SLICE, Window, parse_key
+
+    opened: dict[tuple[int, int], Window] = {}
+    closed = set()
+    for key, v in table.items():
+        f = parse_key(key) if v is not None else None
+        if f is None:
             continue
-        window, flow = key.split("|", 1)
-        pk, by, first, last, flags = v["c"]
-        rows.append({"window_ms": int(window), "flow": flow, "packets": pk, "bytes": by, "first_ms": first,
-                     "last_ms": last, "partition": v["p"]})
+        kind, p, w, chunk, source = f
+        if kind == SLICE:
+            opened.setdefault((p, w), Window()).apply(source, chunk, v)
+        else:
+            closed.add((p, w))
+    rows = []
+    for (p, w), win in sorted(opened.items()):
+        if (p, w) in closed:
+            continue
+        for flow, c in sorted(win.flows.items()):
+            rows.append({"window_ms": w, "flow": flow, "packets": c[0], "bytes": c[1], "first_ms": c[2],
+                         "last_ms": c[3], "partition": p})
     return rows
 
 

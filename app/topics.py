@@ -6,7 +6,8 @@
 |                |                          | headers: sensor, block, chunk                   |
 | flow-parts     | block id (or ``tick``)   | ``{block, chunk, sensor, parts: [Part...]}`` sent |
 |                |                          | to the partition of its flow keys, or a tick     |
-| flows          | flow key                 | a flow record with IPFIX names (app/flows.py)    |
+| flows          | ``window|partition``     | ``{records: [...]}``: up to 500 flow records with   |
+|                | (``late|partition``)     | IPFIX names (app/flows.py) of one closed window  |
 | window-summaries | ``window|partition`` or | ``{window, partition, sensors: {s: Summary}}``, or  |
 |                | ``frontier|partition``   | ``{frontier, partition, idle}`` (one partition) |
 | anomalies      | sensor                   | every scored window over a threshold (app/score.py) |

@@ -1,23 +1,38 @@
-"""Capture-time windows: merge parts into rows, close windows by watermark or idleness.
+"""Capture-time windows: merge parts per window in memory, close windows by watermark or idleness.
 
 Pure code (no Faust). The flows agent owns one :class:`Merger`; for every message
 it gets a :class:`Plan`, sends ``plan.emit``, awaits the acks, and only then
-applies ``plan.writes`` to its tables. A crash in between can repeat an emitted
+applies ``plan.writes`` to its table. A crash in between can repeat an emitted
 record (same deterministic ``flowId``) but never lose one.
+
+State. The merged counts of a partition's open windows live in memory. The
+table holds what rebuilds them: one *slice* row per (window, sensor, block, chunk) with
+the parts that message brought to that window, written once, and one *closed*
+row per closed window with the (sensor, block, chunk)s it applied. So a message
+costs one changelog record per window it touches, not one per flow, and a
+window's close costs one record plus a tombstone per slice. After an assignment
+(or a crash) the open windows are rebuilt from the slices.
 
 Determinism: every decision is a function of the partition's message sequence
 alone. Parts carry their Kafka record time, ticks carry the leader's clock, and the
 time of the last part is stored with the watermark; so a worker that replays a
 partition after a crash emits exactly what was emitted before, with the same
-flowIds and the same counts, and a consumer may drop repeats by flowId.
+flowIds and the same counts, and a consumer may drop repeats by flowId. A
+record's flowId names its window, its flow key and the smallest (block, chunk)
+that contributed to it, which does not depend on the order the slices were
+applied in.
 
-Idempotency (DESIGN.md invariant 1): a row remembers, per block, the chunk
-indexes it has applied; a part seen again is skipped. A part for a window that
+Idempotency (DESIGN.md invariant 1): a window remembers the (sensor~block, chunk)
+pairs it applied, open or closed; a part seen again is skipped. A part for a window that
 is already closed becomes a *late* delta record of its own, never dropped.
 The watermark of a partition is the highest capture time seen there minus the
 allowed lateness; a window closes when the watermark passes its end. When a
 partition has had no parts for ``idle_flush_ms`` of wall-clock time, its open
 windows are flushed (end of capture).
+
+Flow records go out in batches (``{"records": [...]}``, at most
+:data:`BATCH_RECORDS` each) on the partition's own flows partition, as an IPFIX
+exporter packs many records into one message.
 
 For scoring, each closed window also yields a :class:`~app.summary.Summary` per
 sensor of this partition's records, and the partition reports its *frontier*
@@ -31,10 +46,38 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from app import ranges
-from app.flows import END_ACTIVE_TIMEOUT, END_FORCED, SEP, flow_id, merge, record
+from app.flows import END_ACTIVE_TIMEOUT, END_FORCED, SEP, flow_id, record
 from app.summary import Home, Summary
 
-_MISSING = object()
+#: Flow records per message on the flows topic.
+BATCH_RECORDS = 500
+SLICE, CLOSED = "o", "c"
+SOURCE_SEP = "~"  # in neither a sensor name nor a block id
+
+
+def slice_key(p: int, w: int, source: str, chunk: int) -> str:
+    return SEP.join((SLICE, str(p), str(w), str(chunk), source))
+
+
+def closed_key(p: int, w: int) -> str:
+    return SEP.join((CLOSED, str(p), str(w)))
+
+
+def parse_key(key: str) -> tuple[str, int, int, int | None, str | None] | None:
+    """``(kind, partition, window, chunk, sensor~block)`` of a table key; None for a key of another shape."""
+    f = key.split(SEP, 4)
+    try:
+        if f[0] == SLICE and len(f) == 5:
+            return SLICE, int(f[1]), int(f[2]), int(f[3]), f[4]
+        if f[0] == CLOSED and len(f) == 3:
+            return CLOSED, int(f[1]), int(f[2]), None, None
+    except ValueError:
+        pass
+    return None
+
+
+def batches(records: list[dict]) -> list[dict]:
+    return [{"records": records[i:i + BATCH_RECORDS]} for i in range(0, len(records), BATCH_RECORDS)]
 
 
 @dataclass
@@ -42,8 +85,46 @@ class Plan:
     """What one message leads to: records to send first, then table rows to write."""
 
     emit: list[tuple[str, str, dict]] = field(default_factory=list)  #: (topic, key, value)
-    writes: dict[str, dict | None] = field(default_factory=dict)     #: flows rows; None deletes
+    writes: dict[str, object] = field(default_factory=dict)          #: table rows; None deletes
     marks: dict[str, dict] = field(default_factory=dict)             #: watermark rows
+
+    def records(self) -> list[dict]:
+        """The flow records of the plan, unbatched."""
+        return [r for topic, _, v in self.emit if topic == "flows" for r in v["records"]]
+
+
+class Window:
+    """One open window of one partition: flow key -> ``[packets, bytes, first, last, flags, (block, chunk),
+    {blocks}]``, and the (block, chunk) pairs applied."""
+
+    __slots__ = ("flows", "applied")
+
+    def __init__(self) -> None:
+        self.flows: dict[str, list] = {}
+        self.applied: set[tuple[str, int]] = set()
+
+    def apply(self, source: str, chunk: int, parts: list) -> None:
+        """``source``: ``sensor~block`` (two sensors may upload the same bytes, so the same block id)."""
+        self.applied.add((source, chunk))
+        block = source.split(SOURCE_SEP, 1)[-1]
+        src = (block, chunk)
+        flows = self.flows
+        for part in parts:
+            key = part[1]
+            c = flows.get(key)
+            if c is None:
+                flows[key] = [part[2], part[3], part[4], part[5], part[6], src, {block}]
+            else:
+                c[0] += part[2]
+                c[1] += part[3]
+                if part[4] < c[2]:
+                    c[2] = part[4]
+                if part[5] > c[3]:
+                    c[3] = part[5]
+                c[4] |= part[6]
+                if src < c[5]:
+                    c[5] = src
+                c[6].add(block)
 
 
 class Merger:
@@ -55,21 +136,40 @@ class Merger:
         self.lateness_ms = lateness_ms
         self.idle_flush_ms = idle_flush_ms
         self.retention_ms = retention_ms
-        self.open: dict[int, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
-        self.closed: dict[int, deque[tuple[int, str]]] = defaultdict(deque)
+        self.open: dict[int, dict[int, Window]] = defaultdict(dict)
+        #: closed windows still remembered: partition -> window -> {"closed_ms", "a": {block: ranges}}
+        self.closed: dict[int, dict[int, dict]] = defaultdict(dict)
+        self.expiry: dict[int, deque[tuple[int, int]]] = defaultdict(deque)
+        self.stale: dict[int, list[str]] = defaultdict(list)
         self.last_part_ms: dict[int, int] = {}
         self.indexed: set[int] = set()
         self.watermark_ms: dict[int, int] = {}
 
-    # -- index of open and closed rows, rebuilt from the table after an assignment
-    def ensure_index(self, p: int, rows: Iterable[tuple[str, dict]], marks: Mapping, now_ms: int) -> None:
+    # -- state rebuilt from the table after an assignment
+    def ensure_index(self, p: int, rows: Iterable[tuple[str, object]], marks: Mapping, now_ms: int) -> None:
         if p in self.indexed:
             return
-        self.open.pop(p, None)
-        self.closed.pop(p, None)
-        for rk, row in rows:
-            if row and row.get("p") == p:
-                self._track(p, rk, row)
+        opened: dict[int, Window] = {}
+        closed: dict[int, dict] = {}
+        slices = []
+        for key, value in rows:
+            f = parse_key(key) if value is not None else None
+            if f is None or f[1] != p:
+                continue
+            if f[0] == CLOSED:
+                closed[f[2]] = value
+            else:
+                slices.append((key, f, value))
+        stale = []
+        for key, (_, _, w, chunk, source), parts in slices:
+            if w in closed:  # a close whose tombstones did not all land
+                stale.append(key)
+            else:
+                opened.setdefault(w, Window()).apply(source, chunk, parts)
+        self.open[p] = opened
+        self.closed[p] = closed
+        self.expiry[p] = deque(sorted((v["closed_ms"], w) for w, v in closed.items()))
+        self.stale[p] = stale
         mark = marks.get(f"p{p}") or {}
         self.watermark_ms[p] = mark.get("max_ms", -(1 << 62)) - self.lateness_ms
         self.last_part_ms[p] = mark.get("last_part_ms", now_ms)
@@ -78,46 +178,59 @@ class Merger:
     def forget(self, partitions: Iterable[int]) -> None:
         for p in partitions:
             self.indexed.discard(p)
+            self.open.pop(p, None)
+            self.closed.pop(p, None)
+            self.expiry.pop(p, None)
+            self.stale.pop(p, None)
 
-    def _track(self, p: int, rk: str, row: dict) -> None:
-        if row["closed_ms"] is not None:
-            self.closed[p].append((row["closed_ms"], rk))
-        else:
-            self.open[p][int(rk.split(SEP, 1)[0])].add(rk)
+    def _plan(self, p: int) -> Plan:
+        plan = Plan()
+        for key in self.stale.pop(p, ()):
+            plan.writes[key] = None
+        return plan
 
     # -- messages
-    def on_parts(self, p: int, msg: dict, rows: Mapping, now_ms: int) -> Plan:
+    def on_parts(self, p: int, msg: dict, rows: Mapping | None = None, now_ms: int = 0) -> Plan:
         """Merge a parts message; ``now_ms`` is the message's own (Kafka record) time."""
-        plan = Plan()
+        plan = self._plan(p)
         block, chunk = msg["block"], msg["chunk"]
+        source = f"{msg.get('sensor', '')}{SOURCE_SEP}{block}"
         wm = self.watermark_ms.get(p, -(1 << 62))
-        top = None
+        by_window: dict[int, list] = {}
         for part in msg["parts"]:
-            w, key = part[0], part[1]
-            rk = f"{w}{SEP}{key}"
-            row = rows.get(rk)
-            if row is not None and ranges.contains(row["a"].get(block), chunk):
-                continue  # a replayed part: already counted
-            top = part[5] if top is None else max(top, part[5])
-            late = (row is not None and row["closed_ms"] is not None) or (
-                row is None and self.window_ms > 0 and w + self.window_ms <= wm)
-            if row is None:
-                row = {"c": None, "a": {}, "p": p, "closed_ms": None, "o": [block, chunk]}
+            by_window.setdefault(part[0], []).append(part)
+        opened, closed = self.open[p], self.closed[p]
+        top = None
+        late: list[dict] = []
+        for w, parts in by_window.items():
+            win = opened.get(w)
+            if win is None and w not in closed and not (self.window_ms > 0 and w + self.window_ms <= wm):
+                win = opened[w] = Window()
+            if win is not None:
+                if (source, chunk) in win.applied:
+                    continue  # a replayed part: already counted
+                win.apply(source, chunk, parts)
+                plan.writes[slice_key(p, w, source, chunk)] = parts
             else:
-                row = {**row, "a": dict(row["a"])}
-            row["a"][block] = ranges.add(row["a"].get(block), chunk)
-            row["c"] = merge(row["c"], part)
-            if late:
-                fid = flow_id(w, key, block, chunk)
-                plan.emit.append(("flows", key, record(w, key, merge(None, part), self.window_ms,
-                                                        end_reason=END_ACTIVE_TIMEOUT, late=True,
-                                                        blocks=[block], fid=fid)))
-                if row["closed_ms"] is None:
-                    row["closed_ms"] = now_ms
-                    self.closed[p].append((now_ms, rk))
-            else:
-                self.open[p][w].add(rk)
-            plan.writes[rk] = row
+                mark = closed.get(w)
+                if mark is not None and ranges.contains(mark["a"].get(source), chunk):
+                    continue
+                fid_src = (block, chunk)
+                for part in parts:
+                    key = part[1]
+                    late.append(record(w, key, [part[2], part[3], part[4], part[5], part[6]], self.window_ms,
+                                       end_reason=END_ACTIVE_TIMEOUT, late=True, blocks=[block],
+                                       fid=flow_id(w, key, *fid_src)))
+                if mark is None:
+                    mark = {"closed_ms": now_ms, "a": {}}
+                    self.expiry[p].append((now_ms, w))
+                mark = {"closed_ms": mark["closed_ms"],
+                        "a": {**mark["a"], source: ranges.add(mark["a"].get(source), chunk)}}
+                closed[w] = plan.writes[closed_key(p, w)] = mark
+            t = max(part[5] for part in parts)
+            top = t if top is None or t > top else top
+        for batch in batches(late):
+            plan.emit.append(("flows", f"late{SEP}{p}", batch))
         self.last_part_ms[p] = now_ms
         max_ms = wm + self.lateness_ms
         if top is not None and top - self.lateness_ms > wm:
@@ -128,8 +241,8 @@ class Merger:
             if new_wm > wm:
                 self.watermark_ms[p] = new_wm
                 if self.window_ms > 0:
-                    due = [w for w in self.open[p] if w + self.window_ms <= new_wm]
-                    self._close(p, due, rows, plan, now_ms, END_ACTIVE_TIMEOUT)
+                    due = [w for w in opened if w + self.window_ms <= new_wm]
+                    self._close(p, due, plan, now_ms, END_ACTIVE_TIMEOUT)
         self._frontier(p, plan, idle=False)
         return plan
 
@@ -148,44 +261,49 @@ class Merger:
             plan.emit.append(("window-summaries", f"frontier{SEP}{p}",
                               {"frontier": max(wm, -1), "partition": p, "idle": idle}))
 
-    def on_tick(self, p: int, rows: Mapping, now_ms: int) -> Plan:
-        """Flush idle windows and expire old closed rows; ``now_ms`` is the time the tick carries."""
-        plan = Plan()
+    def on_tick(self, p: int, rows: Mapping | None = None, now_ms: int = 0) -> Plan:
+        """Flush idle windows and forget old closed ones; ``now_ms`` is the time the tick carries."""
+        plan = self._plan(p)
         if now_ms - self.last_part_ms.get(p, now_ms) >= self.idle_flush_ms:
             if self.open.get(p):
-                self._close(p, list(self.open[p]), rows, plan, now_ms, END_FORCED)
+                self._close(p, list(self.open[p]), plan, now_ms, END_FORCED)
             self._frontier(p, plan, idle=True)
-        old = self.closed.get(p)
+        old, closed = self.expiry[p], self.closed[p]
         while old and now_ms - old[0][0] >= self.retention_ms:
-            _, rk = old.popleft()
-            row = rows.get(rk)
-            if row is not None and row["closed_ms"] is not None:
-                plan.writes[rk] = None
+            t, w = old.popleft()
+            mark = closed.get(w)
+            if mark is not None and mark["closed_ms"] == t:  # not a later close of the same window
+                del closed[w]
+                plan.writes[closed_key(p, w)] = None
         return plan
 
-    def _close(self, p: int, windows: list[int], rows: Mapping, plan: Plan, now_ms: int, reason: int) -> None:
+    def _close(self, p: int, windows: list[int], plan: Plan, now_ms: int, reason: int) -> None:
+        home = self.home
         for w in sorted(windows):
-            keys = self.open[p].pop(w, set())
+            win = self.open[p].pop(w)
             stats: dict[str, Summary] = {}
-            home = self.home
-            for rk in sorted(keys):
-                row = plan.writes.get(rk, _MISSING)
-                row = rows.get(rk) if row is _MISSING else row
-                if row is None or row["closed_ms"] is not None:
-                    continue
-                key = rk.split(SEP, 1)[1]
-                fid = flow_id(w, key, *row["o"])
-                plan.emit.append(("flows", key, record(w, key, row["c"], self.window_ms, end_reason=reason,
-                                                        blocks=row["a"], fid=fid)))
-                plan.writes[rk] = {**row, "closed_ms": now_ms}
-                self.closed[p].append((now_ms, rk))
+            records = []
+            for key in sorted(win.flows):
+                c = win.flows[key]
+                records.append(record(w, key, c[:5], self.window_ms, end_reason=reason, blocks=c[6],
+                                      fid=flow_id(w, key, *c[5])))
                 sensor, src, dst, proto, sport, dport, _ = key.split(SEP, 6)
                 summ = stats.get(sensor)
                 if summ is None:
                     summ = stats[sensor] = Summary()
-                c = row["c"]
                 summ.add(src, dst, int(proto), int(sport), int(dport), c[0], c[1], c[4], src in home)
+            for batch in batches(records):
+                plan.emit.append(("flows", f"{w}{SEP}{p}", batch))
             if stats:
                 plan.emit.append(("window-summaries", f"{w}{SEP}{p}",
                                   {"window": w, "windowLengthMs": self.window_ms, "partition": p,
                                    "sensors": {s: summ.to_json() for s, summ in stats.items()}}))
+            applied: dict[str, list] = {}
+            for source, chunk in sorted(win.applied):
+                applied[source] = ranges.add(applied.get(source), chunk)
+            # the closed row first: a crash part-way through these writes leaves stale slices, never lost ones
+            mark = {"closed_ms": now_ms, "a": applied}
+            self.closed[p][w] = plan.writes[closed_key(p, w)] = mark
+            self.expiry[p].append((now_ms, w))
+            for source, chunk in win.applied:
+                plan.writes[slice_key(p, w, source, chunk)] = None

@@ -185,10 +185,10 @@ async def flow_packets(bootstrap: str, topic: str, want: int, timeout_s: float) 
         while total < want and time.monotonic() - t0 < timeout_s:
             for batch in (await c.getmany(timeout_ms=500, max_records=20000)).values():
                 for m in batch:
-                    rec = json.loads(m.value)
-                    if rec["flowId"] not in seen:
-                        seen.add(rec["flowId"])
-                        total += rec["packetDeltaCount"]
+                    for rec in json.loads(m.value)["records"]:
+                        if rec["flowId"] not in seen:
+                            seen.add(rec["flowId"])
+                            total += rec["packetDeltaCount"]
     finally:
         await c.stop()
     return total, time.monotonic() - t0

@@ -2,9 +2,10 @@
 
 ``blocks``      ``"sensor~block id"`` -> ``{"sensor": str, "sha256": hex of the whole upload, "chunks": how many,
                 "done": [[lo, hi], ...] chunk indexes decoded}``
-``flows``       ``"window_ms|flow key"`` -> ``{"c": [packets, bytes, first_ms, last_ms, flags],
-                "a": {block: [[lo, hi], ...]}, "p": partition, "o": [block, chunk] that opened it,
-                "closed_ms": wall-clock ms when emitted, or null while open}``
+``flows``       ``"o|partition|window_ms|chunk|sensor~block"`` -> the parts ``[window_ms, flow key, packets, bytes,
+                first_ms, last_ms, flags]`` that one flow-parts message brought to an open window;
+                ``"c|partition|window_ms"`` -> ``{"closed_ms": when it closed (message time),
+                "a": {"sensor~block": [[lo, hi], ...]} chunks applied}`` for a closed window (app/windows.py)
 ``watermarks``  ``"p<partition>"`` -> ``{"max_ms": highest capture time seen, in ms}``
 ``scoring``     ``"completer"`` -> :meth:`app.score.Completer.state`;
                 ``"sensor|NAME"`` -> :meth:`app.score.SensorScorer.state`
@@ -18,8 +19,10 @@ _rocks = {"block_cache_size": 8 << 20, "block_cache_compressed_size": 0}
 
 blocks = app.Table("blocks", default=None, partitions=_n, key_type=str,
                    options=_rocks, help="Which chunks of each uploaded block were decoded.")
-flows = app.Table("flows", default=None, partitions=_n, key_type=str,
-                  options=_rocks, help="Flow counts per (capture-time window, flow key), merged from parts.")
+# a slice holds up to a whole chunk's parts for one partition
+flows = app.Table("flows", default=None, partitions=_n, key_type=str, options=_rocks,
+                  extra_topic_configs={"max.message.bytes": str(settings.chunk_bytes + (1 << 20))},
+                  help="Open capture-time windows as the parts each message brought them, and closed windows.")
 watermarks = app.Table("watermarks", default=None, partitions=_n, key_type=str,
                        options=_rocks, help="Highest capture time seen per flow-parts partition.")
 # one partition, like its source topic window-summaries; a scorer state can exceed the 1 MB default

@@ -7,7 +7,8 @@
 The answer is ``{"records": [...], "cursor": "..."}`` at once when records lie
 past the cursor, else after up to ``timeout`` seconds (default 30, max 60). The
 cursor holds Kafka offsets, so any worker can answer and a client that resends
-its last cursor after a restart neither loses nor repeats records.
+its last cursor after a restart neither loses nor repeats records. The flows topic
+carries records in batches; the cursor can point into one, so ``limit`` is exact.
 """
 from __future__ import annotations
 
@@ -53,8 +54,10 @@ def parse_query(query) -> tuple[dict[int, int] | None, float, int, bool]:
     return cur, timeout, limit, start == "end"
 
 
-async def poll(topic: str, cur: dict[int, int] | None, timeout_s: float, limit: int, from_end: bool,
-               partitions: int | None = None) -> dict:
+async def poll(topic: str, cur: dict[int, cursors.Position] | None, timeout_s: float, limit: int,
+               from_end: bool, partitions: int | None = None, batched: bool = False) -> dict:
+    """Up to ``limit`` records past the cursor. ``batched``: each message is ``{"records": [...]}``
+    (the flows topic), and an answer may end inside one; the cursor then says how far."""
     # earliest: if a cursor's offset is ever out of range (around a leader change), start the partition
     # again rather than jump to its end; repeats are dropped by flowId/id, a skip would be a loss
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
@@ -68,15 +71,36 @@ async def poll(topic: str, cur: dict[int, int] | None, timeout_s: float, limit: 
         consumer.assign(tps)
         for tp in tps:
             if cur is not None and tp.partition in cur:
-                consumer.seek(tp, cur[tp.partition])
+                consumer.seek(tp, cursors.split(cur[tp.partition])[0])
             elif from_end and cur is None:
                 await consumer.seek_to_end(tp)
             else:
                 await consumer.seek_to_beginning(tp)
-        batches = await consumer.getmany(*tps, timeout_ms=int(timeout_s * 1000), max_records=limit)
-        records = [json.loads(m.value) for tp in sorted(batches, key=lambda t: t.partition)
-                   for m in batches[tp]]
-        positions = {tp.partition: await consumer.position(tp) for tp in tps}
+        fetched = await consumer.getmany(*tps, timeout_ms=int(timeout_s * 1000), max_records=limit)
+        records: list = []
+        positions: dict[int, cursors.Position] = {}
+        for tp in sorted(fetched, key=lambda t: t.partition):
+            msgs = fetched[tp]
+            at, skip = cursors.split(cur[tp.partition]) if cur and tp.partition in cur else (-1, 0)
+            pos: cursors.Position | None = None
+            for m in msgs:
+                room = limit - len(records)
+                first = skip if m.offset == at else 0
+                if room <= 0:
+                    pos = (m.offset, first) if first else m.offset
+                    break
+                value = json.loads(m.value)
+                recs = value.get("records", []) if batched else [value]
+                take = recs[first:first + room]
+                records.extend(take)
+                if first + len(take) < len(recs):
+                    pos = (m.offset, first + len(take))
+                    break
+            positions[tp.partition] = pos if pos is not None else msgs[-1].offset + 1
+        for tp in tps:
+            if tp.partition not in positions:
+                positions[tp.partition] = cur[tp.partition] if cur and tp.partition in cur \
+                    else await consumer.position(tp)
         return {"records": records, "cursor": cursors.encode(positions)}
     finally:
         await consumer.stop()
@@ -86,7 +110,7 @@ async def poll(topic: str, cur: dict[int, int] | None, timeout_s: float, limit: 
 open_polls = asyncio.Semaphore(settings.max_long_polls)
 
 
-def poll_view(topic: str, partitions: int | None = None) -> type[View]:
+def poll_view(topic: str, partitions: int | None = None, batched: bool = False) -> type[View]:
     class Poll(View):
         async def get(self, request):
             try:
@@ -96,7 +120,7 @@ def poll_view(topic: str, partitions: int | None = None) -> type[View]:
                                       "retry with the same cursor"}, status=503, headers={"Retry-After": "2"})
                 async with open_polls:
                     timeout = min(timeout, settings.long_poll_max_s)
-                    return self.json(await poll(topic, cur, timeout, limit, from_end, partitions))
+                    return self.json(await poll(topic, cur, timeout, limit, from_end, partitions, batched))
             except PollError as exc:
                 return self.json({"error": exc.message}, status=exc.status)
             except KafkaError as exc:

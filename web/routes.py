@@ -11,7 +11,7 @@ from web.ingest import Blocks, Captures
 from web.openapi import OpenAPI
 
 app.page("/v1/captures", name="captures")(Captures)
-app.page("/v1/flows", name="flows")(poll_view(flows.get_topic_name()))
+app.page("/v1/flows", name="flows")(poll_view(flows.get_topic_name(), batched=True))
 app.page("/v1/anomalies", name="anomalies")(poll_view(anomalies.get_topic_name()))
 app.page("/v1/alerts", name="alerts")(poll_view(alerts.get_topic_name()))
 app.page("/v1/actions", name="actions")(type("ActionsView", (Actions, poll_view(actions.get_topic_name(), 1)), {}))

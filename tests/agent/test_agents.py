@@ -71,7 +71,8 @@ async def test_merge_emits_closed_windows_and_skips_replays(faust_app):
             await agent.put(msg, key=b"b", partition=0)
             await agent.put(msg, key=b"b", partition=0)
             await agent.put(later, key=b"b", partition=0)
-    records = [c.kwargs["value"] for c in flows_send.call_args_list]
+    records = [r for c in flows_send.call_args_list for r in c.kwargs["value"]["records"]]
+    assert all(c.kwargs["partition"] == 0 for c in flows_send.call_args_list)
     assert sum(r["packetDeltaCount"] for r in records) == 13
     assert len({r["flowId"] for r in records}) == len(records)
     assert stats_send.call_count >= 1

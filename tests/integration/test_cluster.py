@@ -21,7 +21,8 @@ pytestmark = pytest.mark.integration
 
 
 async def read_topic(bootstrap: str, topic: str, partitions: int = 4) -> list[dict]:
-    """Every record of a topic, read from the start to its current end (a check apart from egress)."""
+    """Every flow record of a flows topic (batches of records), read from the start to its current end (a
+    check apart from egress)."""
     import json
 
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -38,7 +39,7 @@ async def read_topic(bootstrap: str, topic: str, partitions: int = 4) -> list[di
 
         while await behind():
             for batch in (await c.getmany(timeout_ms=1000)).values():
-                out.extend(json.loads(m.value) for m in batch)
+                out.extend(r for m in batch for r in json.loads(m.value)["records"])
         return out
     finally:
         await c.stop()

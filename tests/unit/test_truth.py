@@ -74,11 +74,11 @@ def test_pipeline_merge_logic_equals_truth():
             m = mergers[p]
             m.ensure_index(p, rows.items(), {}, 0)
             plan = m.on_parts(p, {"block": "b", "chunk": c.index, "parts": items}, rows, 0)
-            out += [v for t, _k, v in plan.emit if t == "flows"]
+            out += plan.records()
             rows.update(plan.writes)
     for p, m in mergers.items():
         plan = m.on_tick(p, rows, 10**9)
-        out += [v for t, _k, v in plan.emit if t == "flows"]
+        out += plan.records()
         rows.update(plan.writes)
     got: Counter = Counter()
     for rec in out:

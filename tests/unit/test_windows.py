@@ -6,7 +6,7 @@ from collections import Counter
 from hypothesis import given, settings as hsettings, strategies as st
 
 from app.flows import END_ACTIVE_TIMEOUT, END_FORCED, record_key
-from app.windows import Merger
+from app.windows import BATCH_RECORDS, CLOSED, Merger, parse_key
 
 W = 60_000
 
@@ -27,7 +27,8 @@ class Harness:
             self.merger.on_parts(p, msg, self.rows, now_ms)
         for topic, _key, value in plan.emit:
             if topic == "flows":
-                self.out.append(value)
+                assert 0 < len(value["records"]) <= BATCH_RECORDS
+                self.out.extend(value["records"])
             elif "sensors" in value:
                 self.stats.append(value)
         for k, v in plan.writes.items():
@@ -147,7 +148,7 @@ def test_totals_are_exact_under_duplication_reordering_and_restarts(chunks, data
     got = Counter({(k[0], k[1], k[2], str(k[3]), str(k[4]), str(k[5]), str(k[6]), str(k[7])): v
                    for k, v in h.totals().items()})
     assert got == expect
-    assert all(r["closed_ms"] is not None for r in h.rows.values())
+    assert all(parse_key(k)[0] == CLOSED for k in h.rows)  # every window closed, no slice left behind
 
 
 def test_replay_after_a_crash_emits_the_same_records():
@@ -171,3 +172,55 @@ def test_replay_after_a_crash_emits_the_same_records():
             for r in h.out:
                 assert by_id[r["flowId"]] == r
             assert h.totals() == clean.totals()
+
+
+def test_a_big_window_goes_out_in_batches_with_every_flow_once():
+    h = Harness()
+    keys = [f"s|10.0.{i // 250}.{i % 250}|10.9.9.9|6|{1000 + i}|80|0|0" for i in range(BATCH_RECORDS * 2 + 3)]
+    h.feed(msg("b", 0, *[part(0, k, packets=2) for k in keys]))
+    h.feed({"tick": 1}, now_ms=10_000)
+    assert len(h.out) == len(keys) and sum(r["packetDeltaCount"] for r in h.out) == 2 * len(keys)
+    assert sorted(record_key(r)[1] for r in h.out) == sorted(k.split("|")[1] for k in keys)
+
+
+def test_a_part_after_an_idle_flush_of_its_window_is_late():
+    h = Harness()
+    h.feed(msg("b", 0, part(0, packets=2)), now_ms=0)
+    h.feed({"tick": 1}, now_ms=6_000)                       # flushed: nothing came for idle_ms
+    h.feed(msg("b", 1, part(0, key="s|10.0.0.3|10.0.0.2|6|1|2|0|0", packets=5)), now_ms=7_000)
+    assert [(r["packetDeltaCount"], r["flowsight"]["late"]) for r in h.out] == [(2, False), (5, True)]
+
+
+def test_a_close_cut_short_by_a_crash_leaves_stale_slices_that_are_ignored_then_removed():
+    h = Harness()
+    h.feed(msg("b", 0, part(0, packets=2)), now_ms=0)
+    h.feed(msg("b", 1, part(0, packets=3)), now_ms=0)
+    slices = dict(h.rows)
+    h.feed({"tick": 1}, now_ms=6_000)
+    assert len(h.out) == 1
+    h.rows.update(slices)                 # the close's tombstones never reached the changelog
+    h.restart()
+    h.feed(msg("b", 1, part(0, packets=3)), now_ms=7_000)   # a replay: the window is closed and has it
+    h.feed({"tick": 1}, now_ms=20_000)
+    assert [r["packetDeltaCount"] for r in h.out] == [5]
+    assert all(parse_key(k)[0] == CLOSED for k in h.rows)
+
+
+def test_the_flow_id_does_not_depend_on_the_order_parts_arrived_in():
+    ids = []
+    for order in ((0, 1, 2), (2, 0, 1), (1, 2, 0)):
+        h = Harness()
+        for c in order:
+            h.feed(msg("b", c, part(0, packets=1)))
+        h.feed({"tick": 1}, now_ms=10_000)
+        ids.append([(r["flowId"], r["packetDeltaCount"]) for r in h.out])
+    assert ids[0] == ids[1] == ids[2] and ids[0][0][1] == 3
+
+
+def test_two_sensors_that_sent_the_same_bytes_are_both_counted():
+    h = Harness()
+    for sensor in ("tap-a", "tap-b", "tap-a"):
+        h.feed({"block": "same", "chunk": 0, "sensor": sensor,
+                "parts": [part(0, key=f"{sensor}|10.0.0.1|10.0.0.2|6|1|2|0|0", packets=4)]})
+    h.feed({"tick": 1}, now_ms=10_000)
+    assert sorted((record_key(r)[0], r["packetDeltaCount"]) for r in h.out) == [("tap-a", 4), ("tap-b", 4)]
