@@ -31,9 +31,31 @@ _last: dict = {"windows": 0, "anomalies": 0, "alerts": 0, "late": 0}
 gaps = GapFinder(window_summaries.get_topic_name())
 
 
+#: The completer and the scorers in memory, loaded from table scoring once after an assignment.
+_mem: dict = {"completer": None, "scorers": {}}
+
+
 @app.on_partitions_revoked.connect
 async def _forget(app_, revoked, **kwargs) -> None:
-    gaps.forget([tp.partition for tp in revoked if tp.topic == window_summaries.get_topic_name()])
+    mine = [tp.partition for tp in revoked if tp.topic == window_summaries.get_topic_name()]
+    gaps.forget(mine)
+    if mine:
+        _mem["completer"], _mem["scorers"] = None, {}
+
+
+def _completer() -> Completer:
+    if _mem["completer"] is None:
+        _mem["completer"] = Completer.from_state(settings.partitions, scoring.get("completer"), scoring.items())
+    return _mem["completer"]
+
+
+def _scorer(sensor: str) -> SensorScorer:
+    scorer = _mem["scorers"].get(sensor)
+    if scorer is None:
+        prior = scoring.get(f"sensor|{sensor}")
+        scorer = _mem["scorers"][sensor] = SensorScorer.from_state(CONFIG, prior) if prior else \
+            SensorScorer(CONFIG, sensor)
+    return scorer
 
 
 def status() -> dict:
@@ -49,11 +71,11 @@ def status() -> dict:
 
 
 async def handle(value: dict) -> None:
-    completer = Completer.from_state(settings.partitions, scoring.get("completer"))
+    completer = _completer()
     muted = (scoring.get("actions") or {}).get("suppress", {})
     completer.on_message(value)
     done = completer.complete(settings.window_ms)
-    states: dict[str, dict] = {}
+    states: dict[str, SensorScorer] = {}
     sends = []
     for w, sensors in done:
         real = {name: summ for name, summ in sorted(sensors.items()) if name != PLACEBO}
@@ -65,10 +87,7 @@ async def handle(value: dict) -> None:
         sensor_alerted = False
         for sensor, summary in real.items():
             key = f"sensor|{sensor}"
-            if key not in states:
-                prior = scoring.get(key)
-                scorer = SensorScorer.from_state(CONFIG, prior) if prior else SensorScorer(CONFIG, sensor)
-                states[key] = scorer
+            states[key] = _scorer(sensor)
             if sensor == GLOBAL:
                 summary.src_bytes.clear()       # hosts are modelled per sensor
             found, raised, _ = states[key].window(w, summary, muted)
@@ -84,6 +103,12 @@ async def handle(value: dict) -> None:
     await send_all([(topic, k.encode(), v, None) for topic, k, v in sends], "scoring")
     for key, scorer in states.items():
         scoring[key] = scorer.state()
+    changed, completer.changed = completer.changed, {}
+    for key, row in changed.items():
+        if row is not None:
+            scoring[key] = row
+        elif key in scoring:
+            del scoring[key]
     scoring["completer"] = completer.state()
     _last["late"] = completer.late
     if done:

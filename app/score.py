@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import heapq
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 
@@ -317,6 +318,13 @@ class Completer:
     frontier: dict[int, list] = field(default_factory=dict)              #: partition -> [watermark, idle]
     scored_ms: dict[str, int] = field(default_factory=dict)              #: sensor -> last window scored
     late: int = 0
+    changed: dict[str, dict | None] = field(default_factory=dict)
+
+    PENDING = "pending|"
+
+    @classmethod
+    def pending_key(cls, w: int, p: int) -> str:
+        return f"{cls.PENDING}{w}|{p}"
 
     def on_message(self, msg: dict) -> None:
         if "frontier" in msg:
@@ -327,6 +335,7 @@ class Completer:
         self.late += len(msg["sensors"]) - len(fresh)
         if fresh:
             self.pending.setdefault(w, {})[int(msg["partition"])] = fresh
+            self.changed[self.pending_key(w, int(msg["partition"]))] = fresh
 
     def complete(self, window_ms: int) -> list[tuple[int, dict[str, Summary]]]:
         """Pop the complete windows, oldest first, with each sensor's merged summary."""
@@ -346,22 +355,34 @@ class Completer:
                         merged[sensor].merge(s)
                     else:
                         merged[sensor] = s
-            del self.pending[w]
+            for p in self.pending.pop(w):
+                self.changed[self.pending_key(w, p)] = None
             for sensor in merged:
                 self.scored_ms[sensor] = max(self.scored_ms.get(sensor, w), w)
             out.append((w, merged))
         return out
 
     def state(self) -> dict:
-        return {"pending": {str(w): {str(p): v for p, v in ps.items()} for w, ps in self.pending.items()},
-                "frontier": {str(p): f for p, f in self.frontier.items()}, "scored_ms": self.scored_ms,
+        """Everything but the pending summaries, which are rows of their own."""
+        return {"frontier": {str(p): f for p, f in self.frontier.items()}, "scored_ms": self.scored_ms,
                 "late": self.late}
 
+    def rows(self) -> dict[str, dict]:
+        """Every pending summary as its table row."""
+        return {self.pending_key(w, p): v for w, ps in self.pending.items() for p, v in ps.items()}
+
     @classmethod
-    def from_state(cls, partitions: int, s: dict | None) -> "Completer":
+    def from_state(cls, partitions: int, s: dict | None, rows: Iterable[tuple[str, dict | None]] = ()
+                   ) -> "Completer":
+        """From :meth:`state` and the table's rows (those of other shapes are ignored)."""
         c = cls(partitions)
+        for key, v in rows:
+            if key.startswith(cls.PENDING) and v:
+                w, p = key[len(cls.PENDING):].split("|")
+                c.pending.setdefault(int(w), {})[int(p)] = v
         if s:
-            c.pending = {int(w): {int(p): v for p, v in ps.items()} for w, ps in s["pending"].items()}
+            for w, ps in s.get("pending", {}).items():   # the state of an older version held them
+                c.pending.setdefault(int(w), {}).update({int(p): v for p, v in ps.items()})
             c.frontier = {int(p): f for p, f in s["frontier"].items()}
             c.scored_ms, c.late = dict(s["scored_ms"]), s["late"]
         return c

@@ -17,6 +17,7 @@ flows into one destination address. Per inside host: bytes it sent.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -34,6 +35,8 @@ class Home:
 
     def __init__(self, nets=DEFAULT_HOME):
         self.nets = [ipaddress.ip_network(n) for n in nets]
+        # (address length in bytes, mask, network) as integers: a test is two integer operations
+        self._int_nets = [(n.max_prefixlen // 8, int(n.netmask), int(n.network_address)) for n in self.nets]
         self._cache: dict[str, bool] = {}
 
     def __contains__(self, addr: str) -> bool:
@@ -41,8 +44,12 @@ class Home:
         if hit is None:
             if len(self._cache) > 100_000:
                 self._cache.clear()
-            ip = ipaddress.ip_address(addr)
-            hit = self._cache[addr] = any(ip in n for n in self.nets)
+            try:
+                raw = socket.inet_pton(socket.AF_INET6 if ":" in addr else socket.AF_INET, addr)
+            except OSError:
+                raise ValueError(f"not an IP address: {addr!r}") from None
+            ip = int.from_bytes(raw, "big")
+            hit = self._cache[addr] = any(len(raw) == n and ip & mask == net for n, mask, net in self._int_nets)
         return hit
 
 

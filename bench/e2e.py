@@ -324,9 +324,14 @@ async def alert_latency_run(broker: Broker, tokens: Tokens, sensors: int = 5) ->
     capture of tests/integration/test_alerts.py), uploaded at once. For the flood window, the time from its
     first flow record at /v1/flows (the window has closed) to its scored anomaly at /v1/anomalies and to its
     alert at /v1/alerts. The floods share one target host, so attention control lets the first sensor's
-    alert through and marks the others' anomalies suppressed: the anomaly is the scoring path's latency."""
-    from tests.integration.test_alerts import FLOOD_AT, T0, capture
-    flood_ms = (T0 + FLOOD_AT * 60) * 1000
+    alert through and marks the others' anomalies suppressed: the anomaly is the scoring path's latency.
+    Each sensor's capture starts where the one before ended, as live sensors' captures follow the clock
+    (a partition's watermark is shared by its sensors: a capture older than it arrives as late records)."""
+    from tests.integration.test_alerts import FLOOD_AT, T0, WINDOWS, capture
+    span_s = (WINDOWS + 2) * 60
+
+    def flood_ms_of(i: int) -> int:
+        return (T0 + i * span_s + FLOOD_AT * 60) * 1000
     tag = f"alert-{int(time.time())}"
     w = Worker(broker, tokens, tag, 0).start()
     closed: dict[str, float] = {}
@@ -337,13 +342,16 @@ async def alert_latency_run(broker: Broker, tokens: Tokens, sensors: int = 5) ->
         async with aiohttp.ClientSession(headers=tokens.headers) as s:
             stop = asyncio.Event()
 
+            def flood(sensor: str, window_ms: int) -> bool:
+                return sensor.startswith("site") and window_ms == flood_ms_of(int(sensor[4:]))
+
             def on_flow(rec: dict, now: float) -> None:
-                if rec["flowsight"]["window"] == flood_ms:
+                if flood(rec["flowsight"]["sensor"], rec["flowsight"]["window"]):
                     closed.setdefault(rec["flowsight"]["sensor"], now)
 
             def on(seen: dict):
                 def note(rec: dict, now: float) -> None:
-                    if rec.get("windowStartMs") == flood_ms:
+                    if flood(rec.get("sensor", ""), rec.get("windowStartMs")):
                         seen.setdefault(rec["sensor"], now)
                 return note
 
@@ -352,7 +360,7 @@ async def alert_latency_run(broker: Broker, tokens: Tokens, sensors: int = 5) ->
                                            ("/v1/alerts", on(alerted)))]
             await asyncio.sleep(3)
             for i in range(sensors):
-                async with s.put(w.url + "/v1/captures", data=capture(seed=7 + i),
+                async with s.put(w.url + "/v1/captures", data=capture(seed=7 + i, t0=T0 + i * span_s),
                                  headers={"X-Sensor": f"site{i}", "Content-Type": "application/vnd.tcpdump.pcap"}) as r:
                     assert r.status == 202, await r.text()
                 deadline = time.time() + 30

@@ -7,7 +7,8 @@
                 ``"c|partition|window_ms"`` -> ``{"closed_ms": when it closed (message time),
                 "a": {"sensor~block": [[lo, hi], ...]} chunks applied}`` for a closed window (app/windows.py)
 ``watermarks``  ``"p<partition>"`` -> ``{"max_ms": highest capture time seen, in ms}``
-``scoring``     ``"completer"`` -> :meth:`app.score.Completer.state`;
+``scoring``     ``"completer"`` -> :meth:`app.score.Completer.state`; ``"pending|window|partition"`` -> that
+                partition's summaries of a window not scored yet (``{sensor: Summary}``);
                 ``"sensor|NAME"`` -> :meth:`app.score.SensorScorer.state`
 """
 from __future__ import annotations

@@ -25,12 +25,13 @@ FLOOD_AT = 80               # windows 80 and 81
 TARGET = "10.0.0.99"
 
 
-def capture(seed: int = 7) -> bytes:
+def capture(seed: int = 7, t0: int = T0) -> bytes:
+    """WINDOWS one-minute windows of ordinary traffic from ``t0`` (seconds), a SYN flood in two of them."""
     rng = random.Random(seed)
     pkts = []
     for w in range(WINDOWS):
         for _ in range(40 + rng.randint(-6, 6)):
-            t = T0 + w * 60 + rng.random() * 55
+            t = t0 + w * 60 + rng.random() * 55
             c, s = f"10.0.{rng.randint(1, 4)}.{rng.randint(1, 250)}", f"198.51.100.{rng.randint(1, 40)}"
             sp, dp = rng.randint(32768, 60999), rng.choice((443, 443, 80, 22))
             pkts += [(t, ipv4_tcp(c, s, sp, dp, dpkt.tcp.TH_SYN)),
@@ -41,7 +42,7 @@ def capture(seed: int = 7) -> bytes:
         if w in (FLOOD_AT, FLOOD_AT + 1):
             for i in range(1500):
                 src = f"203.0.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
-                pkts.append((T0 + w * 60 + i * 0.035, ipv4_tcp(src, TARGET, rng.randint(1024, 65535), 80,
+                pkts.append((t0 + w * 60 + i * 0.035, ipv4_tcp(src, TARGET, rng.randint(1024, 65535), 80,
                                                                dpkt.tcp.TH_SYN)))
     pkts.sort(key=lambda p: p[0])
     return pcap(pkts)

@@ -220,7 +220,10 @@ def test_completer_waits_for_every_partition_and_ignores_replays():
     c.on_message(summary_msg(W, 0, 1))
     c.on_message({"frontier": 0, "partition": 0, "idle": True})
     c.on_message({"frontier": 0, "partition": 1, "idle": True})   # everything idle: all complete
-    assert [w for w, _ in Completer.from_state(2, json.loads(json.dumps(c.state()))).complete(W)] == [W]
+    assert c.changed == {Completer.pending_key(0, 0): None, Completer.pending_key(0, 1): None,
+                         Completer.pending_key(W, 0): c.pending[W][0]}
+    again = Completer.from_state(2, json.loads(json.dumps(c.state())), json.loads(json.dumps(c.rows())).items())
+    assert [w for w, _ in again.complete(W)] == [W]
 
 
 def test_scorer_alerts_once_on_a_flood_after_warm_up_and_explains_it():
