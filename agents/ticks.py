@@ -29,6 +29,26 @@ async def declare_topics() -> None:
             except (KafkaError, OSError) as exc:
                 log.warning("declaring %s failed (%r); retrying", topic.get_topic_name(), exc)
                 await asyncio.sleep(min(2 ** attempt, 30))
+    track_topics()
+
+
+def track_topics() -> None:
+    """Make the producer's metadata follow every topic we send to.
+
+    aiokafka's client fetches metadata for all topics until it tracks any, then only for
+    the tracked ones; and a send to a topic it already knew from such a full fetch does not
+    track it. The next refresh then forgets that topic's partitions, and its batches wait
+    for a leader until the request timeout (a minute of stalled sends, then
+    NotLeaderForPartitionError). Tracking every topic up front avoids this."""
+    names = [t.get_topic_name() for t in ALL] + [t.changelog_topic.get_topic_name() for t in app.tables.values()]
+    try:
+        client = app.producer._ensure_producer().client
+    except Exception as exc:  # an exception in a task would stop the worker
+        log.warning("cannot track topics in the producer's metadata: %r", exc)
+        return
+    for name in names:
+        client.add_topic(name)
+    log.info("producer metadata tracks %d topics", len(names))
 
 
 @app.timer(interval=1.0, on_leader=True)
