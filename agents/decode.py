@@ -3,7 +3,8 @@
 Each chunk is decoded once: table ``blocks`` remembers which chunk indexes of a
 block are done, and a chunk is marked done only after every part it produced
 has been acknowledged by Kafka. Parts go to the partition of their flow key, one
-message per (chunk, partition).
+message per (chunk, partition), and every partition gets one (empty if need be) that
+carries the chunk's highest capture time.
 """
 from __future__ import annotations
 
@@ -65,8 +66,13 @@ async def handle(value: bytes, headers) -> None:
     except capture.CaptureError as exc:  # ingest checked the chunk; this is a bug or a corrupt message
         log.error("chunk %s/%s of sensor %s is unreadable: %s", block, chunk, sensor, exc)
         by_partition, pk = {}, None
-    await send_all([(flow_parts, block.encode(), {"block": block, "chunk": chunk, "sensor": sensor, "parts": items}, p)
-                    for p, items in sorted(by_partition.items())], f"chunk {chunk} of block {block}")
+    # every partition hears how far the chunk's capture time went, parts for it or not, so that each
+    # partition's watermark (and the windows it closes) follows the sensor's clock, not its own share
+    top = max((part[5] for items in by_partition.values() for part in items), default=None)
+    sends = [] if top is None else [
+        (flow_parts, block.encode(), {"block": block, "chunk": chunk, "sensor": sensor, "top": top,
+                                      "parts": by_partition.get(p, [])}, p) for p in range(settings.partitions)]
+    await send_all(sends, f"chunk {chunk} of block {block}")
     blocks[bkey] = {**row, "done": ranges.add(row["done"], chunk)}
     progress.mark("decode", chunks=1, packets=len(pk.status) if pk else 0,
                   parts=sum(len(v) for v in by_partition.values()))

@@ -26,7 +26,9 @@ Idempotency (DESIGN.md invariant 1): a window remembers the (sensor~block, chunk
 pairs it applied, open or closed; a part seen again is skipped. A part for a window that
 is already closed becomes a *late* delta record of its own, never dropped.
 The watermark of a partition is the highest capture time seen there minus the
-allowed lateness; a window closes when the watermark passes its end. When a
+allowed lateness, where a message also carries its chunk's highest capture time over
+all partitions (``top``), so that a partition with a small share of the flows keeps
+up with the sensor's clock; a window closes when the watermark passes its end. When a
 partition has had no parts for ``idle_flush_ms`` of wall-clock time, its open
 windows are flushed (end of capture).
 
@@ -231,6 +233,8 @@ class Merger:
             top = t if top is None or t > top else top
         for batch in batches(late):
             plan.emit.append(("flows", f"late{SEP}{p}", batch))
+        if msg.get("top") is not None:  # the chunk's highest capture time, over every partition
+            top = msg["top"] if top is None else max(top, msg["top"])
         self.last_part_ms[p] = now_ms
         max_ms = wm + self.lateness_ms
         if top is not None and top - self.lateness_ms > wm:

@@ -50,6 +50,9 @@ async def test_decode_sends_each_chunks_parts_once_and_remembers_the_chunk(faust
     for kw in sent:  # every part went to its flow key's partition
         assert all(flowlib.partition_for(p[1], faust_app.conf.topic_partitions) == kw["partition"]
                    for p in kw["value"]["parts"])
+    # every partition heard the chunk's highest capture time, once
+    assert sorted(kw["partition"] for kw in sent) == list(range(faust_app.conf.topic_partitions))
+    assert {kw["value"]["top"] for kw in sent} == {max(p[5] for p in parts)}
     assert blocks["tap~blk1"]["done"] == [[0, 0]]
 
 

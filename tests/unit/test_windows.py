@@ -224,3 +224,12 @@ def test_two_sensors_that_sent_the_same_bytes_are_both_counted():
                 "parts": [part(0, key=f"{sensor}|10.0.0.1|10.0.0.2|6|1|2|0|0", packets=4)]})
     h.feed({"tick": 1}, now_ms=10_000)
     assert sorted((record_key(r)[0], r["packetDeltaCount"]) for r in h.out) == [("tap-a", 4), ("tap-b", 4)]
+
+
+def test_a_message_without_parts_moves_the_watermark_by_its_chunks_capture_time():
+    h = Harness()
+    h.feed(msg("b", 0, part(0, packets=2, t=10)))
+    h.feed({**msg("b", 1), "top": W + 4_000})      # the chunk's flows went elsewhere: window 0 still open
+    assert h.out == []
+    h.feed({**msg("b", 2), "top": W + 6_000})      # its capture time passed window 0's end + lateness
+    assert [(r["packetDeltaCount"], r["flowEndReason"]) for r in h.out] == [(2, END_ACTIVE_TIMEOUT)]
