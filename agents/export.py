@@ -5,6 +5,8 @@ after a crash (same flowId) reaches the collector twice.
 """
 from __future__ import annotations
 
+import json
+
 from app import progress
 from app.export import Exporter, parse_collectors
 from app.main import app, settings
@@ -21,7 +23,7 @@ if settings.netflow_v5 or settings.ipfix:
     @app.agent(flows, concurrency=1)
     async def export_flows(stream):
         async for batch in stream:  # one message: a batch of the records of one window
-            records = batch["records"]
+            records = json.loads(batch)["records"]
             skipped, datagrams = exporter.skipped, exporter.datagrams
             exporter.send(records)
             progress.mark("export", records=len(records), datagrams=exporter.datagrams - datagrams,

@@ -62,15 +62,11 @@ async def handle(p: int, value: dict, timestamp_ms: int) -> None:
         watermarks[mk] = mark
     if "tick" not in value:
         progress.mark("merge", messages=1)
-    if plan.emit:
-        records = plan.records()
-        progress.mark("emit", records=len(records), messages=len(plan.emit))
-        reasons: dict[str, int] = {}
-        for rec in records:
-            name = "late" if rec["flowsight"]["late"] else END_NAMES.get(rec["flowEndReason"], "other")
-            reasons[name] = reasons.get(name, 0) + 1
-        if reasons:
-            progress.mark("flows_by_end", **reasons)
+    if plan.ends:
+        records = sum(plan.ends.values())
+        progress.mark("emit", records=records, messages=len(plan.emit))
+        progress.mark("flows_by_end", **{"late" if k == "late" else END_NAMES.get(k, "other"): v
+                                         for k, v in plan.ends.items()})
 
 
 @app.agent(flow_parts, concurrency=1)

@@ -27,7 +27,8 @@ pcap_chunks = app.topic(_pre + "pcap-chunks", key_type=bytes, value_type=bytes, 
                         value_serializer="raw", partitions=_n, config=_big, internal=True)
 flow_parts = app.topic(_pre + "flow-parts", key_type=bytes, key_serializer="raw", value_serializer="json",
                        partitions=_n, config=_big, internal=True)
-flows = app.topic(_pre + "flows", key_type=bytes, key_serializer="raw", value_serializer="json", partitions=_n,
+# values are JSON written by app.windows (raw here: encoded once, by the code that knows their shape)
+flows = app.topic(_pre + "flows", key_type=bytes, key_serializer="raw", value_serializer="raw", partitions=_n,
                    internal=True)
 heartbeats = app.topic(_pre + "heartbeats", key_type=bytes, key_serializer="raw", value_serializer="json",
                        partitions=1, internal=True)

@@ -33,8 +33,8 @@ partition has had no parts for ``idle_flush_ms`` of wall-clock time, its open
 windows are flushed (end of capture).
 
 Flow records go out in batches (``{"records": [...]}``, at most
-:data:`BATCH_RECORDS` each) on the partition's own flows partition, as an IPFIX
-exporter packs many records into one message.
+:data:`BATCH_RECORDS` each, written as JSON text directly) on the partition's own flows
+partition, as an IPFIX exporter packs many records into one message.
 
 For scoring, each closed window also yields a :class:`~app.summary.Summary` per
 sensor of this partition's records, and the partition reports its *frontier*
@@ -48,7 +48,10 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from app import ranges
-from app.flows import END_ACTIVE_TIMEOUT, END_FORCED, SEP, flow_id, record
+import json
+from collections import Counter
+
+from app.flows import END_ACTIVE_TIMEOUT, END_FORCED, SEP, flow_id, record_json
 from app.summary import Home, Summary
 
 #: Flow records per message on the flows topic.
@@ -78,21 +81,24 @@ def parse_key(key: str) -> tuple[str, int, int, int | None, str | None] | None:
     return None
 
 
-def batches(records: list[dict]) -> list[dict]:
-    return [{"records": records[i:i + BATCH_RECORDS]} for i in range(0, len(records), BATCH_RECORDS)]
+def batches(records: list[str]) -> list[bytes]:
+    """Messages of the flows topic, ``{"records": [...]}``, from records as JSON text."""
+    return [('{"records":[' + ",".join(records[i:i + BATCH_RECORDS]) + "]}").encode()
+            for i in range(0, len(records), BATCH_RECORDS)]
 
 
 @dataclass
 class Plan:
     """What one message leads to: records to send first, then table rows to write."""
 
-    emit: list[tuple[str, str, dict]] = field(default_factory=list)  #: (topic, key, value)
-    writes: dict[str, object] = field(default_factory=dict)          #: table rows; None deletes
-    marks: dict[str, dict] = field(default_factory=dict)             #: watermark rows
+    emit: list[tuple[str, str, object]] = field(default_factory=list)  #: (topic, key, value); flows: bytes
+    writes: dict[str, object] = field(default_factory=dict)            #: table rows; None deletes
+    marks: dict[str, dict] = field(default_factory=dict)               #: watermark rows
+    ends: Counter = field(default_factory=Counter)                     #: records by end: flowEndReason or "late"
 
     def records(self) -> list[dict]:
-        """The flow records of the plan, unbatched."""
-        return [r for topic, _, v in self.emit if topic == "flows" for r in v["records"]]
+        """The flow records of the plan, unbatched and decoded."""
+        return [r for topic, _, v in self.emit if topic == "flows" for r in json.loads(v)["records"]]
 
 
 class Window:
@@ -217,12 +223,13 @@ class Merger:
                 mark = closed.get(w)
                 if mark is not None and ranges.contains(mark["a"].get(source), chunk):
                     continue
-                fid_src = (block, chunk)
+                blocks_json = json.dumps([block])
                 for part in parts:
                     key = part[1]
-                    late.append(record(w, key, [part[2], part[3], part[4], part[5], part[6]], self.window_ms,
-                                       end_reason=END_ACTIVE_TIMEOUT, late=True, blocks=[block],
-                                       fid=flow_id(w, key, *fid_src)))
+                    f = key.split(SEP)
+                    late.append(record_json(w, f, part[2:7], self.window_ms, END_ACTIVE_TIMEOUT, True,
+                                            json.dumps(f[0]), blocks_json, flow_id(w, key, block, chunk)))
+                plan.ends["late"] += len(parts)
                 if mark is None:
                     mark = {"closed_ms": now_ms, "a": {}}
                     self.expiry[p].append((now_ms, w))
@@ -287,15 +294,23 @@ class Merger:
             win = self.open[p].pop(w)
             stats: dict[str, Summary] = {}
             records = []
+            sensors: dict[str, str] = {}        # JSON of each sensor name and of each set of block ids
+            block_sets: dict[frozenset, str] = {}
+            window_ms = self.window_ms
             for key in sorted(win.flows):
                 c = win.flows[key]
-                records.append(record(w, key, c[:5], self.window_ms, end_reason=reason, blocks=c[6],
-                                      fid=flow_id(w, key, *c[5])))
-                sensor, src, dst, proto, sport, dport, _ = key.split(SEP, 6)
-                summ = stats.get(sensor)
-                if summ is None:
-                    summ = stats[sensor] = Summary()
-                summ.add(src, dst, int(proto), int(sport), int(dport), c[0], c[1], c[4], src in home)
+                f = key.split(SEP)
+                sensor, src, dst, proto, sport, dport = f[:6]
+                sj = sensors.get(sensor)
+                if sj is None:
+                    sj = sensors[sensor] = json.dumps(sensor)
+                    stats[sensor] = Summary()
+                bj = block_sets.get(blocks := frozenset(c[6]))
+                if bj is None:
+                    bj = block_sets[blocks] = json.dumps(sorted(blocks))
+                records.append(record_json(w, f, c, window_ms, reason, False, sj, bj, flow_id(w, key, *c[5])))
+                stats[sensor].add(src, dst, int(proto), int(sport), int(dport), c[0], c[1], c[4], src in home)
+            plan.ends[reason] += len(records)
             for batch in batches(records):
                 plan.emit.append(("flows", f"{w}{SEP}{p}", batch))
             if stats:

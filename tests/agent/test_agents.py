@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from unittest.mock import AsyncMock, patch
 
 import pytest
@@ -74,7 +75,7 @@ async def test_merge_emits_closed_windows_and_skips_replays(faust_app):
             await agent.put(msg, key=b"b", partition=0)
             await agent.put(msg, key=b"b", partition=0)
             await agent.put(later, key=b"b", partition=0)
-    records = [r for c in flows_send.call_args_list for r in c.kwargs["value"]["records"]]
+    records = [r for c in flows_send.call_args_list for r in json.loads(c.kwargs["value"])["records"]]
     assert all(c.kwargs["partition"] == 0 for c in flows_send.call_args_list)
     assert sum(r["packetDeltaCount"] for r in records) == 13
     assert len({r["flowId"] for r in records}) == len(records)
