@@ -94,24 +94,47 @@ class SensorScorer:
 
     # -- hosts
     def _rows(self, ips: list[str], t_ms: int) -> np.ndarray:
+        """The model row of each host. Hosts already known keep theirs; then each new host, in
+        order, takes a free row while there is room, else the row of the host silent for longest
+        (the lowest row on ties), as if taken one at a time."""
         rows = np.empty(len(ips), np.int64)
+        new = []
         for i, ip in enumerate(ips):
             r = self.hosts.get(ip)
             if r is None:
-                if len(self.hosts) < self.cfg.host_capacity:
-                    r = len(self.hosts)
-                    self.h1.grow(r + 1)
-                    self.h2.grow(r + 1)
-                    self.seen_ms.append(t_ms)
-                else:   # reuse the row of the host silent for longest
-                    r = int(np.argmin(self.seen_ms))
-                    old = next(k for k, v in self.hosts.items() if v == r)
+                new.append(i)
+            else:
+                self.seen_ms[r] = t_ms
+                rows[i] = r
+        if not new:
+            return rows
+        start = len(self.hosts)
+        n_grow = min(len(new), max(self.cfg.host_capacity - start, 0))
+        if n_grow:
+            self.h1.grow(start + n_grow)
+            self.h2.grow(start + n_grow)
+            self.seen_ms.extend([t_ms] * n_grow)
+            for j, i in enumerate(new[:n_grow]):
+                self.hosts[ips[i]] = rows[i] = start + j
+        rest = new[n_grow:]
+        if rest and self.seen_ms:
+            heap = [(s, r) for r, s in enumerate(self.seen_ms)]
+            heapq.heapify(heap)
+            ip_of = {r: ip for ip, r in self.hosts.items()}
+            taken = set()
+            for i in rest:
+                _, r = heapq.heappop(heap)
+                old = ip_of.pop(r, None)
+                if old is not None:
                     del self.hosts[old]
-                    self.h1.reset_rows(np.array([r]))
-                    self.h2.logodds[r] = -50.0
-                self.hosts[ip] = r
-            self.seen_ms[r] = t_ms
-            rows[i] = r
+                self.hosts[ips[i]] = rows[i] = r
+                ip_of[r] = ips[i]
+                self.seen_ms[r] = t_ms
+                heapq.heappush(heap, (t_ms, r))
+                taken.add(r)
+            idx = np.array(sorted(taken))
+            self.h1.reset_rows(idx)
+            self.h2.logodds[idx] = -50.0
         return rows
 
     # -- one window

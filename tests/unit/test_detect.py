@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings as hsettings, strategies as st
 
 from app.attention import Attention, AttentionConfig, calibrate, count_alerts
 from app.detect import (LogSeasonal, Persistence, PersistenceConfig, Seasonal, SeasonalConfig, Welford, combine,
@@ -264,3 +265,35 @@ def test_attention_reminds_of_an_episode_that_goes_on():
     a = Attention(cfg)
     what = [a.observe(MON + i * W, "traffic", "s", 9)[0] for i in range(50)]   # 250 minutes, no gap
     assert [i for i, x in enumerate(what) if x == "alert"] == [0, 24, 48]
+
+
+@hsettings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.sampled_from([f"10.0.0.{i}" for i in range(12)]), max_size=8, unique=True),
+                min_size=1, max_size=12))
+def test_host_rows_match_one_by_one_eviction_of_the_longest_silent(windows):
+    """Rows are given out in bulk; the result is what taking them one new host at a time gives."""
+    cap = 4
+    sc = SensorScorer(ScoreConfig(W, host_capacity=cap), "s")
+    hosts: dict[str, int] = {}
+    seen: list[int] = []
+    for t, ips in enumerate(windows):
+        want = {}
+        for ip in ips:                       # hosts already known keep their rows
+            if ip in hosts:
+                want[ip] = hosts[ip]
+                seen[hosts[ip]] = t
+        for ip in ips:                       # then the plain algorithm, one new host at a time
+            if ip in want:
+                continue
+            if len(hosts) < cap:
+                r = len(hosts)
+                seen.append(t)
+            else:
+                r = int(np.argmin(seen))
+                del hosts[next(k for k, v in hosts.items() if v == r)]
+            hosts[ip] = r
+            seen[r] = t
+            want[ip] = r
+        assert sc._rows(ips, t).tolist() == [want[ip] for ip in ips]
+        assert sc.hosts == hosts and sc.seen_ms == seen
+        assert sc.h1.rows == len(hosts)
