@@ -80,6 +80,23 @@ async def handle(value: bytes, headers) -> None:
         progress.mark("decode_skipped", **skipped)
 
 
+def _warm_up() -> None:
+    """Load the decoder's compiled code (numba's cache) and scipy.stats once, at start: not with the
+    first chunk or the first scored window, whose latency it would add to."""
+    import scipy.stats  # noqa: F401  (app.score uses it for alert limits)
+
+    from app import synth
+    decode_chunk(synth.generate(seed=1, conversations=4, packets=40).pcap, "warm-up")
+
+
+@app.task
+async def warm_up() -> None:
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, _warm_up)
+    except Exception as exc:  # an exception in a task would stop the worker; this only saves time
+        log.warning("warm-up failed: %r", exc)
+
+
 @app.agent(pcap_chunks, concurrency=1)
 async def decode_chunks(stream):
     async for event in stream.events():
