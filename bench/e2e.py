@@ -286,6 +286,7 @@ async def latency_run(broker: Broker, tokens: Tokens, window_s: int = 10, upload
     w = Worker(broker, tokens, tag, 0, FLOWSIGHT_WINDOW_S=str(window_s)).start()
     acked: dict[str, float] = {}
     seen: dict[str, float] = {}
+    span: dict[str, tuple[int, int]] = {}    # first and last capture time (ms) of each upload
     try:
         await wait_ready([w], f"{tag}-")
         async with aiohttp.ClientSession(headers=tokens.headers) as s:
@@ -303,6 +304,7 @@ async def latency_run(broker: Broker, tokens: Tokens, window_s: int = 10, upload
                                  headers={"X-Sensor": sensor, "Content-Type": "application/vnd.tcpdump.pcap"}) as r:
                     assert r.status == 202, await r.text()
                 acked[sensor] = time.time()
+                span[sensor] = (int(tr.pkt_ts_ns.min()) // 1_000_000, int(tr.pkt_ts_ns.max()) // 1_000_000)
                 await asyncio.sleep(max(0.0, 1.0 - (time.time() - now)))
             deadline = time.time() + 3 * window_s + 30
             while len(seen) < uploads and time.time() < deadline:
@@ -312,11 +314,25 @@ async def latency_run(broker: Broker, tokens: Tokens, window_s: int = 10, upload
     finally:
         w.stop()
     from_ack = sorted(seen[k] - acked[k] for k in acked if k in seen)
+    # what the pipeline adds: from the 202 of the first upload whose capture time passed the sensor's first
+    # window's end plus the lateness (the upload that closes it) to the record at /v1/flows
+    window_ms, lateness_ms = window_s * 1000, 5000
+    order = sorted(acked, key=acked.get)
+    pipeline = []
+    for k in order:
+        if k not in seen:
+            continue
+        due = span[k][0] - span[k][0] % window_ms + window_ms + lateness_ms
+        closer = next((j for j in order if span[j][1] >= due), None)
+        if closer is not None and seen[k] >= acked[closer]:
+            pipeline.append(seen[k] - acked[closer])
+    pipeline.sort()
 
     def pct(xs: list[float], q: float) -> float:
         return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
     return {"window_s": window_s, "uploads": uploads, "arrived": len(seen),
-            "from_ack_p50": pct(from_ack, 0.5), "from_ack_p99": pct(from_ack, 0.99), "from_ack_max": max(from_ack)}
+            "from_ack_p50": pct(from_ack, 0.5), "from_ack_p99": pct(from_ack, 0.99), "from_ack_max": max(from_ack),
+            "pipeline_n": len(pipeline), "pipeline_p50": pct(pipeline, 0.5), "pipeline_p99": pct(pipeline, 0.99)}
 
 
 async def alert_latency_run(broker: Broker, tokens: Tokens, sensors: int = 5) -> dict:
@@ -440,7 +456,12 @@ def report(res: dict) -> None:
         print(f"latency ({lat['window_s']} s windows, lateness and idle flush 5 s (the defaults), "
               f"{lat['arrived']}/{lat['uploads']} paced uploads arrived): 202 -> its first flow record at /v1/flows "
               f"p50 {lat['from_ack_p50']:.1f} s, p99 {lat['from_ack_p99']:.1f} s, max {lat['from_ack_max']:.1f} s "
-              f"(target: window + 5 s = {lat['window_s'] + 5} s)")
+              f"(target: window + 5 s = {lat['window_s'] + 5} s; the window and the 5 s lateness are waited out "
+              f"by design, with the 1 s upload cadence on top)")
+        if "pipeline_p50" in lat:
+            print(f"  of which the pipeline (from the 202 of the upload whose capture time closes the window to the "
+                  f"record at /v1/flows, {lat['pipeline_n']} windows): p50 {lat['pipeline_p50']:.2f} s, "
+                  f"p99 {lat['pipeline_p99']:.2f} s")
     al = res.get("alert_latency")
     if al:
         def fmt(d: list[float]) -> str:
