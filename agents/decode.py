@@ -66,12 +66,12 @@ async def handle(value: bytes, headers) -> None:
     except capture.CaptureError as exc:  # ingest checked the chunk; this is a bug or a corrupt message
         log.error("chunk %s/%s of sensor %s is unreadable: %s", block, chunk, sensor, exc)
         by_partition, pk = {}, None
-    # every partition hears how far the chunk's capture time went, parts for it or not, so that each
-    # partition's watermark (and the windows it closes) follows the sensor's clock, not its own share
+    # every partition hears of every chunk and how far its capture time went, parts for it or not: each
+    # partition's watermark follows the sensor's clock, and waits for blocks still arriving (chunks: how many)
     top = max((part[5] for items in by_partition.values() for part in items), default=None)
-    sends = [] if top is None else [
-        (flow_parts, block.encode(), {"block": block, "chunk": chunk, "sensor": sensor, "top": top,
-                                      "parts": by_partition.get(p, [])}, p) for p in range(settings.partitions)]
+    sends = [(flow_parts, block.encode(), {"block": block, "chunk": chunk, "sensor": sensor, "top": top,
+                                           "chunks": row["chunks"], "parts": by_partition.get(p, [])}, p)
+             for p in range(settings.partitions)]
     await send_all(sends, f"chunk {chunk} of block {block}")
     blocks[bkey] = {**row, "done": ranges.add(row["done"], chunk)}
     progress.mark("decode", chunks=1, packets=len(pk.status) if pk else 0,

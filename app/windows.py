@@ -28,7 +28,11 @@ is already closed becomes a *late* delta record of its own, never dropped.
 The watermark of a partition is the highest capture time seen there minus the
 allowed lateness, where a message also carries its chunk's highest capture time over
 all partitions (``top``), so that a partition with a small share of the flows keeps
-up with the sensor's clock; a window closes when the watermark passes its end. When a
+up with the sensor's clock. While a block of several chunks is still arriving (a
+shipper sends several files at once, and an older file's chunks come between a
+newer one's), the watermark is held back to that block's progress, so the older
+file's flows are not late; a block that sends nothing for ``hold_ms`` stops holding
+it. A window closes when the watermark passes its end. When a
 partition has had no parts for ``idle_flush_ms`` of wall-clock time, its open
 windows are flushed (end of capture).
 
@@ -58,6 +62,7 @@ from app.summary import Home, Summary
 BATCH_RECORDS = 500
 SLICE, CLOSED = "o", "c"
 SOURCE_SEP = "~"  # in neither a sensor name nor a block id
+NEVER = -(1 << 62)
 
 
 def slice_key(p: int, w: int, source: str, chunk: int) -> str:
@@ -137,8 +142,9 @@ class Window:
 
 class Merger:
     def __init__(self, window_ms: int, lateness_ms: int, idle_flush_ms: int, retention_ms: int = 600_000,
-                 home: Home | None = None):
+                 home: Home | None = None, hold_ms: int = 60_000):
         self.window_ms = window_ms
+        self.hold_ms = hold_ms
         self.home = home or Home()
         self.frontier_sent: dict[int, tuple[int, bool]] = {}
         self.lateness_ms = lateness_ms
@@ -152,6 +158,11 @@ class Merger:
         self.last_part_ms: dict[int, int] = {}
         self.indexed: set[int] = set()
         self.watermark_ms: dict[int, int] = {}
+        #: highest capture time seen per partition
+        self.high: dict[int, int] = {}
+        #: blocks of several chunks not all seen yet: sensor~block -> [chunk ranges seen, chunks, highest
+        #: capture time so far or None, message time of the last one]
+        self.inflight: dict[int, dict[str, list]] = defaultdict(dict)
 
     # -- state rebuilt from the table after an assignment
     def ensure_index(self, p: int, rows: Iterable[tuple[str, object]], marks: Mapping, now_ms: int) -> None:
@@ -179,9 +190,38 @@ class Merger:
         self.expiry[p] = deque(sorted((v["closed_ms"], w) for w, v in closed.items()))
         self.stale[p] = stale
         mark = marks.get(f"p{p}") or {}
-        self.watermark_ms[p] = mark.get("max_ms", -(1 << 62)) - self.lateness_ms
+        self.high[p] = mark.get("max_ms", NEVER)
+        self.inflight[p] = {k: list(v) for k, v in (mark.get("inflight") or {}).items()}
+        self.watermark_ms[p] = self._watermark(p)
         self.last_part_ms[p] = mark.get("last_part_ms", now_ms)
         self.indexed.add(p)
+
+    def _watermark(self, p: int) -> int:
+        """The highest capture time seen, held back to the progress of every block still arriving
+        (several files in flight: an older one's windows stay open until it is through), minus the
+        allowed lateness."""
+        held = [e[2] for e in self.inflight[p].values() if e[2] is not None]
+        return min([self.high.get(p, NEVER), *held]) - self.lateness_ms
+
+    def _mark(self, p: int, now_ms: int) -> dict:
+        return {"max_ms": self.high.get(p, NEVER), "last_part_ms": now_ms, "inflight": self.inflight[p]}
+
+    def _advance(self, p: int, plan: Plan, now_ms: int) -> None:
+        """Move the watermark; close the windows it passed."""
+        wm, new_wm = self.watermark_ms.get(p, NEVER), self._watermark(p)
+        self.watermark_ms[p] = new_wm
+        if new_wm > wm and self.window_ms > 0:
+            due = [w for w in self.open[p] if w + self.window_ms <= new_wm]
+            self._close(p, due, plan, now_ms, END_ACTIVE_TIMEOUT)
+
+    def _expire_holds(self, p: int, now_ms: int) -> bool:
+        """Stop waiting for a block that sent nothing for ``hold_ms`` (its other chunks went to a
+        replay that is over, or will never come)."""
+        flight = self.inflight[p]
+        old = [k for k, e in flight.items() if now_ms - e[3] >= self.hold_ms]
+        for k in old:
+            del flight[k]
+        return bool(old)
 
     def forget(self, partitions: Iterable[int]) -> None:
         for p in partitions:
@@ -190,6 +230,8 @@ class Merger:
             self.closed.pop(p, None)
             self.expiry.pop(p, None)
             self.stale.pop(p, None)
+            self.inflight.pop(p, None)
+            self.high.pop(p, None)
 
     def _plan(self, p: int) -> Plan:
         plan = Plan()
@@ -243,17 +285,23 @@ class Merger:
         if msg.get("top") is not None:  # the chunk's highest capture time, over every partition
             top = msg["top"] if top is None else max(top, msg["top"])
         self.last_part_ms[p] = now_ms
-        max_ms = wm + self.lateness_ms
-        if top is not None and top - self.lateness_ms > wm:
-            max_ms = top
-        plan.marks[f"p{p}"] = {"max_ms": max_ms, "last_part_ms": now_ms}
-        if top is not None:
-            new_wm = top - self.lateness_ms
-            if new_wm > wm:
-                self.watermark_ms[p] = new_wm
-                if self.window_ms > 0:
-                    due = [w for w in opened if w + self.window_ms <= new_wm]
-                    self._close(p, due, plan, now_ms, END_ACTIVE_TIMEOUT)
+        if top is not None and top > self.high.get(p, NEVER):
+            self.high[p] = top
+        total = msg.get("chunks") or 0
+        if total > 1:  # a block of one chunk is through when it arrives: nothing to hold
+            flight = self.inflight[p]
+            e = flight.get(source)
+            if e is None:
+                e = flight[source] = [[], total, None, now_ms]
+            e[0] = ranges.add(e[0], chunk)
+            if top is not None:
+                e[2] = top if e[2] is None else max(e[2], top)
+            e[3] = now_ms
+            if ranges.contains_all(e[0], total):
+                del flight[source]
+        self._expire_holds(p, now_ms)
+        plan.marks[f"p{p}"] = self._mark(p, now_ms)
+        self._advance(p, plan, now_ms)
         self._frontier(p, plan, idle=False)
         return plan
 
@@ -275,6 +323,10 @@ class Merger:
     def on_tick(self, p: int, rows: Mapping | None = None, now_ms: int = 0) -> Plan:
         """Flush idle windows and forget old closed ones; ``now_ms`` is the time the tick carries."""
         plan = self._plan(p)
+        if self._expire_holds(p, now_ms):
+            plan.marks[f"p{p}"] = self._mark(p, self.last_part_ms.get(p, now_ms))
+            self._advance(p, plan, now_ms)
+            self._frontier(p, plan, idle=False)
         if now_ms - self.last_part_ms.get(p, now_ms) >= self.idle_flush_ms:
             if self.open.get(p):
                 self._close(p, list(self.open[p]), plan, now_ms, END_FORCED)

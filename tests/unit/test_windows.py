@@ -251,3 +251,31 @@ def test_record_json_is_the_record(sensor, v6, late, blocks, nbytes, flags, fid)
     got = json.loads(record_json(W, key.split(SEP), counts, W, END_FORCED, late, json.dumps(sensor),
                                  json.dumps(sorted(blocks)), fid))
     assert got == want
+
+
+def test_an_older_file_arriving_beside_a_newer_one_is_not_late():
+    """Two files in flight: the newer one's chunks must not close the older one's windows."""
+    h = Harness()
+    old = [msg("old", i, part(i * W, packets=1, t=i * W + 1)) for i in range(3)]
+    new = [msg("new", i, part((10 + i) * W, packets=1, t=(10 + i) * W + 1)) for i in range(3)]
+    for a, b in zip(old, new):
+        h.feed({**a, "chunks": 3})
+        h.restart() if a["chunk"] == 1 else None          # the holds survive a restart (they are in the mark)
+        h.feed({**b, "chunks": 3})
+    h.feed({"tick": 1}, now_ms=10_000)
+    assert not [r for r in h.out if r["flowsight"]["late"]]
+    assert sorted(r["flowsight"]["window"] for r in h.out) == [0, W, 2 * W, 10 * W, 11 * W, 12 * W]
+
+
+def test_a_block_that_stops_arriving_stops_holding_the_watermark():
+    h = Harness()
+    h.merger.hold_ms = 30_000
+    h.feed({**msg("stuck", 0, part(0, packets=1, t=1)), "chunks": 5}, now_ms=0)
+    for i in range(1, 10):    # another sensor's live traffic keeps coming: no idle flush
+        h.feed({**msg("live", i, part(i * W, key="t|10.0.0.9|10.0.0.2|6|1|2|0|0", t=i * W + 1)), "chunks": 1,
+                "sensor": "t"}, now_ms=i * 4_000)
+        if i * 4_000 < 30_000:
+            assert h.out == []                              # window 0 waits for the rest of "stuck"
+    # released after 30 s: every window the live traffic's watermark passed is out, none of it late
+    assert sorted(r["flowsight"]["window"] for r in h.out) == list(range(0, 8 * W, W))
+    assert not [r for r in h.out if r["flowsight"]["late"]]
