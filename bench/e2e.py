@@ -172,11 +172,12 @@ async def wait_ready(workers: list[Worker], topic_prefix: str, timeout_s: float 
     raise SystemExit("workers not ready: see var/bench/*/worker.log")
 
 
-async def flow_packets(bootstrap: str, topic: str, want: int, timeout_s: float) -> tuple[int, float]:
-    """Read the flows topic until `want` packets are in distinct flow records; (packets, seconds waited)."""
+async def flow_packets(bootstrap: str, topic: str, want: int, timeout_s: float) -> tuple[int, float, int, int]:
+    """Read the flows topic until `want` packets are in distinct flow records; (packets, seconds waited,
+    records, late records)."""
     from aiokafka import AIOKafkaConsumer
     seen: set[int] = set()
-    total = 0
+    total = late = 0
     t0 = time.monotonic()
     c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
                          enable_auto_commit=False, max_partition_fetch_bytes=8 << 20)
@@ -189,9 +190,10 @@ async def flow_packets(bootstrap: str, topic: str, want: int, timeout_s: float) 
                         if rec["flowId"] not in seen:
                             seen.add(rec["flowId"])
                             total += rec["packetDeltaCount"]
+                            late += rec["flowsight"]["late"]
     finally:
         await c.stop()
-    return total, time.monotonic() - t0
+    return total, time.monotonic() - t0, len(seen), late
 
 
 async def topic_messages(bootstrap: str, prefix: str) -> dict[str, int]:
@@ -239,7 +241,7 @@ async def pipeline_run(broker: Broker, tokens: Tokens, n: int, files: list[Path]
         b0 = cpu_s(broker.pid)
         t0 = time.monotonic()
         shipping = asyncio.create_task(ship_all(files, workers, in_flight=3))
-        got, _ = await flow_packets(broker.bootstrap, f"{tag}-flows", packets, timeout_s=3600)
+        got, _, records, late = await flow_packets(broker.bootstrap, f"{tag}-flows", packets, timeout_s=3600)
         await shipping
         wall = time.monotonic() - t0
         cpu = [cpu_s(w.proc.pid) - cpu0[w.proc.pid] for w in workers]
@@ -249,7 +251,7 @@ async def pipeline_run(broker: Broker, tokens: Tokens, n: int, files: list[Path]
         if got != packets:
             raise SystemExit(f"{n} worker(s): {got} packets at egress, {packets} uploaded")
         return {"workers": n, "wall_s": wall, "worker_cpu_s": cpu, "broker_cpu_s": broker_cpu, "peak_rss_mb": rss,
-                "messages": msgs, "packets_out": got}
+                "messages": msgs, "packets_out": got, "records": records, "late_records": late}
     finally:
         for w in workers:
             w.stop()
@@ -449,6 +451,10 @@ def report(res: dict) -> None:
         print(f"scale-out 1 -> 2 workers: raw wall-clock {raw:.2f}x (2 cores shared with the broker); "
               f"on dedicated cores (1 worker's CPU-s / the busier of 2 workers' CPU-s) {dedicated:.2f}x")
     print()
+    for r in res["runs"]:
+        if "records" in r:
+            print(f"{r['workers']} worker(s): {r['records']:,} flow records, {r['late_records']:,} of them late "
+                  f"(three files in flight, each the next 10 minutes of capture time)")
     print("Kafka messages per GiB: " + ", ".join(
         f"{t} {m / gib:,.0f}" for t, m in sorted(res["runs"][-1]["messages"].items())))
     lat = res.get("latency")
