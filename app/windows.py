@@ -58,8 +58,10 @@ from collections import Counter
 from app.flows import END_ACTIVE_TIMEOUT, END_FORCED, SEP, flow_id, record_json
 from app.summary import Home, Summary
 
-#: Flow records per message on the flows topic.
+#: Flow records per message on the flows topic, and the size a message stays under (Kafka's default
+#: limit is 1 MB; one record is about 500 bytes, more when it names many blocks).
 BATCH_RECORDS = 500
+BATCH_BYTES = 512 * 1024
 SLICE, CLOSED = "o", "c"
 SOURCE_SEP = "~"  # in neither a sensor name nor a block id
 NEVER = -(1 << 62)
@@ -87,9 +89,17 @@ def parse_key(key: str) -> tuple[str, int, int, int | None, str | None] | None:
 
 
 def batches(records: list[str]) -> list[bytes]:
-    """Messages of the flows topic, ``{"records": [...]}``, from records as JSON text."""
-    return [('{"records":[' + ",".join(records[i:i + BATCH_RECORDS]) + "]}").encode()
-            for i in range(0, len(records), BATCH_RECORDS)]
+    """Messages of the flows topic, ``{"records": [...]}``, from records as JSON text: at most
+    :data:`BATCH_RECORDS` records and about :data:`BATCH_BYTES` each (a record naming many blocks is long)."""
+    out, start, size = [], 0, 0
+    for i, rec in enumerate(records):
+        if i > start and (i - start >= BATCH_RECORDS or size + len(rec) > BATCH_BYTES):
+            out.append(('{"records":[' + ",".join(records[start:i]) + "]}").encode())
+            start, size = i, 0
+        size += len(rec) + 1
+    if start < len(records):
+        out.append(('{"records":[' + ",".join(records[start:]) + "]}").encode())
+    return out
 
 
 @dataclass

@@ -279,3 +279,14 @@ def test_a_block_that_stops_arriving_stops_holding_the_watermark():
     # released after 30 s: every window the live traffic's watermark passed is out, none of it late
     assert sorted(r["flowsight"]["window"] for r in h.out) == list(range(0, 8 * W, W))
     assert not [r for r in h.out if r["flowsight"]["late"]]
+
+
+def test_batches_stay_under_their_record_count_and_size():
+    from app.windows import BATCH_BYTES, batches
+    recs = [json.dumps({"i": i, "pad": "x" * (i % 7 * 900)}) for i in range(2000)]
+    out = batches(recs)
+    assert [r for b in out for r in json.loads(b)["records"]] == [json.loads(r) for r in recs]
+    assert all(len(json.loads(b)["records"]) <= BATCH_RECORDS and len(b) <= BATCH_BYTES + 16 for b in out)
+    assert batches([]) == []
+    huge = json.dumps({"pad": "y" * (BATCH_BYTES * 2)})
+    assert [len(json.loads(b)["records"]) for b in batches([huge, huge])] == [1, 1]   # alone, never dropped
