@@ -9,6 +9,7 @@ carries the chunk's highest capture time.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 from app import capture, decode, flows, progress, ranges
@@ -69,8 +70,8 @@ async def handle(value: bytes, headers) -> None:
     # every partition hears of every chunk and how far its capture time went, parts for it or not: each
     # partition's watermark follows the sensor's clock, and waits for blocks still arriving (chunks: how many)
     top = max((part[5] for items in by_partition.values() for part in items), default=None)
-    sends = [(flow_parts, block.encode(), {"block": block, "chunk": chunk, "sensor": sensor, "top": top,
-                                           "chunks": row["chunks"], "parts": by_partition.get(p, [])}, p)
+    head = {"block": block, "chunk": chunk, "sensor": sensor, "top": top, "chunks": row["chunks"]}
+    sends = [(flow_parts, block.encode(), json.dumps({**head, "parts": by_partition.get(p, [])}).encode(), p)
              for p in range(settings.partitions)]
     await send_all(sends, f"chunk {chunk} of block {block}")
     blocks[bkey] = {**row, "done": ranges.add(row["done"], chunk)}

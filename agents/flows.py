@@ -41,15 +41,16 @@ def status() -> dict:
             "open_windows": {str(p): len(ws) for p, ws in sorted(merger.open.items())}}
 
 
-async def handle(p: int, value: dict, timestamp_ms: int) -> None:
+async def handle(p: int, raw: bytes | dict, timestamp_ms: int) -> None:
     """Merge one flow-parts message (or tick): send what its plan emits, await the acks, then write rows."""
+    value = json.loads(raw) if isinstance(raw, (bytes, bytearray)) else raw
     # times come from the messages, never from this process's clock: a replay decides the same
     now_ms = int(value["tick"]) if "tick" in value else timestamp_ms
     merger.ensure_index(p, flows.items(), watermarks, now_ms)
     if "tick" in value:
         plan = merger.on_tick(p, flows, now_ms)
     else:
-        plan = merger.on_parts(p, value, flows, now_ms)
+        plan = merger.on_parts(p, value, flows, now_ms, raw=raw if isinstance(raw, (bytes, bytearray)) else None)
     await send_all([(_TOPICS[topic], key.encode(), rec, p if topic == "flows" else None)
                     for topic, key, rec in plan.emit], f"merge of partition {p}")
     for rk, row in plan.writes.items():
@@ -74,6 +75,6 @@ async def merge_flow_parts(stream):
     async for event in stream.events():
         p, offset = event.message.partition, event.message.offset
         for m in await gaps.missed(p, offset):
-            await handle(p, json.loads(m.value), m.timestamp_ms)
+            await handle(p, m.value, m.timestamp_ms)
         await handle(p, event.value, int(round(event.message.timestamp * 1000)))
         gaps.processed(p, offset)

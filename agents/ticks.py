@@ -6,6 +6,7 @@ expiry ride on these ticks through merge_flow_parts.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
@@ -55,4 +56,4 @@ def track_topics() -> None:
 async def tick() -> None:
     now_ms = int(time.time() * 1000)
     for p in range(settings.partitions):
-        await flow_parts.send(key=b"tick", value={"tick": now_ms}, partition=p)
+        await flow_parts.send(key=b"tick", value=json.dumps({"tick": now_ms}).encode(), partition=p)

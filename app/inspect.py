@@ -71,7 +71,7 @@ def open_flow_rows(table: dict) -> list[dict]:
             continue
         kind, p, w, chunk, source = f
         if kind == SLICE:
-            opened.setdefault((p, w), Window()).apply(source, chunk, v)
+            opened.setdefault((p, w), Window()).apply(source, chunk, v["parts"] if isinstance(v, dict) else v)
         else:
             closed.add((p, w))
     rows = []

@@ -25,7 +25,8 @@ _pre = settings.topic_prefix
 
 pcap_chunks = app.topic(_pre + "pcap-chunks", key_type=bytes, value_type=bytes, key_serializer="raw",
                         value_serializer="raw", partitions=_n, config=_big, internal=True)
-flow_parts = app.topic(_pre + "flow-parts", key_type=bytes, key_serializer="raw", value_serializer="json",
+# JSON, encoded and decoded by the agents (raw here: the merge keeps a message's bytes as its slice)
+flow_parts = app.topic(_pre + "flow-parts", key_type=bytes, key_serializer="raw", value_serializer="raw",
                        partitions=_n, config=_big, internal=True)
 # values are JSON written by app.windows (raw here: encoded once, by the code that knows their shape)
 flows = app.topic(_pre + "flows", key_type=bytes, key_serializer="raw", value_serializer="raw", partitions=_n,

@@ -88,6 +88,12 @@ def parse_key(key: str) -> tuple[str, int, int, int | None, str | None] | None:
     return None
 
 
+def row_value(value):
+    """A flows table row as data: rows are JSON bytes (a slice: the parts, or the whole message they came
+    in; a closed row: its dict)."""
+    return json.loads(value) if isinstance(value, (bytes, bytearray, str)) else value
+
+
 def batches(records: list[str]) -> list[bytes]:
     """Messages of the flows topic, ``{"records": [...]}``, from records as JSON text: at most
     :data:`BATCH_RECORDS` records and about :data:`BATCH_BYTES` each (a record naming many blocks is long)."""
@@ -107,7 +113,7 @@ class Plan:
     """What one message leads to: records to send first, then table rows to write."""
 
     emit: list[tuple[str, str, object]] = field(default_factory=list)  #: (topic, key, value); flows: bytes
-    writes: dict[str, object] = field(default_factory=dict)            #: table rows; None deletes
+    writes: dict[str, bytes | None] = field(default_factory=dict)      #: table rows (JSON); None deletes
     marks: dict[str, dict] = field(default_factory=dict)               #: watermark rows
     ends: Counter = field(default_factory=Counter)                     #: records by end: flowEndReason or "late"
 
@@ -185,10 +191,11 @@ class Merger:
             f = parse_key(key) if value is not None else None
             if f is None or f[1] != p:
                 continue
+            value = row_value(value)
             if f[0] == CLOSED:
                 closed[f[2]] = value
             else:
-                slices.append((key, f, value))
+                slices.append((key, f, value["parts"] if isinstance(value, dict) else value))
         stale = []
         for key, (_, _, w, chunk, source), parts in slices:
             if w in closed:  # a close whose tombstones did not all land
@@ -250,8 +257,10 @@ class Merger:
         return plan
 
     # -- messages
-    def on_parts(self, p: int, msg: dict, rows: Mapping | None = None, now_ms: int = 0) -> Plan:
-        """Merge a parts message; ``now_ms`` is the message's own (Kafka record) time."""
+    def on_parts(self, p: int, msg: dict, rows: Mapping | None = None, now_ms: int = 0,
+                 raw: bytes | None = None) -> Plan:
+        """Merge a parts message; ``now_ms`` is the message's own (Kafka record) time. ``raw``: the
+        message as it came (JSON), kept as the slice when all its parts are of one window."""
         plan = self._plan(p)
         block, chunk = msg["block"], msg["chunk"]
         source = f"{msg.get('sensor', '')}{SOURCE_SEP}{block}"
@@ -270,7 +279,8 @@ class Merger:
                 if (source, chunk) in win.applied:
                     continue  # a replayed part: already counted
                 win.apply(source, chunk, parts)
-                plan.writes[slice_key(p, w, source, chunk)] = parts
+                plan.writes[slice_key(p, w, source, chunk)] = \
+                    raw if raw is not None and len(by_window) == 1 else json.dumps(parts).encode()
             else:
                 mark = closed.get(w)
                 if mark is not None and ranges.contains(mark["a"].get(source), chunk):
@@ -287,7 +297,8 @@ class Merger:
                     self.expiry[p].append((now_ms, w))
                 mark = {"closed_ms": mark["closed_ms"],
                         "a": {**mark["a"], source: ranges.add(mark["a"].get(source), chunk)}}
-                closed[w] = plan.writes[closed_key(p, w)] = mark
+                closed[w] = mark
+                plan.writes[closed_key(p, w)] = json.dumps(mark).encode()
             t = max(part[5] for part in parts)
             top = t if top is None or t > top else top
         for batch in batches(late):
@@ -384,7 +395,8 @@ class Merger:
                 applied[source] = ranges.add(applied.get(source), chunk)
             # the closed row first: a crash part-way through these writes leaves stale slices, never lost ones
             mark = {"closed_ms": now_ms, "a": applied}
-            self.closed[p][w] = plan.writes[closed_key(p, w)] = mark
+            self.closed[p][w] = mark
+            plan.writes[closed_key(p, w)] = json.dumps(mark).encode()
             self.expiry[p].append((now_ms, w))
             for source, chunk in win.applied:
                 plan.writes[slice_key(p, w, source, chunk)] = None

@@ -3,7 +3,8 @@
 ``blocks``      ``"sensor~block id"`` -> ``{"sensor": str, "sha256": hex of the whole upload, "chunks": how many,
                 "done": [[lo, hi], ...] chunk indexes decoded}``
 ``flows``       ``"o|partition|window_ms|chunk|sensor~block"`` -> the parts ``[window_ms, flow key, packets, bytes,
-                first_ms, last_ms, flags]`` that one flow-parts message brought to an open window;
+                first_ms, last_ms, flags]`` that one flow-parts message brought to an open window (or
+                that whole message, when all its parts are of that window);
                 ``"c|partition|window_ms"`` -> ``{"closed_ms": when it closed (message time),
                 "a": {"sensor~block": [[lo, hi], ...]} chunks applied}`` for a closed window (app/windows.py)
 ``watermarks``  ``"p<partition>"`` -> ``{"max_ms": highest capture time seen, in ms}``
@@ -21,7 +22,9 @@ _rocks = {"block_cache_size": 8 << 20, "block_cache_compressed_size": 0}
 blocks = app.Table("blocks", default=None, partitions=_n, key_type=str,
                    options=_rocks, help="Which chunks of each uploaded block were decoded.")
 # a slice holds up to a whole chunk's parts for one partition
-flows = app.Table("flows", default=None, partitions=_n, key_type=str, options=_rocks,
+# rows are JSON written by app.windows (value_type bytes: raw, as a slice is often the message as it came)
+flows = app.Table("flows", default=None, partitions=_n, key_type=str, value_type=bytes,
+                  options=_rocks,
                   extra_topic_configs={"max.message.bytes": str(settings.chunk_bytes + (1 << 20))},
                   help="Open capture-time windows as the parts each message brought them, and closed windows.")
 watermarks = app.Table("watermarks", default=None, partitions=_n, key_type=str,

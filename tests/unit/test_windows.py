@@ -25,7 +25,7 @@ class Harness:
     def feed(self, msg: dict, now_ms: int = 0, p: int = 0):
         self.merger.ensure_index(p, self.rows.items(), self.marks, now_ms)
         plan = self.merger.on_tick(p, self.rows, now_ms) if "tick" in msg else \
-            self.merger.on_parts(p, msg, self.rows, now_ms)
+            self.merger.on_parts(p, msg, self.rows, now_ms, raw=json.dumps(msg).encode())  # as the agent does
         for topic, _key, value in plan.emit:
             if topic == "flows":
                 records = json.loads(value)["records"]
