@@ -118,12 +118,22 @@ def aggregate(pk: Packets, window_ms: int) -> list[tuple[int, tuple, int, int, i
     return list(rows(aggregate_arrays(pk, window_ms)))
 
 
+_TEXT: dict[bytes, str] = {}   # packed address -> text; a site's addresses repeat in every chunk
+
+
+def _text(addr: bytes) -> str:
+    t = _TEXT.get(addr)
+    if t is None:
+        if len(_TEXT) > 500_000:
+            _TEXT.clear()
+        t = _TEXT[addr] = socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
+    return t
+
+
 def key_string(sensor: str, key: tuple) -> str:
     """``sensor|src|dst|proto|sport|dport|vlan|tos`` with addresses in text form."""
-    ver, src, dst, proto, sport, dport, vlan, tos = key
-    fam = socket.AF_INET if ver == 4 else socket.AF_INET6
-    return SEP.join((sensor, socket.inet_ntop(fam, src), socket.inet_ntop(fam, dst), str(proto), str(sport),
-                     str(dport), str(vlan), str(tos)))
+    _, src, dst, proto, sport, dport, vlan, tos = key
+    return SEP.join((sensor, _text(src), _text(dst), str(proto), str(sport), str(dport), str(vlan), str(tos)))
 
 
 def parts(sensor: str, pk: Packets, window_ms: int, *more: Packets) -> list[Part]:
