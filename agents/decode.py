@@ -59,7 +59,13 @@ async def handle(value: bytes, headers) -> None:
         progress.mark("decode", conflicting_chunks=1)
         return
     if ranges.contains(row["done"], chunk):
+        # decoded before; say so again (no parts) so that an announce of a retried upload completes
         progress.mark("decode", duplicate_chunks=1)
+        if row["chunks"] > 1:
+            seen = json.dumps({"block": block, "chunk": chunk, "sensor": sensor, "top": None,
+                               "chunks": row["chunks"], "parts": []}).encode()
+            await send_all([(flow_parts, block.encode(), seen, p) for p in range(settings.partitions)],
+                           f"duplicate chunk {chunk} of block {block}")
         return
     loop = asyncio.get_running_loop()
     try:

@@ -31,8 +31,9 @@ all partitions (``top``), so that a partition with a small share of the flows ke
 up with the sensor's clock. While a block of several chunks is still arriving (a
 shipper sends several files at once, and an older file's chunks come between a
 newer one's), the watermark is held back to that block's progress, so the older
-file's flows are not late; a block that sends nothing for ``hold_ms`` stops holding
-it. A window closes when the watermark passes its end. When a
+file's flows are not late. Ingest announces such a block to every partition when it
+accepts it, with its first capture time, so the hold starts before any worker decodes
+a chunk of it; a block that sends nothing for ``hold_ms`` stops holding it. A window closes when the watermark passes its end. When a
 partition has had no parts for ``idle_flush_ms`` of wall-clock time, its open
 windows are flushed (end of capture).
 
@@ -262,6 +263,8 @@ class Merger:
         """Merge a parts message; ``now_ms`` is the message's own (Kafka record) time. ``raw``: the
         message as it came (JSON), kept as the slice when all its parts are of one window."""
         plan = self._plan(p)
+        if msg.get("announce"):
+            return self._announce(p, msg, plan, now_ms)
         block, chunk = msg["block"], msg["chunk"]
         source = f"{msg.get('sensor', '')}{SOURCE_SEP}{block}"
         wm = self.watermark_ms.get(p, -(1 << 62))
@@ -324,6 +327,18 @@ class Merger:
         plan.marks[f"p{p}"] = self._mark(p, now_ms)
         self._advance(p, plan, now_ms)
         self._frontier(p, plan, idle=False)
+        return plan
+
+    def _announce(self, p: int, msg: dict, plan: Plan, now_ms: int) -> Plan:
+        """A block of several chunks was accepted: hold the watermark at its first capture time until its
+        chunks arrive (or it sends nothing for ``hold_ms``). Announcing it again changes nothing."""
+        source = f"{msg.get('sensor', '')}{SOURCE_SEP}{msg['block']}"
+        flight = self.inflight[p]
+        if (msg.get("chunks") or 0) > 1 and source not in flight:
+            flight[source] = [[], msg["chunks"], msg.get("top"), now_ms]
+            plan.marks[f"p{p}"] = self._mark(p, self.last_part_ms.get(p, now_ms))
+            self.watermark_ms[p] = self._watermark(p)
+            self._frontier(p, plan, idle=False)
         return plan
 
     def _frontier(self, p: int, plan: Plan, idle: bool) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import json
 import logging
 import math
 import os
@@ -27,7 +28,7 @@ from faust.web import View
 
 from app import capture, decode, progress, ranges
 from app.main import app, settings
-from app.topics import pcap_chunks
+from app.topics import flow_parts, pcap_chunks
 from agents.decode import block_key
 from tables import blocks
 from web import security  # attributes used at call time: security imports the app, which imports us
@@ -122,7 +123,20 @@ def _orphan_done(task: asyncio.Task) -> None:
         log.info("a timed-out upload's chunks finally failed: %r", task.exception())
 
 
+async def announce(plan: capture.Chunks, block_id: str, sensor: str) -> None:
+    """Tell every flow-parts partition that a block of several chunks is coming, and from what capture time,
+    before any of its chunks can reach them: their watermarks wait for it (app/windows.py), so a newer
+    upload decoded first (on another worker, say) does not make this one late."""
+    if len(plan) < 2 or not len(plan.idx.ts_ns):
+        return
+    msg = json.dumps({"announce": True, "block": block_id, "sensor": sensor, "chunks": len(plan),
+                      "top": int(plan.idx.ts_ns.min()) // 1_000_000, "parts": []}).encode()
+    await asyncio.gather(*[await flow_parts.send(key=block_id.encode(), value=msg, partition=p)
+                           for p in range(settings.partitions)])
+
+
 async def produce(plan: capture.Chunks, block_id: str, sensor: str, sha256: str) -> int:
+    await announce(plan, block_id, sensor)
     pending = []
     count = 0
     for chunk in plan:

@@ -290,3 +290,23 @@ def test_batches_stay_under_their_record_count_and_size():
     assert batches([]) == []
     huge = json.dumps({"pad": "y" * (BATCH_BYTES * 2)})
     assert [len(json.loads(b)["records"]) for b in batches([huge, huge])] == [1, 1]   # alone, never dropped
+
+
+def test_an_announced_file_holds_the_watermark_before_its_first_chunk_is_decoded():
+    """Another worker decodes a newer file first: the announce (sent at acceptance) keeps the older file
+    on time; announcing again changes nothing, and a file that never comes stops holding after hold_ms."""
+    h = Harness()
+    h.feed({"announce": True, "block": "old", "sensor": "s", "chunks": 2, "top": 1, "parts": []}, now_ms=0)
+    h.feed({"announce": True, "block": "old", "sensor": "s", "chunks": 2, "top": 1, "parts": []}, now_ms=0)
+    for i in range(3):
+        h.feed({**msg("new", i, part((10 + i) * W, t=(10 + i) * W + 1)), "chunks": 3}, now_ms=1_000)
+    assert h.out == []                                   # everything waits for "old"
+    for i in range(2):
+        h.feed({**msg("old", i, part(i * W, packets=4, t=i * W + 1)), "chunks": 2}, now_ms=2_000)
+    assert not [r for r in h.out if r["flowsight"]["late"]]
+    assert sorted(r["flowsight"]["window"] for r in h.out) == [0, W, 10 * W]   # "new" is at 12W + 1
+    h.feed({"announce": True, "block": "never", "sensor": "s", "chunks": 9, "top": 1, "parts": []}, now_ms=3_000)
+    h.feed({**msg("new2", 0, part(30 * W, t=30 * W + 1)), "chunks": 1}, now_ms=4_000)
+    assert len(h.out) == 3                               # held by "never"
+    h.feed({"tick": 1}, now_ms=3_000 + 3_600_000)       # its hold ran out; idle flush closes the rest
+    assert sorted(r["flowsight"]["window"] for r in h.out) == [0, W, 10 * W, 11 * W, 12 * W, 30 * W]
