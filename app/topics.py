@@ -4,8 +4,10 @@
 |----------------|--------------------------|-------------------------------------------------|
 | pcap-chunks    | block id                 | a self-contained pcap/pcapng chunk (raw bytes); |
 |                |                          | headers: sensor, block, chunk                   |
-| flow-parts     | block id (or ``tick``)   | ``{block, chunk, sensor, parts: [Part...]}`` sent |
-|                |                          | to the partition of its flow keys, or a tick     |
+| flow-parts     | block id (or ``tick``)   | ``{block, chunk, sensor, top, chunks, parts}``: to |
+|                |                          | every partition per chunk, with the parts of its |
+|                |                          | flow keys (maybe none); ``{announce, block,      |
+|                |                          | sensor, chunks, top}`` from ingest; or a tick    |
 | flows          | ``window|partition``     | ``{records: [...]}``: up to 500 flow records with   |
 |                | (``late|partition``)     | IPFIX names (app/flows.py) of one closed window  |
 | window-summaries | ``window|partition`` or | ``{window, partition, sensors: {s: Summary}}``, or  |
