@@ -47,6 +47,15 @@ async def _forget(app_, revoked, **kwargs) -> None:
     gaps.forget(tp.partition for tp in revoked if tp.topic == pcap_chunks.get_topic_name())
 
 
+def chunk_messages(block: str, chunk: int, sensor: str, chunks: int, by_partition: dict[int, list]) -> list[tuple]:
+    """One flow-parts message per partition for a chunk: its parts there (maybe none), the chunk's highest
+    capture time (None without parts) and its block's chunk count."""
+    top = max((part[5] for items in by_partition.values() for part in items), default=None)
+    head = {"block": block, "chunk": chunk, "sensor": sensor, "top": top, "chunks": chunks}
+    return [(flow_parts, block.encode(), json.dumps({**head, "parts": by_partition.get(p, [])}).encode(), p)
+            for p in range(settings.partitions)]
+
+
 async def handle(value: bytes, headers) -> None:
     """Decode one chunk once; mark it done only after Kafka acknowledged every part it produced."""
     h = header_map(headers)
@@ -62,9 +71,7 @@ async def handle(value: bytes, headers) -> None:
         # decoded before; say so again (no parts) so that an announce of a retried upload completes
         progress.mark("decode", duplicate_chunks=1)
         if row["chunks"] > 1:
-            seen = json.dumps({"block": block, "chunk": chunk, "sensor": sensor, "top": None,
-                               "chunks": row["chunks"], "parts": []}).encode()
-            await send_all([(flow_parts, block.encode(), seen, p) for p in range(settings.partitions)],
+            await send_all(chunk_messages(block, chunk, sensor, row["chunks"], {}),
                            f"duplicate chunk {chunk} of block {block}")
         return
     loop = asyncio.get_running_loop()
@@ -75,11 +82,8 @@ async def handle(value: bytes, headers) -> None:
         by_partition, pk = {}, None
     # every partition hears of every chunk and how far its capture time went, parts for it or not: each
     # partition's watermark follows the sensor's clock, and waits for blocks still arriving (chunks: how many)
-    top = max((part[5] for items in by_partition.values() for part in items), default=None)
-    head = {"block": block, "chunk": chunk, "sensor": sensor, "top": top, "chunks": row["chunks"]}
-    sends = [(flow_parts, block.encode(), json.dumps({**head, "parts": by_partition.get(p, [])}).encode(), p)
-             for p in range(settings.partitions)]
-    await send_all(sends, f"chunk {chunk} of block {block}")
+    await send_all(chunk_messages(block, chunk, sensor, row["chunks"], by_partition),
+                   f"chunk {chunk} of block {block}")
     blocks[bkey] = {**row, "done": ranges.add(row["done"], chunk)}
     progress.mark("decode", chunks=1, packets=len(pk.status) if pk else 0,
                   parts=sum(len(v) for v in by_partition.values()))

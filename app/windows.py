@@ -48,14 +48,12 @@ that the scorer knows when a window is complete on every partition.
 """
 from __future__ import annotations
 
-from collections import defaultdict, deque
+import json
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from app import ranges
-import json
-from collections import Counter
-
 from app.flows import END_ACTIVE_TIMEOUT, END_FORCED, SEP, flow_id, record_json
 from app.summary import Home, Summary
 
@@ -267,7 +265,7 @@ class Merger:
             return self._announce(p, msg, plan, now_ms)
         block, chunk = msg["block"], msg["chunk"]
         source = f"{msg.get('sensor', '')}{SOURCE_SEP}{block}"
-        wm = self.watermark_ms.get(p, -(1 << 62))
+        wm = self.watermark_ms.get(p, NEVER)
         by_window: dict[int, list] = {}
         for part in msg["parts"]:
             by_window.setdefault(part[0], []).append(part)
@@ -349,7 +347,7 @@ class Merger:
         the partition holds no window back."""
         if self.window_ms <= 0:
             return
-        wm = self.watermark_ms.get(p, -(1 << 62))
+        wm = self.watermark_ms.get(p, NEVER)
         state = (wm // self.window_ms, idle)
         if self.frontier_sent.get(p) != state:
             self.frontier_sent[p] = state
