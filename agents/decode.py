@@ -62,7 +62,8 @@ async def handle(value: bytes, headers) -> None:
     block, sensor, chunk = h["block"], h["sensor"], int(h["chunk"])
     sha, total = h.get("sha256", ""), int(h.get("chunks", 0))
     bkey = block_key(sensor, block)
-    row = blocks.get(bkey) or {"sensor": sensor, "sha256": sha, "chunks": total, "done": []}
+    row = blocks.get(bkey) or {"sensor": sensor, "sha256": sha, "chunks": total, "done": [],
+                               "chunk_bytes": int(h.get("chunk_bytes", 0)) or None}
     if row["sha256"] != sha:  # ingest answers 409 for this; two racing uploads can still get here
         log.warning("block %s: chunk %d has other content than the block's first upload; dropped", block, chunk)
         progress.mark("decode", conflicting_chunks=1)

@@ -346,6 +346,8 @@ class Chunk:
     index: int
     data: bytes
     packets: int
+    #: where its packet records lie in the bigger capture: ``[start, stop)``
+    span: tuple[int, int] = (0, 0)
 
 
 @njit(cache=True, nogil=True)
@@ -373,6 +375,7 @@ class Chunks:
     def __init__(self, data: bytes | memoryview | np.ndarray, idx: Index, chunk_bytes: int):
         self.buf = as_bytes_array(data)
         self.idx = idx
+        self.chunk_bytes = chunk_bytes
         n = idx.packets
         if n == 0:
             self.starts = np.zeros(0, np.int64)
@@ -403,7 +406,7 @@ class Chunks:
                 sel = (idx.header_section == idx.section[i]) & (idx.header_off < lo)
                 prefix = b"".join(bytes(buf[o:o + ln]) for o, ln in zip(idx.header_off[sel], idx.header_len[sel]))
             npk = int((starts[k + 1] if k + 1 < len(starts) else idx.packets) - i)
-            yield Chunk(k, prefix + bytes(buf[lo:hi]), npk)
+            yield Chunk(k, b"".join((prefix, buf[lo:hi])), npk, (lo, hi))
 
 
 def chunks(data: bytes | memoryview | np.ndarray, idx: Index, chunk_bytes: int) -> Chunks:

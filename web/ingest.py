@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import mmap
 import os
 import re
 import tempfile
@@ -135,15 +136,48 @@ async def announce(plan: capture.Chunks, block_id: str, sensor: str) -> None:
                            for p in range(settings.partitions)])
 
 
-async def produce(plan: capture.Chunks, block_id: str, sensor: str, sha256: str) -> int:
+def block_chunk_bytes(known: dict | None, block_id: str) -> int:
+    """The chunk size to cut a block with: this worker's, or for a block seen before the one it was first
+    cut with (chunk indexes must name the same packets again, or a retry would count them twice)."""
+    first = (known or {}).get("chunk_bytes") or settings.chunk_bytes
+    if first > settings.chunk_bytes + (1 << 19):  # this worker's producer takes chunk_bytes + 1 MiB
+        raise UploadError(409, f"block id {block_id} was first cut into chunks of {first} bytes, more than "
+                          f"this worker's FLOWSIGHT_CHUNK_BYTES ({settings.chunk_bytes}) can send; send it to a "
+                          "worker with the larger setting, or under a new X-Block-Id")
+    return first
+
+
+class Spool:
+    """A spooled upload mapped read-only. The pages read so far count in the worker's resident memory
+    until :meth:`release` hands them back (they stay in the page cache): a worker receiving several
+    large uploads at once would otherwise look as large as they are."""
+
+    def __init__(self, path: str):
+        with open(path, "rb") as f:
+            self.map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self.buf = np.frombuffer(self.map, dtype=np.uint8)
+
+    def release(self, start: int = 0, stop: int | None = None) -> None:
+        start -= start % mmap.PAGESIZE
+        stop = len(self.map) if stop is None else min(stop, len(self.map))
+        if stop > start:
+            self.map.madvise(mmap.MADV_DONTNEED, start, stop - start)
+
+
+async def produce(plan: capture.Chunks, block_id: str, sensor: str, sha256: str,
+                  release=lambda start, stop: None) -> int:
+    """Produce a block's chunks (its announce first), at most IN_FLIGHT awaiting acks; ``release(start,
+    stop)`` is told which bytes of the upload each chunk has copied."""
     await announce(plan, block_id, sensor)
     pending = []
     count = 0
     for chunk in plan:
         headers = [("block", block_id.encode()), ("sensor", sensor.encode()), ("chunk", str(chunk.index).encode()),
-                   ("chunks", str(len(plan)).encode()), ("sha256", sha256.encode())]
+                   ("chunks", str(len(plan)).encode()), ("sha256", sha256.encode()),
+                   ("chunk_bytes", str(plan.chunk_bytes).encode())]
         pending.append(await pcap_chunks.send(key=block_key(sensor, block_id).encode(), value=chunk.data,
                                               headers=headers))
+        release(*chunk.span)
         count += 1
         if len(pending) >= IN_FLIGHT:
             await asyncio.gather(*pending)
@@ -267,22 +301,23 @@ class Captures(View):
             if size == 0:
                 raise UploadError(400, "the body is empty; send a pcap or pcapng file", kind="empty")
             block_id = block_id or sha
-            buf = np.memmap(path, dtype=np.uint8, mode="r")
+            spool = Spool(path)
             loop = asyncio.get_running_loop()
-            idx = await loop.run_in_executor(None, check_capture, buf)
-            plan = capture.chunks(buf, idx, settings.chunk_bytes)
+            idx = await loop.run_in_executor(None, check_capture, spool.buf)
+            spool.release()
             known = await block_state(block_key(sensor, block_id))
-            answer = {"block_id": block_id, "sensor": sensor, "chunks": len(plan), "packets": idx.packets,
-                      "bytes": size}
             if known is not None and known["sha256"] != sha:
                 raise UploadError(409, f"block id {block_id} was uploaded before with other content "
                                   f"(sha256 {known['sha256']}, this body {sha}); use a new X-Block-Id")
+            plan = capture.chunks(spool.buf, idx, block_chunk_bytes(known, block_id))
+            answer = {"block_id": block_id, "sensor": sensor, "chunks": len(plan), "packets": idx.packets,
+                      "bytes": size}
             if known is not None and ranges.contains_all(known["done"], len(plan)):
                 progress.mark("ingest", duplicates=1)
                 return 200, {**answer, "duplicate": True}
             # On a timeout the produce task is left to finish on its own: cancelling it would cancel
             # the Kafka client's own message futures. A retry sends the same chunks; decode dedupes.
-            task = asyncio.ensure_future(produce(plan, block_id, sensor, sha))
+            task = asyncio.ensure_future(produce(plan, block_id, sensor, sha, spool.release))
             done, _ = await asyncio.wait({task}, timeout=settings.produce_timeout_s)
             try:
                 if not done:

@@ -75,7 +75,8 @@ _upload = {
         "400": _error("Not a readable capture, damaged, empty, cut off, or a bad header."),
         **AUTH,
         "408": _error("The client sent nothing for too long, or too slowly."),
-        "409": _error("This block id was uploaded before with other content."),
+        "409": _error("This block id was uploaded before with other content, or cut into chunks larger than this "
+                      "worker's chunk size."),
         "413": _error("Over the size limit."),
         "415": _error("Wrong Content-Type, or a link type that is not supported."),
         "429": _error("This sensor is over its upload rate.", retry=True),

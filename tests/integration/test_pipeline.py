@@ -104,15 +104,21 @@ async def test_uploads_come_back_as_exact_flows_and_a_repeat_upload_changes_noth
 
 
 async def test_restarting_the_worker_between_uploads_loses_nothing(deployment):
+    """Also with a smaller chunk size after the restart: a block sent again is cut as it was first, so
+    its chunk indexes name the same packets and nothing is counted twice."""
     first, second = FILES[1], FILES[3]
     base = reference.pcaps_dir()
-    w = deployment(FLOWSIGHT_CHUNK_BYTES=str(256 * 1024)).start()
+    w = deployment(FLOWSIGHT_CHUNK_BYTES=str(512 * 1024)).start()
     async with aiohttp.ClientSession(headers=AUTH) as s:
-        status, _ = await upload(s, w.url, (base / first).read_bytes(), sensor=sensor_of(first))
+        status, answer = await upload(s, w.url, (base / first).read_bytes(), sensor=sensor_of(first))
         assert status == 202
+        assert answer["chunks"] >= 2, "the capture must span several chunks of the smaller size"
         records, cursor = await drain(s, w.url, None, lambda got: total_packets(got) >= packets_of(expected([first])))
         w.stop(signal.SIGTERM)
+        w.env["FLOWSIGHT_CHUNK_BYTES"] = str(256 * 1024)
         w.start()
+        status, again = await upload(s, w.url, (base / first).read_bytes(), sensor=sensor_of(first))
+        assert (status, again["duplicate"], again["chunks"]) == (200, True, answer["chunks"]), again
         status, _ = await upload(s, w.url, (base / second).read_bytes(), sensor=sensor_of(second))
         assert status == 202
         exp = expected([first, second])
