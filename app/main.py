@@ -43,7 +43,8 @@ app = faust.App(
     producer_request_timeout=60.0,
     producer_max_request_size=settings.chunk_bytes + (1 << 20),
     consumer_max_fetch_size=max(4 << 20, settings.chunk_bytes * 2),
-    stream_buffer_maxsize=64,
+    # events an agent may have waiting: about 128 MiB of pcap chunks (a flow-parts message is small)
+    stream_buffer_maxsize=max(16, min(64, (128 << 20) // settings.chunk_bytes)),
     broker_credentials=settings.faust_credentials(),
     web="flowsight://",
     web_port=settings.web_port,
@@ -56,6 +57,7 @@ app = faust.App(
     web_stats_enabled=False,
     web_metrics_enabled=False,
     broker_commit_interval=1.0,
+    table_standby_replicas=settings.standby_replicas,
     broker_session_timeout=settings.session_timeout_s,
     # after a broker dies, a client that got no error for a partition keeps the dead leader until
     # its metadata ages out (5 min by default): consumption of that partition stalls that long

@@ -58,7 +58,7 @@ class Settings:
     #: Wall-clock seconds a partition may be idle before its open windows are flushed.
     idle_flush_s: int = 5
     #: Largest pcap chunk produced to Kafka, in bytes.
-    chunk_bytes: int = 2 * 1024 * 1024
+    chunk_bytes: int = 4 * 1024 * 1024
     #: Largest upload accepted, in bytes.
     max_upload_bytes: int = 8 * 1024 * 1024 * 1024
     #: TCP port of the web server.
@@ -76,6 +76,8 @@ class Settings:
     produce_timeout_s: int = 30
     #: Seconds without a heartbeat before Kafka declares a worker dead and rebalances its partitions.
     session_timeout_s: int = 30
+    #: Other workers that keep a warm copy of each table partition (a failover then need not read the changelog).
+    standby_replicas: int = 1
     #: Upload a small synthetic capture under sensor "placebo" every placebo_interval_s (leader only).
     placebo_source: bool = True
     #: Check that placebo uploads come out at egress, and report it in /v1/health.
@@ -279,6 +281,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "max_upload_bytes": (512 * 1024, 1 << 40),
     "web_port": (1, 65535),
     "session_timeout_s": (6, 300),
+    "standby_replicas": (0, 8),
     "produce_timeout_s": (1, 600),
     "placebo_interval_s": (2, 86400),
     "alert_budget": (1, 1000),
