@@ -411,6 +411,8 @@ def main() -> int:
                   f"broker CPU {r['broker_cpu_s']:.1f} s", file=sys.stderr, flush=True)
         if os.environ.get("BENCH_PROFILE"):
             return 0
+        if os.environ.get("BENCH_QUICK"):  # cost and scale-out only: no latency runs
+            return quick(results, files)
         results["latency"] = asyncio.run(latency_run(broker, tokens))
         results["alert_latency"] = asyncio.run(alert_latency_run(broker, tokens))
     finally:
@@ -420,6 +422,19 @@ def main() -> int:
                                            "-m", "2000000", "-d"], files)
     (OUT / "e2e.json").write_text(json.dumps(results, indent=1))
     report(results)
+    return 0
+
+
+def quick(res: dict, files: list[Path]) -> int:
+    res["tcpdump_cpu_s"] = peer_cpu(["tcpdump", "-nn", "-r", "{F}"], files)
+    for r in res["runs"]:
+        print(f"{r['workers']} worker(s): {r['wall_s']:.1f} s wall, worker CPU-s {' + '.join(f'{c:.1f}' for c in r['worker_cpu_s'])}"
+              f" = {sum(r['worker_cpu_s']) / res['tcpdump_cpu_s']:.2f}x tcpdump ({res['tcpdump_cpu_s']:.2f}), broker {r['broker_cpu_s']:.1f},"
+              f" late {r['late_records']}/{r['records']}, peak RSS {' / '.join(f'{m:.0f}' for m in r['peak_rss_mb'])} MB")
+    runs = {r["workers"]: r for r in res["runs"]}
+    if 1 in runs and 2 in runs:
+        print(f"scale-out on dedicated cores: {sum(runs[1]['worker_cpu_s']) / max(runs[2]['worker_cpu_s']):.2f}x")
+    print("messages per GiB:", {k: round(v / (res["size_bytes"] / 2**30)) for k, v in res["runs"][-1]["messages"].items() if v})
     return 0
 
 
