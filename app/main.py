@@ -43,8 +43,8 @@ app = faust.App(
     producer_request_timeout=60.0,
     producer_max_request_size=settings.chunk_bytes + (1 << 20),
     consumer_max_fetch_size=max(4 << 20, settings.chunk_bytes * 2),
-    # events an agent may have waiting: about 128 MiB of pcap chunks (a flow-parts message is small)
-    stream_buffer_maxsize=max(16, min(64, (128 << 20) // settings.chunk_bytes)),
+    # events an agent may have waiting: at most about 128 MiB of pcap chunks (a flow-parts message is small)
+    stream_buffer_maxsize=max(8, min(64, (128 << 20) // settings.chunk_bytes)),
     broker_credentials=settings.faust_credentials(),
     web="flowsight://",
     web_port=settings.web_port,

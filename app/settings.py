@@ -58,7 +58,7 @@ class Settings:
     #: Wall-clock seconds a partition may be idle before its open windows are flushed.
     idle_flush_s: int = 5
     #: Largest pcap chunk produced to Kafka, in bytes.
-    chunk_bytes: int = 4 * 1024 * 1024
+    chunk_bytes: int = 8 * 1024 * 1024
     #: Largest upload accepted, in bytes.
     max_upload_bytes: int = 8 * 1024 * 1024 * 1024
     #: TCP port of the web server.
@@ -76,8 +76,9 @@ class Settings:
     produce_timeout_s: int = 30
     #: Seconds without a heartbeat before Kafka declares a worker dead and rebalances its partitions.
     session_timeout_s: int = 30
-    #: Other workers that keep a warm copy of each table partition (a failover then need not read the changelog).
-    standby_replicas: int = 1
+    #: Other workers that keep a warm copy of each table partition: a failover then need not replay the
+    #: changelog, for about 12% more CPU per worker (bench/README.md).
+    standby_replicas: int = 0
     #: Upload a small synthetic capture under sensor "placebo" every placebo_interval_s (leader only).
     placebo_source: bool = True
     #: Check that placebo uploads come out at egress, and report it in /v1/health.

@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 CONTENT_TYPES = {"application/octet-stream", "application/vnd.tcpdump.pcap", "application/x-pcapng",
                  "application/vnd.tcpdump.pcapng"}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-#: Chunks in flight before ingest waits for their acks (bounds memory per upload).
-IN_FLIGHT = 8
+#: Chunks in flight before ingest waits for their acks: about 32 MiB per upload (bounds its memory).
+IN_FLIGHT = max(2, (32 << 20) // settings.chunk_bytes)
 
 
 class UploadError(Exception):
