@@ -334,7 +334,8 @@ async def latency_run(broker: Broker, tokens: Tokens, window_s: int = 10, upload
         return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
     return {"window_s": window_s, "uploads": uploads, "arrived": len(seen),
             "from_ack_p50": pct(from_ack, 0.5), "from_ack_p99": pct(from_ack, 0.99), "from_ack_max": max(from_ack),
-            "pipeline_n": len(pipeline), "pipeline_p50": pct(pipeline, 0.5), "pipeline_p99": pct(pipeline, 0.99)}
+            "pipeline_n": len(pipeline), "pipeline_p50": pct(pipeline, 0.5), "pipeline_p99": pct(pipeline, 0.99),
+            "from_ack": from_ack, "pipeline": pipeline}
 
 
 async def alert_latency_run(broker: Broker, tokens: Tokens, sensors: int = 5) -> dict:
