@@ -136,12 +136,33 @@ def key_string(sensor: str, key: tuple) -> str:
     return SEP.join((sensor, _text(src), _text(dst), str(proto), str(sport), str(dport), str(vlan), str(tos)))
 
 
+def _texts(ver: np.ndarray, addrs: np.ndarray) -> list[str]:
+    """The text of every row's address (``addrs``: (m, 16) uint8, IPv4 in the first 4 bytes), each distinct
+    address converted once."""
+    if not len(ver):
+        return []
+    rows_ = np.empty((len(ver), 17), np.uint8)
+    rows_[:, :16] = addrs
+    rows_[:, 16] = ver
+    uniq, inv = np.unique(rows_.view(np.dtype((np.void, 17))).ravel(), return_inverse=True)
+    names = [_text(u[:4] if u[16] == 4 else u[:16]) for u in map(bytes, uniq)]
+    return [names[i] for i in inv.tolist()]
+
+
 def parts(sensor: str, pk: Packets, window_ms: int, *more: Packets) -> list[Part]:
-    """Partial flows of one decoded chunk (and of its inner-tunnel pass, if given), as wire-ready lists."""
+    """Partial flows of one decoded chunk (and of its inner-tunnel pass, if given), as wire-ready lists
+    ``[window_ms, flow key, packets, bytes, first_ms, last_ms, flags]``."""
     agg = Aggregator(window_ms)
     for p in (pk, *more):
         agg.add_packets(p)
-    return [[w, key_string(sensor, key), p, b, f, last, fl] for w, key, p, b, f, last, fl in rows(agg.result())]
+    a = agg.result()
+    head = sensor + SEP
+    keys = [f"{head}{s}{SEP}{d}{SEP}{pr}{SEP}{sp}{SEP}{dp}{SEP}{v}{SEP}{t}" for s, d, pr, sp, dp, v, t in
+            zip(_texts(a.ver, a.src), _texts(a.ver, a.dst), a.proto.tolist(), a.sport.tolist(), a.dport.tolist(),
+                a.vlan.tolist(), a.tos.tolist())]
+    return [[w, k, p, b, f, last, fl] for w, k, p, b, f, last, fl in
+            zip(a.w.tolist(), keys, a.packets.tolist(), a.nbytes.tolist(), a.first_ms.tolist(), a.last_ms.tolist(),
+                a.flags.tolist())]
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -150,9 +171,15 @@ def partition_for(key: str, partitions: int) -> int:
 
 
 def split_by_partition(items: Iterable[Part], partitions: int) -> dict[int, list[Part]]:
+    """Parts by the partition of their flow key (:func:`partition_for`)."""
     out: dict[int, list[Part]] = {}
+    crc = zlib.crc32
     for part in items:
-        out.setdefault(partition_for(part[1], partitions), []).append(part)
+        p = crc(part[1].encode()) % partitions
+        if p in out:
+            out[p].append(part)
+        else:
+            out[p] = [part]
     return out
 
 

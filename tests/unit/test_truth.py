@@ -148,3 +148,27 @@ def test_progress_bar_only_on_a_terminal_and_for_big_files():
         bar("small.pcap", 10, 20)
     assert " 25%" in tty.getvalue() and "100%" in tty.getvalue() and "small" not in tty.getvalue()
     assert pipe.getvalue() == ""
+
+
+@pytest.mark.parametrize("rel", ["real/zeek-ssh.pcap", "real/ndpi-alexa-app.pcapng", "real/ndpi-1kxun.pcap"])
+def test_parts_name_every_flow_as_key_string_does(rel):
+    """parts() names each distinct address once per chunk; the keys must be what key_string() gives
+    row by row (IPv4 and IPv6 addresses, whose packed forms differ only in length)."""
+    path = reference.pcaps_dir() / rel
+    data = path.read_bytes()
+    pk = decode.decode(data, capture.index(data))
+    agg = flows.Aggregator(60_000)
+    agg.add_packets(pk)
+    one_by_one = [[w, flows.key_string("s", key), p, b, f, last, fl]
+                  for w, key, p, b, f, last, fl in flows.rows(agg.result())]
+    assert len(one_by_one) > 10
+    assert flows.parts("s", pk, 60_000) == one_by_one
+
+
+def test_parts_keep_ipv4_and_ipv6_addresses_with_the_same_leading_bytes_apart():
+    tr = synth.generate(seed=5, conversations=300, packets=3000, v6_share=0.5)
+    pk = decode.decode(tr.pcap, capture.index(tr.pcap))
+    pk.src[pk.ver == 6, :4] = pk.src[pk.ver == 4][0, :4]  # every IPv6 source starts as an IPv4 one
+    pk.src[pk.ver == 6, 4:] = 0
+    keys = {part[1].split(flows.SEP)[1] for part in flows.parts("s", pk, 0)}
+    assert any(":" in k for k in keys) and any(":" not in k for k in keys)
