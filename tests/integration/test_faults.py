@@ -95,8 +95,12 @@ async def test_retries_cut_uploads_conflicts_and_two_sensors(deployment):
     assert w.errors() == [], w.log_tail()
 
 
-async def test_kill_9_of_one_of_two_workers_loses_nothing_and_it_rejoins(deployment):
-    settings = {"FLOWSIGHT_SESSION_TIMEOUT_S": "8", "FLOWSIGHT_CHUNK_BYTES": str(256 * 1024)}
+@pytest.mark.parametrize("standby", ["0", "1"], ids=["restored-from-changelogs", "warm-standby"])
+async def test_kill_9_of_one_of_two_workers_loses_nothing_and_it_rejoins(deployment, standby):
+    """The survivor takes over the killed worker's table partitions: by default it restores them from
+    the changelogs, with FLOWSIGHT_STANDBY_REPLICAS=1 from the copy it kept."""
+    settings = {"FLOWSIGHT_SESSION_TIMEOUT_S": "8", "FLOWSIGHT_CHUNK_BYTES": str(256 * 1024),
+                "FLOWSIGHT_STANDBY_REPLICAS": standby}
     w1 = deployment(**settings).start()
     w2 = deployment(**settings)
     w2.start(wait_partitions=False)
