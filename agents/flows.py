@@ -43,14 +43,15 @@ def status() -> dict:
 
 async def handle(p: int, raw: bytes | dict, timestamp_ms: int) -> None:
     """Merge one flow-parts message (or tick): send what its plan emits, await the acks, then write rows."""
-    value = json.loads(raw) if isinstance(raw, (bytes, bytearray)) else raw
+    encoded = raw if isinstance(raw, (bytes, bytearray)) else None  # test_context() puts decoded messages
+    value = json.loads(encoded) if encoded is not None else raw
     # times come from the messages, never from this process's clock: a replay decides the same
     now_ms = int(value["tick"]) if "tick" in value else timestamp_ms
     merger.ensure_index(p, flows.items(), watermarks, now_ms)
     if "tick" in value:
         plan = merger.on_tick(p, flows, now_ms)
     else:
-        plan = merger.on_parts(p, value, flows, now_ms, raw=raw if isinstance(raw, (bytes, bytearray)) else None)
+        plan = merger.on_parts(p, value, flows, now_ms, raw=encoded)
     await send_all([(_TOPICS[topic], key.encode(), rec, p if topic == "flows" else None)
                     for topic, key, rec in plan.emit], f"merge of partition {p}")
     for rk, row in plan.writes.items():

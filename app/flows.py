@@ -130,10 +130,14 @@ def _text(addr: bytes) -> str:
     return t
 
 
+def _key(sensor: str, src: str, dst: str, proto: int, sport: int, dport: int, vlan: int, tos: int) -> str:
+    return f"{sensor}{SEP}{src}{SEP}{dst}{SEP}{proto}{SEP}{sport}{SEP}{dport}{SEP}{vlan}{SEP}{tos}"
+
+
 def key_string(sensor: str, key: tuple) -> str:
     """``sensor|src|dst|proto|sport|dport|vlan|tos`` with addresses in text form."""
     _, src, dst, proto, sport, dport, vlan, tos = key
-    return SEP.join((sensor, _text(src), _text(dst), str(proto), str(sport), str(dport), str(vlan), str(tos)))
+    return _key(sensor, _text(src), _text(dst), proto, sport, dport, vlan, tos)
 
 
 def _texts(ver: np.ndarray, addrs: np.ndarray) -> list[str]:
@@ -156,8 +160,7 @@ def parts(sensor: str, pk: Packets, window_ms: int, *more: Packets) -> list[Part
     for p in (pk, *more):
         agg.add_packets(p)
     a = agg.result()
-    head = sensor + SEP
-    keys = [f"{head}{s}{SEP}{d}{SEP}{pr}{SEP}{sp}{SEP}{dp}{SEP}{v}{SEP}{t}" for s, d, pr, sp, dp, v, t in
+    keys = [_key(sensor, s, d, pr, sp, dp, v, t) for s, d, pr, sp, dp, v, t in
             zip(_texts(a.ver, a.src), _texts(a.ver, a.dst), a.proto.tolist(), a.sport.tolist(), a.dport.tolist(),
                 a.vlan.tolist(), a.tos.tolist())]
     return [[w, k, p, b, f, last, fl] for w, k, p, b, f, last, fl in
@@ -173,13 +176,8 @@ def partition_for(key: str, partitions: int) -> int:
 def split_by_partition(items: Iterable[Part], partitions: int) -> dict[int, list[Part]]:
     """Parts by the partition of their flow key (:func:`partition_for`)."""
     out: dict[int, list[Part]] = {}
-    crc = zlib.crc32
     for part in items:
-        p = crc(part[1].encode()) % partitions
-        if p in out:
-            out[p].append(part)
-        else:
-            out[p] = [part]
+        out.setdefault(partition_for(part[1], partitions), []).append(part)
     return out
 
 

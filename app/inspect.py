@@ -61,7 +61,7 @@ def blocks_rows(table: dict) -> list[dict]:
 
 def open_flow_rows(table: dict) -> list[dict]:
     """The flows of windows not closed yet, merged from the table's slices."""
-    from app.windows import SLICE, Window, parse_key
+    from app.windows import SLICE, Window, parse_key, slice_parts
 
     opened: dict[tuple[int, int], Window] = {}
     closed = set()
@@ -71,7 +71,7 @@ def open_flow_rows(table: dict) -> list[dict]:
             continue
         kind, p, w, chunk, source = f
         if kind == SLICE:
-            opened.setdefault((p, w), Window()).apply(source, chunk, v["parts"] if isinstance(v, dict) else v)
+            opened.setdefault((p, w), Window()).apply(source, chunk, slice_parts(v))
         else:
             closed.add((p, w))
     rows = []

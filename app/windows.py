@@ -87,6 +87,11 @@ def parse_key(key: str) -> tuple[str, int, int, int | None, str | None] | None:
     return None
 
 
+def slice_parts(value) -> list:
+    """The parts of a decoded slice row: the list itself, or the ``parts`` of the whole message it kept."""
+    return value["parts"] if isinstance(value, dict) else value
+
+
 def row_value(value):
     """A flows table row as data: rows are JSON bytes (a slice: the parts, or the whole message they came
     in; a closed row: its dict)."""
@@ -194,7 +199,7 @@ class Merger:
             if f[0] == CLOSED:
                 closed[f[2]] = value
             else:
-                slices.append((key, f, value["parts"] if isinstance(value, dict) else value))
+                slices.append((key, f, slice_parts(value)))
         stale = []
         for key, (_, _, w, chunk, source), parts in slices:
             if w in closed:  # a close whose tombstones did not all land
@@ -312,9 +317,7 @@ class Merger:
         total = msg.get("chunks") or 0
         if total > 1:  # a block of one chunk is through when it arrives: nothing to hold
             flight = self.inflight[p]
-            e = flight.get(source)
-            if e is None:
-                e = flight[source] = [[], total, None, now_ms]
+            e = flight.get(source) or self._hold(p, source, total, None, now_ms)
             e[0] = ranges.add(e[0], chunk)
             if top is not None:
                 e[2] = top if e[2] is None else max(e[2], top)
@@ -331,13 +334,17 @@ class Merger:
         """A block of several chunks was accepted: hold the watermark at its first capture time until its
         chunks arrive (or it sends nothing for ``hold_ms``). Announcing it again changes nothing."""
         source = f"{msg.get('sensor', '')}{SOURCE_SEP}{msg['block']}"
-        flight = self.inflight[p]
-        if (msg.get("chunks") or 0) > 1 and source not in flight:
-            flight[source] = [[], msg["chunks"], msg.get("top"), now_ms]
+        if (msg.get("chunks") or 0) > 1 and source not in self.inflight[p]:
+            self._hold(p, source, msg["chunks"], msg.get("top"), now_ms)
             plan.marks[f"p{p}"] = self._mark(p, self.last_part_ms.get(p, now_ms))
             self.watermark_ms[p] = self._watermark(p)
             self._frontier(p, plan, idle=False)
         return plan
+
+    def _hold(self, p: int, source: str, chunks: int, top: int | None, now_ms: int) -> list:
+        """Start holding partition ``p``'s watermark for a block of ``chunks`` chunks: its in-flight entry."""
+        e = self.inflight[p][source] = [[], chunks, top, now_ms]
+        return e
 
     def _frontier(self, p: int, plan: Plan, idle: bool) -> None:
         """Tell the scorer how far this partition has closed its windows, when that changes.
