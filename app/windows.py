@@ -31,7 +31,9 @@ all partitions (``top``), so that a partition with a small share of the flows ke
 up with the sensor's clock. While a block of several chunks is still arriving (a
 shipper sends several files at once, and an older file's chunks come between a
 newer one's), the watermark is held back to that block's progress, so the older
-file's flows are not late. Ingest announces such a block to every partition when it
+file's flows are not late. A block's chunks are decoded on several partitions, so they
+arrive out of order: its progress is the highest capture time of its chunks seen
+without a gap from chunk 0. Ingest announces such a block to every partition when it
 accepts it, with its first capture time, so the hold starts before any worker decodes
 a chunk of it; a block that sends nothing for ``hold_ms`` stops holding it. A window closes when the watermark passes its end. When a
 partition has had no parts for ``idle_flush_ms`` of wall-clock time, its open
@@ -212,7 +214,7 @@ class Merger:
         self.stale[p] = stale
         mark = marks.get(f"p{p}") or {}
         self.high[p] = mark.get("max_ms", NEVER)
-        self.inflight[p] = {k: list(v) for k, v in (mark.get("inflight") or {}).items()}
+        self.inflight[p] = {k: [*v, {}][:5] for k, v in (mark.get("inflight") or {}).items()}
         self.watermark_ms[p] = self._watermark(p)
         self.last_part_ms[p] = mark.get("last_part_ms", now_ms)
         self.indexed.add(p)
@@ -319,11 +321,11 @@ class Merger:
             flight = self.inflight[p]
             e = flight.get(source) or self._hold(p, source, total, None, now_ms)
             e[0] = ranges.add(e[0], chunk)
-            if top is not None:
-                e[2] = top if e[2] is None else max(e[2], top)
             e[3] = now_ms
             if ranges.contains_all(e[0], total):
                 del flight[source]
+            else:
+                self._extend_hold(e, chunk, top)
         self._expire_holds(p, now_ms)
         plan.marks[f"p{p}"] = self._mark(p, now_ms)
         self._advance(p, plan, now_ms)
@@ -342,9 +344,24 @@ class Merger:
         return plan
 
     def _hold(self, p: int, source: str, chunks: int, top: int | None, now_ms: int) -> list:
-        """Start holding partition ``p``'s watermark for a block of ``chunks`` chunks: its in-flight entry."""
-        e = self.inflight[p][source] = [[], chunks, top, now_ms]
+        """Start holding partition ``p``'s watermark for a block of ``chunks`` chunks: its in-flight entry,
+        ``[chunk ranges seen, chunks, capture time held at, message time of the last one, {chunk: its highest
+        capture time} for chunks seen past a gap]``."""
+        e = self.inflight[p][source] = [[], chunks, top, now_ms, {}]
         return e
+
+    @staticmethod
+    def _extend_hold(e: list, chunk: int, top: int | None) -> None:
+        """A block's chunks are decoded on several partitions and arrive out of order: the hold moves up to
+        the highest capture time of the chunks seen without a gap from chunk 0, not past a missing one."""
+        ahead = e[4]
+        if top is not None:
+            ahead[str(chunk)] = max(top, ahead.get(str(chunk), top))
+        seen = e[0]
+        upto = seen[0][1] if seen and seen[0][0] == 0 else -1  # chunks 0..upto have all arrived
+        for c in [c for c in ahead if int(c) <= upto]:
+            t = ahead.pop(c)
+            e[2] = t if e[2] is None else max(e[2], t)
 
     def _frontier(self, p: int, plan: Plan, idle: bool) -> None:
         """Tell the scorer how far this partition has closed its windows, when that changes.

@@ -30,7 +30,7 @@ from faust.web import View
 from app import capture, decode, progress, ranges
 from app.main import app, settings
 from app.topics import flow_parts, pcap_chunks
-from agents.decode import block_key
+from agents.decode import block_key, chunk_partition
 from tables import blocks
 from web import security  # attributes used at call time: security imports the app, which imports us
 
@@ -166,17 +166,19 @@ class Spool:
 
 async def produce(plan: capture.Chunks, block_id: str, sensor: str, sha256: str,
                   release=lambda start, stop: None) -> int:
-    """Produce a block's chunks (its announce first), at most IN_FLIGHT awaiting acks; ``release(start,
-    stop)`` is told which bytes of the upload each chunk has copied."""
+    """Produce a block's chunks (its announce first), at most IN_FLIGHT awaiting acks, each to its lane's
+    partition (agents/decode.py); ``release(start, stop)`` is told which bytes of the upload each chunk
+    has copied."""
     await announce(plan, block_id, sensor)
     pending = []
     count = 0
+    bkey = block_key(sensor, block_id)
     for chunk in plan:
         headers = [("block", block_id.encode()), ("sensor", sensor.encode()), ("chunk", str(chunk.index).encode()),
                    ("chunks", str(len(plan)).encode()), ("sha256", sha256.encode()),
                    ("chunk_bytes", str(plan.chunk_bytes).encode())]
-        pending.append(await pcap_chunks.send(key=block_key(sensor, block_id).encode(), value=chunk.data,
-                                              headers=headers))
+        pending.append(await pcap_chunks.send(key=bkey.encode(), value=chunk.data, headers=headers,
+                                              partition=chunk_partition(bkey, chunk.index, settings.partitions)))
         release(*chunk.span)
         count += 1
         if len(pending) >= IN_FLIGHT:

@@ -310,3 +310,33 @@ def test_an_announced_file_holds_the_watermark_before_its_first_chunk_is_decoded
     assert len(h.out) == 3                               # held by "never"
     h.feed({"tick": 1}, now_ms=3_000 + 3_600_000)       # its hold ran out; idle flush closes the rest
     assert sorted(r["flowsight"]["window"] for r in h.out) == [0, W, 10 * W, 11 * W, 12 * W, 30 * W]
+
+
+def test_a_files_chunks_arriving_out_of_order_hold_the_watermark_at_the_first_gap():
+    """A block's chunks are decoded on several partitions: chunk 3 may come before chunk 1. The hold
+    stays at the last chunk seen without a gap from chunk 0, so chunk 1's windows are not closed early."""
+    h = Harness()
+    h.feed({"announce": True, "block": "f", "sensor": "s", "chunks": 5, "top": 1, "parts": []}, now_ms=0)
+    chunks = {i: {**msg("f", i, part(i * W, packets=i + 1, t=i * W + 1)), "chunks": 5, "top": i * W + 1}
+              for i in range(5)}
+    for i in (0, 3, 2):
+        h.feed(chunks[i], now_ms=1_000)
+    h.restart()                                          # what arrived past the gap is in the mark too
+    assert h.out == []                                   # chunk 1 is missing: window W stays open
+    h.feed(chunks[4], now_ms=1_000)
+    assert h.out == []
+    h.feed(chunks[1], now_ms=2_000)                      # the gap closes; every chunk is through
+    h.feed({**msg("g", 0, part(20 * W, key="t|10.0.0.9|10.0.0.2|6|1|2|0|0", t=20 * W + 1)), "chunks": 1},
+           now_ms=3_000)
+    assert not [r for r in h.out if r["flowsight"]["late"]]
+    assert sorted((r["flowsight"]["window"], r["packetDeltaCount"]) for r in h.out) == \
+        [(i * W, i + 1) for i in range(5)]
+
+
+def test_a_hold_past_a_gap_moves_to_the_highest_chunk_seen_once_the_gap_closes():
+    h = Harness()
+    h.feed({"announce": True, "block": "f", "sensor": "s", "chunks": 9, "top": 1, "parts": []}, now_ms=0)
+    for i in (0, 2, 3, 1):
+        h.feed({**msg("f", i), "chunks": 9, "top": i * W + 1})
+        hold = h.merger.inflight[0]["s~f"][2]
+        assert hold == {0: 1, 2: 1, 3: 1, 1: 3 * W + 1}[i]
