@@ -40,8 +40,10 @@ LANE = "@"
 
 
 def home_partition(bkey: str, partitions: int) -> int:
-    """The partition of a block key, as Kafka's default partitioner (and so table routing) gives it."""
-    return (murmur2(bkey.encode()) & 0x7FFFFFFF) % partitions
+    """The partition of a block's own row: where table routing (GET /v1/blocks) looks for it, which
+    hashes the key as the ``blocks`` table serializes it (JSON), as Kafka's default partitioner does."""
+    key = blocks.changelog_topic.prepare_key(bkey, None)[0]
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def chunk_partition(bkey: str, chunk: int, partitions: int) -> int:

@@ -66,6 +66,10 @@ async def test_a_chunk_of_another_lane_is_remembered_there_and_reported_to_the_b
     n = faust_app.conf.topic_partitions
     data = sample_chunk()
     home = decode_agent.home_partition("tap~blk2", n)
+    # the block's row is where GET /v1/blocks is routed to (the owner of the key's changelog partition)
+    from aiokafka.partitioner import DefaultPartitioner
+    routed = faust_app.router._get_serialized_key(blocks, "tap~blk2")
+    assert home == DefaultPartitioner()(routed, list(range(n)), list(range(n)))
     assert decode_agent.chunk_partition("tap~blk2", 9, n) == (home + 9) % n
     headers = {"block": b"blk2", "sensor": b"tap", "chunk": b"9", "chunks": b"16", "sha256": b"ab"}
     parts_send = AsyncMock(side_effect=lambda **kw: acked())

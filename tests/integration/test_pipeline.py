@@ -6,6 +6,7 @@ the egress contract tells consumers to.
 """
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 import re
@@ -101,6 +102,48 @@ async def test_uploads_come_back_as_exact_flows_and_a_repeat_upload_changes_noth
         more, _ = await drain(s, w.url, cursor, lambda got: True, quiet_s=6)
         assert more == []
     assert w.errors() == [], w.log_tail()
+
+
+async def health(s: aiohttp.ClientSession, url: str) -> dict:
+    async with s.get(url + "/v1/health") as r:
+        return await r.json()
+
+
+async def test_two_workers_share_the_decoding_of_one_upload_and_its_repeat_is_a_duplicate(deployment):
+    """A block's chunks are dealt over the partitions, so each of two workers decodes part of one upload.
+    The chunks decoded on the other worker are reported to the block's own row: the repeat is a 200."""
+    rel = "real/ndpi-1kxun.pcap"  # 2.5 MB: ten chunks of 256 KiB, on every partition (8)
+    settings = {"FLOWSIGHT_CHUNK_BYTES": str(256 * 1024)}
+    w1 = deployment(**settings).start()
+    w2 = deployment(**settings)
+    w2.start(wait_partitions=False)
+    exp = expected([rel])
+    n = int(w1.env["FLOWSIGHT_PARTITIONS"])
+    body = (reference.pcaps_dir() / rel).read_bytes()
+    async with aiohttp.ClientSession(headers=AUTH) as s:
+        for _ in range(120):  # until the two share the chunk partitions
+            states = [await health(s, w.url) for w in (w1, w2)]
+            mine = [sum(a.split(":")[0].endswith("pcap-chunks") for a in h.get("assigned", [])) for h in states]
+            if all(h.get("status") == "ok" for h in states) and min(mine) > 0 and sum(mine) == n:
+                break
+            await asyncio.sleep(1)
+        assert min(mine) > 0 and sum(mine) == n, mine
+        status, answer = await upload(s, w1.url, body, sensor=sensor_of(rel), block_id="one-upload")
+        assert status == 202 and answer["chunks"] >= 8, answer
+        records, cursor = await drain(s, w1.url, None, lambda got: per_sensor(got) == exp)
+        assert per_sensor(records) == exp
+        decoded = [(await health(s, w.url))["progress"].get("decode", {}).get("chunks", 0) for w in (w1, w2)]
+        assert min(decoded) > 0 and sum(decoded) == answer["chunks"], decoded
+        for _ in range(30):  # the reports of the other lanes reach the block's row soon after
+            status, again = await upload(s, w2.url, body, sensor=sensor_of(rel), block_id="one-upload")
+            assert status in (200, 202), again
+            if status == 200:
+                break
+            await asyncio.sleep(1)
+        assert (status, again["duplicate"], again["chunks"]) == (200, True, answer["chunks"]), again
+        more, _ = await drain(s, w1.url, cursor, lambda got: True, quiet_s=6)
+        assert more == []
+    assert w1.errors() == [] and w2.errors() == [], w1.log_tail() + w2.log_tail()
 
 
 async def test_restarting_the_worker_between_uploads_loses_nothing(deployment):
