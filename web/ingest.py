@@ -39,8 +39,19 @@ log = logging.getLogger(__name__)
 CONTENT_TYPES = {"application/octet-stream", "application/vnd.tcpdump.pcap", "application/x-pcapng",
                  "application/vnd.tcpdump.pcapng"}
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-#: Chunks in flight before ingest waits for their acks: about 32 MiB per upload (bounds its memory).
+#: Chunks in flight before ingest waits for their acks: about 32 MiB in all on this worker, whatever the
+#: number of uploads. It bounds the worker's memory and the size of a produce request: a request carries
+#: a batch per partition, and a block's chunks go to every partition (the broker reads a request whole).
 IN_FLIGHT = max(2, (32 << 20) // settings.chunk_bytes)
+_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+
+def in_flight() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    if loop not in _slots:
+        _slots.clear()
+        _slots[loop] = asyncio.Semaphore(IN_FLIGHT)
+    return _slots[loop]
 
 
 class UploadError(Exception):
@@ -166,10 +177,11 @@ class Spool:
 
 async def produce(plan: capture.Chunks, block_id: str, sensor: str, sha256: str,
                   release=lambda start, stop: None) -> int:
-    """Produce a block's chunks (its announce first), at most IN_FLIGHT awaiting acks, each to its lane's
-    partition (agents/decode.py); ``release(start, stop)`` is told which bytes of the upload each chunk
-    has copied."""
+    """Produce a block's chunks (its announce first), each to its lane's partition (agents/decode.py),
+    while fewer than IN_FLIGHT of this worker's chunks await acks; ``release(start, stop)`` is told which
+    bytes of the upload each chunk has copied."""
     await announce(plan, block_id, sensor)
+    slots = in_flight()
     pending = []
     count = 0
     bkey = block_key(sensor, block_id)
@@ -177,13 +189,20 @@ async def produce(plan: capture.Chunks, block_id: str, sensor: str, sha256: str,
         headers = [("block", block_id.encode()), ("sensor", sensor.encode()), ("chunk", str(chunk.index).encode()),
                    ("chunks", str(len(plan)).encode()), ("sha256", sha256.encode()),
                    ("chunk_bytes", str(plan.chunk_bytes).encode())]
-        pending.append(await pcap_chunks.send(key=bkey.encode(), value=chunk.data, headers=headers,
-                                              partition=chunk_partition(bkey, chunk.index, settings.partitions)))
-        release(*chunk.span)
+        await slots.acquire()
+        try:
+            fut = await pcap_chunks.send(key=bkey.encode(), value=chunk.data, headers=headers,
+                                         partition=chunk_partition(bkey, chunk.index, settings.partitions))
+        except BaseException:
+            slots.release()
+            raise
+        fut.add_done_callback(lambda _: slots.release())
+        for f in [f for f in pending if f.done()]:  # an acked chunk's bytes are not kept until the end
+            f.result()  # a failed send fails the upload (503): the retry sends the block again
+            pending.remove(f)
+        pending.append(fut)
         count += 1
-        if len(pending) >= IN_FLIGHT:
-            await asyncio.gather(*pending)
-            pending.clear()
+        release(*chunk.span)
     await asyncio.gather(*pending)
     return count
 

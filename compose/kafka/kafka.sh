@@ -19,7 +19,10 @@ root=$(cd "$here/../.." && pwd)
 var=${FLOWSIGHT_VAR:-$root/var}
 jars=${KAFKA_JARS:-$root/.cache/kafka-jars}
 base_port=${KAFKA_BASE_PORT:-9092}
-heap=${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}
+# Kafka's own default heap is 1 GiB; the JVM's direct memory limit follows it. The broker reads a produce
+# request through a direct buffer of the request's whole size on each network thread, and a request can
+# carry an 8 MiB chunk for every partition: 512 MiB ran out.
+heap=${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}
 kdir=$var/kafka
 
 die() { echo "kafka.sh: $*" >&2; exit 1; }
