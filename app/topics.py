@@ -2,10 +2,8 @@
 
 | topic          | key                      | value                                           |
 |----------------|--------------------------|-------------------------------------------------|
-| pcap-chunks    | ``sensor~block id``      | a self-contained pcap/pcapng chunk (raw bytes); |
-|                | (chunk i on the key's    | headers: sensor, block, chunk, chunks, sha256,  |
-|                | partition + i, mod n)    | chunk_bytes; or, empty with header ``done``, a  |
-|                |                          | chunk decoded on another partition (decode.py)  |
+| pcap-chunks    | block id                 | a self-contained pcap/pcapng chunk (raw bytes); |
+|                |                          | headers: sensor, block, chunk                   |
 | flow-parts     | block id (or ``tick``)   | ``{block, chunk, sensor, top, chunks, parts}``: to |
 |                |                          | every partition per chunk, with the parts of its |
 |                |                          | flow keys (maybe none); ``{announce, block,      |
