@@ -57,6 +57,11 @@ async def _forget(app_, revoked, **kwargs) -> None:
     gaps.forget(tp.partition for tp in revoked if tp.topic == pcap_chunks.get_topic_name())
 
 
+@app.on_partitions_assigned.connect
+async def _remember(app_, assigned, **kwargs) -> None:
+    await gaps.remember(tp.partition for tp in assigned if tp.topic == pcap_chunks.get_topic_name())
+
+
 def chunk_messages(block: str, chunk: int, sensor: str, chunks: int, by_partition: dict[int, list]) -> list[tuple]:
     """One flow-parts message per partition for a chunk: its parts there (maybe none), the chunk's highest
     capture time (None without parts) and its block's chunk count."""
@@ -69,6 +74,8 @@ def chunk_messages(block: str, chunk: int, sensor: str, chunks: int, by_partitio
 async def handle(value: bytes, headers) -> None:
     """Decode one chunk once; mark it done only after Kafka acknowledged every part it produced."""
     h = header_map(headers)
+    if "tick" in h:  # agents/ticks.py: only for the gap check before it
+        return
     block, sensor, chunk = h["block"], h["sensor"], int(h["chunk"])
     sha, total = h.get("sha256", ""), int(h.get("chunks", 0))
     bkey = block_key(sensor, block)

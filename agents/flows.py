@@ -36,6 +36,11 @@ async def _forget(app_, revoked, **kwargs) -> None:
     gaps.forget(mine)
 
 
+@app.on_partitions_assigned.connect
+async def _remember(app_, assigned, **kwargs) -> None:
+    await gaps.remember(tp.partition for tp in assigned if tp.topic == flow_parts.get_topic_name())
+
+
 def status() -> dict:
     return {"watermark_ms": {str(p): w for p, w in sorted(merger.watermark_ms.items())},
             "open_windows": {str(p): len(ws) for p, ws in sorted(merger.open.items())}}

@@ -41,6 +41,21 @@ class GapFinder:
         for p in partitions:
             self.expected.pop(p, None)
 
+    async def remember(self, partitions) -> None:
+        """Where each newly assigned partition starts: the group's committed offset now, before the
+        stream can acknowledge (and so commit) messages it skips. Asked later, the committed offset may
+        already be past them."""
+        todo = [p for p in partitions if p not in self.expected]
+        if not todo:
+            return
+        try:
+            starts = await self._committed_many(todo)
+        except Exception as exc:  # then the first event asks, as before
+            log.warning("%s: committed offsets not known at assignment: %r", self.topic, exc)
+            return
+        for p, start in starts.items():
+            self.expected.setdefault(p, start)
+
     async def missed(self, partition: int, offset: int) -> list[Missed]:
         """Messages of ``partition`` before ``offset`` that were never processed here."""
         start = self.expected.get(partition)
@@ -57,17 +72,23 @@ class GapFinder:
         self.expected[partition] = max(self.expected.get(partition, 0), offset + 1)
 
     async def _committed(self, partition: int) -> int | None:
-        """Where the group stands on a partition: its committed offset or, if it never committed
+        return (await self._committed_many([partition]))[partition]
+
+    async def _committed_many(self, partitions: list[int]) -> dict[int, int]:
+        """Where the group stands on each partition: its committed offset or, if it never committed
         one, the partition's first offset (the stream starts there too: auto_offset_reset=earliest)."""
-        tp = TopicPartition(self.topic, partition)
+        tps = [TopicPartition(self.topic, p) for p in partitions]
         c = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=app.conf.id, enable_auto_commit=False,
                              **settings.kafka_kwargs())
         await c.start()
         try:
-            committed = await c.committed(tp)
-            if committed is None:
-                committed = (await c.beginning_offsets([tp]))[tp]
-            return committed
+            out = {}
+            for tp in tps:
+                committed = await c.committed(tp)
+                if committed is None:
+                    committed = (await c.beginning_offsets([tp]))[tp]
+                out[tp.partition] = committed
+            return out
         finally:
             await c.stop()
 

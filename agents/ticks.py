@@ -1,7 +1,10 @@
-"""Leader timer: a tick into every flow-parts partition each second.
+"""Leader timers: a tick into every flow-parts partition each second, and into every pcap-chunks
+partition every few seconds.
 
 Tables can only be written inside stream iteration, so idle flushing and row
-expiry ride on these ticks through merge_flow_parts.
+expiry ride on these ticks through merge_flow_parts. On both topics a tick also
+lets an agent notice messages the stream skipped at the end of a partition
+(agents/gaps.py), which no later message would reveal.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import time
 from aiokafka.errors import KafkaError
 
 from app.main import app, settings
-from app.topics import ALL, flow_parts
+from app.topics import ALL, flow_parts, pcap_chunks
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +60,9 @@ async def tick() -> None:
     now_ms = int(time.time() * 1000)
     for p in range(settings.partitions):
         await flow_parts.send(key=b"tick", value=json.dumps({"tick": now_ms}).encode(), partition=p)
+
+
+@app.timer(interval=5.0, on_leader=True)
+async def chunk_tick() -> None:
+    for p in range(settings.partitions):
+        await pcap_chunks.send(key=b"tick", value=b"", headers=[("tick", b"1")], partition=p)

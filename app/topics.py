@@ -2,8 +2,9 @@
 
 | topic          | key                      | value                                           |
 |----------------|--------------------------|-------------------------------------------------|
-| pcap-chunks    | block id                 | a self-contained pcap/pcapng chunk (raw bytes); |
-|                |                          | headers: sensor, block, chunk                   |
+| pcap-chunks    | block id (or ``tick``)   | a self-contained pcap/pcapng chunk (raw bytes); |
+|                |                          | headers: sensor, block, chunk; or a tick (empty, |
+|                |                          | header ``tick``) every 5 s from the leader       |
 | flow-parts     | block id (or ``tick``)   | ``{block, chunk, sensor, top, chunks, parts}``: to |
 |                |                          | every partition per chunk, with the parts of its |
 |                |                          | flow keys (maybe none); ``{announce, block,      |

@@ -161,3 +161,41 @@ async def test_late_data_is_delivered_late_not_dropped(deployment):
     assert old_part(records) == exp_old
     late = [r for r in records if r["flowsight"]["late"]]
     assert late and all(r["flowStartMilliseconds"] < 1_400_000_000_000 for r in late)
+
+
+async def test_kill_9_of_the_worker_a_block_was_just_sent_to_loses_nothing(deployment):
+    """Worker 1 accepts uploads whose chunks go to partitions of worker 2, which is killed as soon as they
+    are acknowledged, while it fetches or decodes them: the survivor decodes them again, exactly once."""
+    import hashlib
+
+    import app.main  # noqa: F401  (agents import the app first)
+    from agents.decode import block_key, home_partition
+    from tests.integration.test_pipeline import health
+
+    settings = {"FLOWSIGHT_SESSION_TIMEOUT_S": "8", "FLOWSIGHT_CHUNK_BYTES": str(256 * 1024)}
+    w1 = deployment(**settings).start()
+    w2 = deployment(**settings)
+    w2.start(wait_partitions=False)
+    n = int(w1.env["FLOWSIGHT_PARTITIONS"])
+    async with aiohttp.ClientSession(headers=AUTH) as s:
+        for _ in range(120):
+            states = [await health(s, w.url) for w in (w1, w2)]
+            theirs = {int(a.split(":")[1]) for a in states[1].get("assigned", [])
+                      if a.split(":")[0].endswith("pcap-chunks")}
+            if all(h.get("status") == "ok" for h in states) and 0 < len(theirs) < n:
+                break
+            await asyncio.sleep(1)
+        assert 0 < len(theirs) < n, states
+        pool = ["real/ndpi-1kxun.pcap", "real/sv-tls-subjectaltname.pcap", "real/ndpi-opera-vpn.pcapng",
+                "real/zeek-ssh.pcap", "real/ndpi-alexa-app.pcapng", "real/ndpi-netflix.pcap",
+                "real/ndpi-teams.pcap", "real/ndpi-wechat.pcap", "real/chrissanders-http_espn.pcapng"]
+        doomed = [r for r in pool if home_partition(
+            block_key(sensor_of(r), hashlib.sha256(body(r)).hexdigest()), n) in theirs][:3]
+        assert doomed, "no capture of the pool hashes to the second worker's partitions"
+        exp = expected(doomed)
+        answers = await asyncio.gather(*[upload(s, w1.url, body(r), sensor=sensor_of(r)) for r in doomed])
+        w2.stop(signal.SIGKILL)
+        assert [status for status, _ in answers] == [202] * len(doomed), answers
+        records, _ = await drain(s, w1.url, None, lambda got: exact(got) == exp, timeout_s=240)
+        assert exact(records) == exp, report(exact(records), exp)
+    assert w1.errors() == [], w1.log_tail()
