@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 
-from aiokafka.partitioner import murmur2
+from aiokafka.partitioner import DefaultPartitioner
 
 from app import capture, decode, flows, progress, ranges
 from app.main import app, settings
@@ -31,10 +31,10 @@ def block_key(sensor: str, block_id: str) -> str:
 
 def home_partition(bkey: str, partitions: int) -> int:
     """The pcap-chunks partition of every chunk of a block, and so of its ``blocks`` row: the one table
-    routing (GET /v1/blocks) asks, which hashes the key as the table serializes it (JSON), as Kafka's
-    default partitioner does. Hashing the raw key would put the row on another partition."""
-    key = blocks.changelog_topic.prepare_key(bkey, None)[0]
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    routing (GET /v1/blocks) asks: Kafka's default partitioner on the key as the table serializes it (JSON).
+    Hashing the raw key would put the row on another partition."""
+    every = list(range(partitions))
+    return DefaultPartitioner()(blocks.changelog_topic.prepare_key(bkey, None)[0], every, every)
 
 
 def header_map(headers) -> dict[str, str]:

@@ -31,9 +31,9 @@ all partitions (``top``), so that a partition with a small share of the flows ke
 up with the sensor's clock. While a block of several chunks is still arriving (a
 shipper sends several files at once, and an older file's chunks come between a
 newer one's), the watermark is held back to that block's progress, so the older
-file's flows are not late. A block's chunks are decoded on several partitions, so they
-arrive out of order: its progress is the highest capture time of its chunks seen
-without a gap from chunk 0. Ingest announces such a block to every partition when it
+file's flows are not late. A block's progress is the highest capture time of its chunks
+seen without a gap from chunk 0, so a chunk that arrives out of order does not move
+the hold past a missing one. Ingest announces such a block to every partition when it
 accepts it, with its first capture time, so the hold starts before any worker decodes
 a chunk of it; a block that sends nothing for ``hold_ms`` stops holding it. A window closes when the watermark passes its end. When a
 partition has had no parts for ``idle_flush_ms`` of wall-clock time, its open
@@ -352,8 +352,8 @@ class Merger:
 
     @staticmethod
     def _extend_hold(e: list, chunk: int, top: int | None) -> None:
-        """A block's chunks are decoded on several partitions and arrive out of order: the hold moves up to
-        the highest capture time of the chunks seen without a gap from chunk 0, not past a missing one."""
+        """The hold moves up to the highest capture time of the block's chunks seen without a gap from
+        chunk 0, never past a missing one (should its chunks arrive out of order)."""
         ahead = e[4]
         if top is not None:
             ahead[str(chunk)] = max(top, ahead.get(str(chunk), top))
