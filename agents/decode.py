@@ -5,6 +5,12 @@ block are done, and a chunk is marked done only after every part it produced
 has been acknowledged by Kafka. Parts go to the partition of their flow key, one
 message per (chunk, partition), and every partition gets one (empty if need be) that
 carries the chunk's highest capture time.
+
+A block's chunks are dealt over the partitions (:func:`chunk_partition`), so that
+every worker decodes a share of a large upload. Chunk ``i`` goes to lane ``i mod
+partitions``: lane 0 is the block key's own partition, where its row (the one ingest
+asks for) lives; each other lane keeps a row of its own chunks, and reports each
+chunk it finished to the block's own row with an empty ``done`` message.
 """
 from __future__ import annotations
 
@@ -29,12 +35,27 @@ def block_key(sensor: str, block_id: str) -> str:
     return f"{sensor}~{block_id}"
 
 
+#: between a block key and its lane in the key of a lane's row; in neither a sensor name nor a block id
+LANE = "@"
+
+
 def home_partition(bkey: str, partitions: int) -> int:
     """The pcap-chunks partition of every chunk of a block, and so of its ``blocks`` row: the one table
     routing (GET /v1/blocks) asks: Kafka's default partitioner on the key as the table serializes it (JSON).
     Hashing the raw key would put the row on another partition."""
     every = list(range(partitions))
     return DefaultPartitioner()(blocks.changelog_topic.prepare_key(bkey, None)[0], every, every)
+
+
+def chunk_partition(bkey: str, chunk: int, partitions: int) -> int:
+    """The pcap-chunks partition of a block's chunk: lane ``chunk mod partitions`` from the block's own."""
+    return (home_partition(bkey, partitions) + chunk) % partitions
+
+
+def row_key(bkey: str, chunk: int, partitions: int) -> str:
+    """The ``blocks`` row that remembers a chunk: the block's own for lane 0, else its lane's."""
+    lane = chunk % partitions
+    return bkey if lane == 0 else f"{bkey}{LANE}{lane}"
 
 
 def header_map(headers) -> dict[str, str]:
@@ -71,16 +92,34 @@ def chunk_messages(block: str, chunk: int, sensor: str, chunks: int, by_partitio
             for p in range(settings.partitions)]
 
 
+def new_row(h: dict[str, str]) -> dict:
+    return {"sensor": h["sensor"], "sha256": h.get("sha256", ""), "chunks": int(h.get("chunks", 0)), "done": [],
+            "chunk_bytes": int(h.get("chunk_bytes", 0)) or None}
+
+
+async def report(bkey: str, chunk: int, h: dict[str, str]) -> None:
+    """Tell the block's own row that a chunk of another lane is done (ingest reads that row only)."""
+    if chunk % settings.partitions:
+        headers = [(k, v.encode()) for k, v in h.items() if k != "done"] + [("done", b"1")]
+        await send_all([(pcap_chunks, bkey.encode(), b"", home_partition(bkey, settings.partitions), headers)],
+                       f"done report of chunk {chunk} of block {h['block']}")
+
+
 async def handle(value: bytes, headers) -> None:
     """Decode one chunk once; mark it done only after Kafka acknowledged every part it produced."""
     h = header_map(headers)
     if "tick" in h:  # agents/ticks.py: only for the gap check before it
         return
     block, sensor, chunk = h["block"], h["sensor"], int(h["chunk"])
-    sha, total = h.get("sha256", ""), int(h.get("chunks", 0))
+    sha = h.get("sha256", "")
     bkey = block_key(sensor, block)
-    row = blocks.get(bkey) or {"sensor": sensor, "sha256": sha, "chunks": total, "done": [],
-                               "chunk_bytes": int(h.get("chunk_bytes", 0)) or None}
+    if h.get("done"):  # another lane finished this chunk
+        row = blocks.get(bkey) or new_row(h)
+        if row["sha256"] == sha and not ranges.contains(row["done"], chunk):
+            blocks[bkey] = {**row, "done": ranges.add(row["done"], chunk)}
+        return
+    rkey = row_key(bkey, chunk, settings.partitions)
+    row = blocks.get(rkey) or new_row(h)
     if row["sha256"] != sha:  # ingest answers 409 for this; two racing uploads can still get here
         log.warning("block %s: chunk %d has other content than the block's first upload; dropped", block, chunk)
         progress.mark("decode", conflicting_chunks=1)
@@ -91,6 +130,7 @@ async def handle(value: bytes, headers) -> None:
         if row["chunks"] > 1:
             await send_all(chunk_messages(block, chunk, sensor, row["chunks"], {}),
                            f"duplicate chunk {chunk} of block {block}")
+        await report(bkey, chunk, h)  # again: the first report may have been lost in a crash
         return
     loop = asyncio.get_running_loop()
     try:
@@ -102,7 +142,8 @@ async def handle(value: bytes, headers) -> None:
     # partition's watermark follows the sensor's clock, and waits for blocks still arriving (chunks: how many)
     await send_all(chunk_messages(block, chunk, sensor, row["chunks"], by_partition),
                    f"chunk {chunk} of block {block}")
-    blocks[bkey] = {**row, "done": ranges.add(row["done"], chunk)}
+    blocks[rkey] = {**row, "done": ranges.add(row["done"], chunk)}
+    await report(bkey, chunk, h)
     progress.mark("decode", chunks=1, packets=len(pk.status) if pk else 0,
                   parts=sum(len(v) for v in by_partition.values()))
     if pk is not None and (skipped := pk.skipped()):

@@ -11,6 +11,8 @@ import json
 
 import numpy as np
 
+from app import ranges
+
 
 async def read_changelog(bootstrap: str, topic: str, **kafka: object) -> dict[str, object]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -48,10 +50,16 @@ async def read_changelog(bootstrap: str, topic: str, **kafka: object) -> dict[st
 
 
 def blocks_rows(table: dict) -> list[dict]:
-    rows = []
+    """One row per block: its own row and its lanes' rows (``sensor~block@lane``, agents/decode.py) joined."""
+    merged: dict[str, dict] = {}
     for key, v in sorted(table.items()):
         if not v:
             continue
+        bkey = key.split("@", 1)[0]
+        m = merged.setdefault(bkey, {**v, "done": []})
+        m["done"] = ranges.union(m["done"], v["done"])
+    rows = []
+    for key, v in merged.items():
         sensor, _, block = key.partition("~")
         done = sum(hi - lo + 1 for lo, hi in v["done"])
         rows.append({"sensor": sensor, "block": block, "chunks": v["chunks"], "decoded": done,

@@ -12,7 +12,12 @@ def contains(ranges: list[list[int]] | None, i: int) -> bool:
 
 def add(ranges: list[list[int]] | None, i: int) -> list[list[int]]:
     """A new range list holding ``i`` too, with neighbours merged."""
-    out = sorted([list(r) for r in ranges or ()] + [[i, i]])
+    return union(ranges, [[i, i]])
+
+
+def union(a: list[list[int]] | None, b: list[list[int]] | None) -> list[list[int]]:
+    """A new range list holding the indexes of both, with neighbours merged."""
+    out = sorted([list(r) for r in a or ()] + [list(r) for r in b or ()])
     merged: list[list[int]] = []
     for lo, hi in out:
         if merged and lo <= merged[-1][1] + 1:

@@ -2,9 +2,12 @@
 
 | topic          | key                      | value                                           |
 |----------------|--------------------------|-------------------------------------------------|
-| pcap-chunks    | block id (or ``tick``)   | a self-contained pcap/pcapng chunk (raw bytes); |
-|                |                          | headers: sensor, block, chunk; or a tick (empty, |
-|                |                          | header ``tick``) every 5 s from the leader       |
+| pcap-chunks    | ``sensor~block id``      | a self-contained pcap/pcapng chunk (raw bytes); |
+|                | (or ``tick``; chunk i on | headers: sensor, block, chunk, chunks, sha256,  |
+|                | the key's partition + i, | chunk_bytes; or, empty with header ``done``, a  |
+|                | mod n)                   | chunk decoded on another partition (decode.py); |
+|                |                          | or a tick (empty, header ``tick``) every 5 s    |
+|                |                          | from the leader                                 |
 | flow-parts     | block id (or ``tick``)   | ``{block, chunk, sensor, top, chunks, parts}``: to |
 |                |                          | every partition per chunk, with the parts of its |
 |                |                          | flow keys (maybe none); ``{announce, block,      |

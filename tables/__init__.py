@@ -1,7 +1,9 @@
 """Changelog-backed tables. Rows are JSON; their shapes are documented here.
 
 ``blocks``      ``"sensor~block id"`` -> ``{"sensor": str, "sha256": hex of the whole upload, "chunks": how many,
-                "done": [[lo, hi], ...] chunk indexes decoded, "chunk_bytes": the chunk size it was cut with}``
+                "done": [[lo, hi], ...] chunk indexes decoded, "chunk_bytes": the chunk size it was cut with}``:
+                the block's own row, which ingest reads (its lane 0's chunks, and every other lane's reports);
+                ``"sensor~block id@lane"`` -> the same for the chunks of another lane (agents/decode.py)
 ``flows``       ``"o|partition|window_ms|chunk|sensor~block"`` -> the parts ``[window_ms, flow key, packets, bytes,
                 first_ms, last_ms, flags]`` that one flow-parts message brought to an open window (or
                 that whole message, when all its parts are of that window);

@@ -30,7 +30,7 @@ from faust.web import View
 from app import capture, decode, progress, ranges
 from app.main import app, settings
 from app.topics import flow_parts, pcap_chunks
-from agents.decode import block_key, home_partition
+from agents.decode import block_key, chunk_partition
 from tables import blocks
 from web import security  # attributes used at call time: security imports the app, which imports us
 
@@ -41,7 +41,7 @@ CONTENT_TYPES = {"application/octet-stream", "application/vnd.tcpdump.pcap", "ap
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 #: Chunks in flight before ingest waits for their acks: about 32 MiB in all on this worker, whatever the
 #: number of uploads. It bounds the worker's memory and the size of a produce request: a request carries
-#: a batch per partition (the broker reads a request whole).
+#: a batch per partition, and a block's chunks go to every partition (the broker reads a request whole).
 IN_FLIGHT = max(2, (32 << 20) // settings.chunk_bytes)
 _slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
@@ -177,15 +177,14 @@ class Spool:
 
 async def produce(plan: capture.Chunks, block_id: str, sensor: str, sha256: str,
                   release=lambda start, stop: None) -> int:
-    """Produce a block's chunks (its announce first) to the block's partition (agents/decode.py), while
-    fewer than IN_FLIGHT of this worker's chunks await acks; ``release(start, stop)`` is told which bytes
-    of the upload each chunk has copied."""
+    """Produce a block's chunks (its announce first), each to its lane's partition (agents/decode.py),
+    while fewer than IN_FLIGHT of this worker's chunks await acks; ``release(start, stop)`` is told which
+    bytes of the upload each chunk has copied."""
     await announce(plan, block_id, sensor)
     slots = in_flight()
     pending = []
     count = 0
     bkey = block_key(sensor, block_id)
-    partition = home_partition(bkey, settings.partitions)
     for chunk in plan:
         headers = [("block", block_id.encode()), ("sensor", sensor.encode()), ("chunk", str(chunk.index).encode()),
                    ("chunks", str(len(plan)).encode()), ("sha256", sha256.encode()),
@@ -193,7 +192,7 @@ async def produce(plan: capture.Chunks, block_id: str, sensor: str, sha256: str,
         await slots.acquire()
         try:
             fut = await pcap_chunks.send(key=bkey.encode(), value=chunk.data, headers=headers,
-                                         partition=partition)
+                                         partition=chunk_partition(bkey, chunk.index, settings.partitions))
         except BaseException:
             slots.release()
             raise

@@ -58,7 +58,7 @@ async def test_decode_sends_each_chunks_parts_once_and_remembers_the_chunk(faust
 
 
 def test_a_blocks_partition_is_the_one_get_blocks_is_routed_to(faust_app):
-    """Ingest sends every chunk of a block to the partition where table routing looks for its row."""
+    """A block's own row (the one ingest asks for) lives where table routing looks for it."""
     from aiokafka.partitioner import DefaultPartitioner
 
     from agents import decode as decode_agent
@@ -72,6 +72,38 @@ def test_a_blocks_partition_is_the_one_get_blocks_is_routed_to(faust_app):
     assert homes == routed
     raw = [DefaultPartitioner()(k.encode(), list(range(n)), list(range(n))) for k in keys]
     assert raw != routed   # the raw key's partition, where the row used to be written, is another one
+    assert [decode_agent.chunk_partition(keys[0], i, n) for i in range(n + 1)] == \
+        [(homes[0] + i) % n for i in range(n)] + [homes[0]]
+
+
+async def test_a_chunk_of_another_lane_is_remembered_there_and_reported_to_the_blocks_own_row(faust_app):
+    """Chunk 9 of 16 (8 partitions: lane 1) is decoded on the partition after the block's own, kept in
+    that lane's row, and reported done to the block's row, which ingest reads; a redelivery reports again."""
+    from agents import decode as decode_agent
+    from tables import blocks
+
+    n = faust_app.conf.topic_partitions
+    data = sample_chunk()
+    home = decode_agent.home_partition("tap~blk2", n)
+    headers = {"block": b"blk2", "sensor": b"tap", "chunk": b"9", "chunks": b"16", "sha256": b"ab"}
+    parts_send = AsyncMock(side_effect=lambda **kw: acked())
+    chunk_send = AsyncMock(side_effect=lambda **kw: acked())
+    with patch.object(decode_agent.flow_parts, "send", parts_send), \
+            patch.object(decode_agent.pcap_chunks, "send", chunk_send), \
+            patch.object(decode_agent.gaps, "missed", AsyncMock(return_value=[])):
+        async with decode_agent.decode_chunks.test_context() as agent:
+            await agent.put(data, key=b"tap~blk2", headers=headers, partition=(home + 9) % n)
+            await agent.put(data, key=b"tap~blk2", headers=headers, partition=(home + 9) % n)
+            assert blocks.get("tap~blk2") is None          # only the report writes the block's own row
+            report = chunk_send.call_args_list[0].kwargs
+            await agent.put(report["value"], key=report["key"], headers=report["headers"],
+                            partition=report["partition"])
+    parts = [p for c in parts_send.call_args_list for p in json.loads(c.kwargs["value"])["parts"]]
+    assert sum(p[2] for p in parts) == 13                  # decoded once
+    assert blocks[f"tap~blk2{decode_agent.LANE}1"]["done"] == [[9, 9]]
+    assert [(c.kwargs["partition"], c.kwargs["key"], dict(c.kwargs["headers"])["done"])
+            for c in chunk_send.call_args_list] == [(home, b"tap~blk2", b"1")] * 2
+    assert blocks["tap~blk2"]["done"] == [[9, 9]] and blocks["tap~blk2"]["chunks"] == 16
 
 
 async def test_merge_emits_closed_windows_and_skips_replays(faust_app):
