@@ -59,6 +59,9 @@ class Settings:
     idle_flush_s: int = 5
     #: Largest pcap chunk produced to Kafka, in bytes.
     chunk_bytes: int = 8 * 1024 * 1024
+    #: Freed memory a worker keeps for reuse, in MiB, instead of giving it back to the kernel (app/memory.py);
+    #: 0 leaves the C library's defaults.
+    malloc_keep_mb: int = 128
     #: Largest upload accepted, in bytes.
     max_upload_bytes: int = 8 * 1024 * 1024 * 1024
     #: TCP port of the web server.
@@ -279,6 +282,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "lateness_s": (0, 86400),
     "idle_flush_s": (1, 3600),
     "chunk_bytes": (256 * 1024, 64 * 1024 * 1024),
+    "malloc_keep_mb": (0, 4096),
     "max_upload_bytes": (512 * 1024, 1 << 40),
     "web_port": (1, 65535),
     "session_timeout_s": (6, 300),

@@ -62,6 +62,12 @@ def cpu_s(pid: int) -> float:
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICK
 
 
+def sys_s_and_faults(pid: int) -> tuple[float, int]:
+    """sys CPU-seconds and minor page faults of a process (and its waited-for children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[12]) + int(fields[14])) / TICK, int(fields[7]) + int(fields[8])
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -238,6 +244,7 @@ async def pipeline_run(broker: Broker, tokens: Tokens, n: int, files: list[Path]
         await wait_ready(workers, f"{tag}-")
         await asyncio.sleep(3)
         cpu0 = {w.proc.pid: cpu_s(w.proc.pid) for w in workers}
+        sys0 = {w.proc.pid: sys_s_and_faults(w.proc.pid) for w in workers}
         b0 = cpu_s(broker.pid)
         t0 = time.monotonic()
         shipping = asyncio.create_task(ship_all(files, workers, in_flight=3))
@@ -246,11 +253,13 @@ async def pipeline_run(broker: Broker, tokens: Tokens, n: int, files: list[Path]
         wall = time.monotonic() - t0
         cpu = [cpu_s(w.proc.pid) - cpu0[w.proc.pid] for w in workers]
         rss = [peak_rss_mb(w.proc.pid) for w in workers]
+        sys_faults = [[a - b for a, b in zip(sys_s_and_faults(w.proc.pid), sys0[w.proc.pid])] for w in workers]
         broker_cpu = cpu_s(broker.pid) - b0
         msgs = await topic_messages(broker.bootstrap, f"{tag}-")
         if got != packets:
             raise SystemExit(f"{n} worker(s): {got} packets at egress, {packets} uploaded")
         return {"workers": n, "wall_s": wall, "worker_cpu_s": cpu, "broker_cpu_s": broker_cpu, "peak_rss_mb": rss,
+                "worker_sys_s": [round(x[0], 2) for x in sys_faults], "worker_minor_faults": [x[1] for x in sys_faults],
                 "messages": msgs, "packets_out": got, "records": records, "late_records": late}
     finally:
         for w in workers:
@@ -412,7 +421,8 @@ def main() -> int:
                 r = asyncio.run(pipeline_run(broker, tokens, n, files, packets))
                 tries.append(r)
                 print(f"{n} worker(s): {r['wall_s']:.1f} s wall, worker CPU {sum(r['worker_cpu_s']):.1f} s, "
-                      f"broker CPU {r['broker_cpu_s']:.1f} s", file=sys.stderr, flush=True)
+                      f"broker CPU {r['broker_cpu_s']:.1f} s (worker sys CPU-s {r['worker_sys_s']}, "
+                      f"minor faults {r['worker_minor_faults']})", file=sys.stderr, flush=True)
             # BENCH_REPEAT=K: the run of median worker CPU is reported, every run's CPU is kept
             tries.sort(key=lambda r: sum(r["worker_cpu_s"]))
             median = tries[len(tries) // 2]
