@@ -35,6 +35,16 @@ gaps = GapFinder(window_summaries.get_topic_name())
 _mem: dict = {"completer": None, "scorers": {}}
 
 
+def _read(key: str):
+    """A row of table scoring, decoded (the table holds JSON bytes: each row is encoded once, by us)."""
+    raw = scoring.get(key)
+    return json.loads(raw) if raw else None
+
+
+def _write(key: str, row) -> None:
+    scoring[key] = json.dumps(row, separators=(",", ":")).encode()
+
+
 @app.on_partitions_revoked.connect
 async def _forget(app_, revoked, **kwargs) -> None:
     mine = [tp.partition for tp in revoked if tp.topic == window_summaries.get_topic_name()]
@@ -45,14 +55,15 @@ async def _forget(app_, revoked, **kwargs) -> None:
 
 def _completer() -> Completer:
     if _mem["completer"] is None:
-        _mem["completer"] = Completer.from_state(settings.partitions, scoring.get("completer"), scoring.items())
+        pending = ((k, json.loads(v)) for k, v in scoring.items() if k.startswith(Completer.PENDING) and v)
+        _mem["completer"] = Completer.from_state(settings.partitions, _read("completer"), pending)
     return _mem["completer"]
 
 
 def _scorer(sensor: str) -> SensorScorer:
     scorer = _mem["scorers"].get(sensor)
     if scorer is None:
-        prior = scoring.get(f"sensor|{sensor}")
+        prior = _read(f"sensor|{sensor}")
         scorer = _mem["scorers"][sensor] = SensorScorer.from_state(CONFIG, prior) if prior else \
             SensorScorer(CONFIG, sensor)
     return scorer
@@ -64,6 +75,7 @@ def status() -> dict:
     try:
         for key, value in scoring.items():
             if key.startswith("sensor|") and value:
+                value = json.loads(value)
                 models[key.split("|", 1)[1]] = {"windows": value["windows"], "last_window_ms": value["last_ms"]}
     except Exception:  # the table may be recovering; health must answer anyway
         pass
@@ -72,7 +84,7 @@ def status() -> dict:
 
 async def handle(value: dict) -> None:
     completer = _completer()
-    muted = (scoring.get("actions") or {}).get("suppress", {})
+    muted = (_read("actions") or {}).get("suppress", {})
     completer.on_message(value)
     done = completer.complete(settings.window_ms)
     states: dict[str, SensorScorer] = {}
@@ -102,14 +114,14 @@ async def handle(value: dict) -> None:
                 progress.mark("alerts", **{a["rung"]: 1})
     await send_all([(topic, k.encode(), v, None) for topic, k, v in sends], "scoring")
     for key, scorer in states.items():
-        scoring[key] = scorer.state()
+        _write(key, scorer.state())
     changed, completer.changed = completer.changed, {}
     for key, row in changed.items():
         if row is not None:
-            scoring[key] = row
+            _write(key, row)
         elif key in scoring:
             del scoring[key]
-    scoring["completer"] = completer.state()
+    _write("completer", completer.state())
     _last["late"] = completer.late
     if done:
         progress.mark("score", windows=len(done))
@@ -142,5 +154,4 @@ if settings.scoring:
     @app.agent(actions, concurrency=1)
     async def apply_actions(stream):
         async for event in stream.events():
-            scoring["actions"] = apply_action(scoring.get("actions"), event.value,
-                                              int(round(event.message.timestamp * 1000)))
+            _write("actions", apply_action(_read("actions"), event.value, int(round(event.message.timestamp * 1000))))

@@ -166,6 +166,18 @@ class Worker:
                 self.proc.kill()
 
 
+async def work_share(w: Worker) -> dict[str, int]:
+    """What a worker did, from its progress counters: MB uploaded to it, chunks decoded, flow-parts messages
+    merged, records emitted, windows scored."""
+    async with aiohttp.ClientSession() as s:
+        async with s.get(w.url + "/v1/health", headers=w.headers) as r:
+            h = await r.json()
+    p = h.get("progress", {})
+    return {"MB in": p.get("ingest", {}).get("bytes", 0) >> 20, "chunks": p.get("decode", {}).get("chunks", 0),
+            "merged": p.get("merge", {}).get("messages", 0), "records": p.get("emit", {}).get("records", 0),
+            "scored": p.get("score", {}).get("windows", 0)}
+
+
 async def wait_ready(workers: list[Worker], topic_prefix: str, timeout_s: float = 180) -> None:
     """Until the workers hold every flow-parts and pcap-chunks partition between them."""
     deadline = time.monotonic() + timeout_s
@@ -256,10 +268,12 @@ async def pipeline_run(broker: Broker, tokens: Tokens, n: int, files: list[Path]
         sys_faults = [[a - b for a, b in zip(sys_s_and_faults(w.proc.pid), sys0[w.proc.pid])] for w in workers]
         broker_cpu = cpu_s(broker.pid) - b0
         msgs = await topic_messages(broker.bootstrap, f"{tag}-")
+        shares = [await work_share(w) for w in workers]
         if got != packets:
             raise SystemExit(f"{n} worker(s): {got} packets at egress, {packets} uploaded")
         return {"workers": n, "wall_s": wall, "worker_cpu_s": cpu, "broker_cpu_s": broker_cpu, "peak_rss_mb": rss,
                 "worker_sys_s": [round(x[0], 2) for x in sys_faults], "worker_minor_faults": [x[1] for x in sys_faults],
+                "worker_shares": shares,
                 "messages": msgs, "packets_out": got, "records": records, "late_records": late}
     finally:
         for w in workers:
@@ -422,7 +436,7 @@ def main() -> int:
                 tries.append(r)
                 print(f"{n} worker(s): {r['wall_s']:.1f} s wall, worker CPU {sum(r['worker_cpu_s']):.1f} s, "
                       f"broker CPU {r['broker_cpu_s']:.1f} s (worker sys CPU-s {r['worker_sys_s']}, "
-                      f"minor faults {r['worker_minor_faults']})", file=sys.stderr, flush=True)
+                      f"minor faults {r['worker_minor_faults']}; work {r['worker_shares']})", file=sys.stderr, flush=True)
             # BENCH_REPEAT=K: the run of median worker CPU is reported, every run's CPU is kept
             tries.sort(key=lambda r: sum(r["worker_cpu_s"]))
             median = tries[len(tries) // 2]

@@ -32,7 +32,8 @@ flows = app.Table("flows", default=None, partitions=_n, key_type=str, value_type
 watermarks = app.Table("watermarks", default=None, partitions=_n, key_type=str,
                        options=_rocks, help="Highest capture time seen per flow-parts partition.")
 # one partition, like its source topic window-summaries; a scorer state can exceed the 1 MB default
-scoring = app.Table("scoring", default=None, partitions=1, key_type=str, options=_rocks,
+# rows are JSON bytes written by agents/score.py: a row is encoded once, not for the store and the changelog
+scoring = app.Table("scoring", default=None, partitions=1, key_type=str, value_type=bytes, options=_rocks,
                     extra_topic_configs={"max.message.bytes": str(settings.chunk_bytes + (1 << 20))},
                     help="Scoring: 'completer' holds pending window summaries and partition frontiers; "
                          "'sensor|NAME' holds that sensor's models, calibration history and alert episodes.")

@@ -175,7 +175,7 @@ async def test_score_waits_for_every_partition_then_scores_each_sensor_once(faus
                 await agent.put(m, key=b"k", partition=0)
             assert scoring.get("sensor|tap") is None                 # one partition still has it open
             await agent.put(fronts[-1], key=b"k", partition=0)
-    state = scoring["sensor|tap"]
+    state = json.loads(scoring["sensor|tap"])
     assert state["windows"] == 1 and state["l0"]["n"] == 1
     assert state["l0"]["mean"][0] == sum(range(1, parts + 1))       # flows of every partition, once
     assert scoring.get("sensor|placebo") is None                     # placebo is never scored
