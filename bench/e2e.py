@@ -434,7 +434,7 @@ def main() -> int:
             for _ in range(repeat):
                 r = asyncio.run(pipeline_run(broker, tokens, n, files, packets))
                 tries.append(r)
-                print(f"{n} worker(s): {r['wall_s']:.1f} s wall, worker CPU {sum(r['worker_cpu_s']):.1f} s, "
+                print(f"{n} worker(s): {r['wall_s']:.1f} s wall, worker CPU {sum(r['worker_cpu_s']):.1f} s {[round(c, 1) for c in r['worker_cpu_s']]}, "
                       f"broker CPU {r['broker_cpu_s']:.1f} s (worker sys CPU-s {r['worker_sys_s']}, "
                       f"minor faults {r['worker_minor_faults']}; work {r['worker_shares']})", file=sys.stderr, flush=True)
             # BENCH_REPEAT=K: the run of median worker CPU is reported, every run's CPU is kept
