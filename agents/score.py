@@ -32,7 +32,7 @@ gaps = GapFinder(window_summaries.get_topic_name())
 
 
 #: The completer and the scorers in memory, loaded from table scoring once after an assignment.
-_mem: dict = {"completer": None, "scorers": {}}
+_mem: dict = {"completer": None, "scorers": {}, "completer_row": None}
 
 
 def _read(key: str):
@@ -50,12 +50,13 @@ async def _forget(app_, revoked, **kwargs) -> None:
     mine = [tp.partition for tp in revoked if tp.topic == window_summaries.get_topic_name()]
     gaps.forget(mine)
     if mine:
-        _mem["completer"], _mem["scorers"] = None, {}
+        _mem["completer"], _mem["scorers"], _mem["completer_row"] = None, {}, None
 
 
 def _completer() -> Completer:
     if _mem["completer"] is None:
         pending = ((k, json.loads(v)) for k, v in scoring.items() if k.startswith(Completer.PENDING) and v)
+        _mem["completer_row"] = scoring.get("completer")
         _mem["completer"] = Completer.from_state(settings.partitions, _read("completer"), pending)
     return _mem["completer"]
 
@@ -82,7 +83,8 @@ def status() -> dict:
     return {**_last, "models": models}
 
 
-async def handle(value: dict) -> None:
+async def handle(value: dict, raw: bytes | None = None) -> None:
+    """One window-summaries message: ``value``, decoded from ``raw`` (kept as it came as a pending row)."""
     completer = _completer()
     muted = (_read("actions") or {}).get("suppress", {})
     completer.on_message(value)
@@ -117,11 +119,15 @@ async def handle(value: dict) -> None:
         _write(key, scorer.state())
     changed, completer.changed = completer.changed, {}
     for key, row in changed.items():
-        if row is not None:
+        if row is value and isinstance(raw, bytes):    # every sensor in it is fresh: the message as it came
+            scoring[key] = raw
+        elif row is not None:
             _write(key, row)
         elif key in scoring:
             del scoring[key]
-    _write("completer", completer.state())
+    row = json.dumps(completer.state(), separators=(",", ":")).encode()
+    if row != _mem.get("completer_row"):   # most summaries leave it as it was: no write, no changelog record
+        scoring["completer"] = _mem["completer_row"] = row
     _last["late"] = completer.late
     if done:
         progress.mark("score", windows=len(done))
@@ -133,8 +139,8 @@ if settings.scoring and settings.window_ms > 0:
         async for event in stream.events():
             p, offset = event.message.partition, event.message.offset
             for m in await gaps.missed(p, offset):
-                await handle(json.loads(m.value))
-            await handle(event.value)
+                await handle(json.loads(m.value), m.value)
+            await handle(event.value, event.message.value)
             gaps.processed(p, offset)
 
 

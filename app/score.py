@@ -358,7 +358,9 @@ class Completer:
         self.late += len(msg["sensors"]) - len(fresh)
         if fresh:
             self.pending.setdefault(w, {})[int(msg["partition"])] = fresh
-            self.changed[self.pending_key(w, int(msg["partition"]))] = fresh
+            # the row is the message, or its fresh part: the message itself when all of it is fresh
+            row = msg if len(fresh) == len(msg["sensors"]) else {**msg, "sensors": fresh}
+            self.changed[self.pending_key(w, int(msg["partition"]))] = row
 
     def complete(self, window_ms: int) -> list[tuple[int, dict[str, Summary]]]:
         """Pop the complete windows, oldest first, with each sensor's merged summary."""
@@ -391,8 +393,9 @@ class Completer:
                 "late": self.late}
 
     def rows(self) -> dict[str, dict]:
-        """Every pending summary as its table row."""
-        return {self.pending_key(w, p): v for w, ps in self.pending.items() for p, v in ps.items()}
+        """Every pending summary as its table row: ``{window, partition, sensors}``, like the message."""
+        return {self.pending_key(w, p): {"window": w, "partition": p, "sensors": v}
+                for w, ps in self.pending.items() for p, v in ps.items()}
 
     @classmethod
     def from_state(cls, partitions: int, s: dict | None, rows: Iterable[tuple[str, dict | None]] = ()
@@ -402,7 +405,9 @@ class Completer:
         for key, v in rows:
             if key.startswith(cls.PENDING) and v:
                 w, p = key[len(cls.PENDING):].split("|")
-                c.pending.setdefault(int(w), {})[int(p)] = v
+                # an older version's row is the sensors alone (a sensor's summary is never a number)
+                sensors = v["sensors"] if isinstance(v.get("window"), int) and "sensors" in v else v
+                c.pending.setdefault(int(w), {})[int(p)] = sensors
         if s:
             for w, ps in s.get("pending", {}).items():   # the state of an older version held them
                 c.pending.setdefault(int(w), {}).update({int(p): v for p, v in ps.items()})

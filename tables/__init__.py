@@ -11,7 +11,9 @@
                 "a": {"sensor~block": [[lo, hi], ...]} chunks applied}`` for a closed window (app/windows.py)
 ``watermarks``  ``"p<partition>"`` -> ``{"max_ms": highest capture time seen, in ms}``
 ``scoring``     ``"completer"`` -> :meth:`app.score.Completer.state`; ``"pending|window|partition"`` -> that
-                partition's summaries of a window not scored yet (``{sensor: Summary}``);
+                partition's summaries of a window not scored yet: the window-summaries message as it came
+                (``{window, partition, sensors: {sensor: Summary}}``, the sensors not scored yet; an older
+                version wrote the ``sensors`` part alone);
                 ``"sensor|NAME"`` -> :meth:`app.score.SensorScorer.state`
 """
 from __future__ import annotations

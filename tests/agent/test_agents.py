@@ -168,12 +168,20 @@ async def test_score_waits_for_every_partition_then_scores_each_sensor_once(faus
     msgs.append(msgs[0])                                             # redelivered: replaces itself
     fronts = [{"frontier": w0 + window_ms, "partition": p, "idle": False} for p in range(parts)]
     sent = AsyncMock(side_effect=lambda **kw: acked())
+    handle = score_agent.handle
+
+    async def as_it_came(value, raw=None):   # a test channel carries values, not their bytes as Kafka does
+        await handle(value, json.dumps(value).encode())
+
     with patch.object(score_agent.anomalies, "send", sent), patch.object(score_agent.alerts, "send", sent), \
-            patch.object(score_agent.gaps, "missed", AsyncMock(return_value=[])):
+            patch.object(score_agent.gaps, "missed", AsyncMock(return_value=[])), \
+            patch.object(score_agent, "handle", as_it_came):
         async with score_agent.score_windows.test_context() as agent:
             for m in msgs + fronts[:-1]:
                 await agent.put(m, key=b"k", partition=0)
             assert scoring.get("sensor|tap") is None                 # one partition still has it open
+            # a pending summary: the message as it came
+            assert scoring[f"pending|{w0}|1"] == json.dumps(msgs[1]).encode()
             await agent.put(fronts[-1], key=b"k", partition=0)
     state = json.loads(scoring["sensor|tap"])
     assert state["windows"] == 1 and state["l0"]["n"] == 1

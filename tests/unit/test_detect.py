@@ -221,10 +221,30 @@ def test_completer_waits_for_every_partition_and_ignores_replays():
     c.on_message(summary_msg(W, 0, 1))
     c.on_message({"frontier": 0, "partition": 0, "idle": True})
     c.on_message({"frontier": 0, "partition": 1, "idle": True})   # everything idle: all complete
+    last = summary_msg(W, 0, 1)
     assert c.changed == {Completer.pending_key(0, 0): None, Completer.pending_key(0, 1): None,
-                         Completer.pending_key(W, 0): c.pending[W][0]}
+                         Completer.pending_key(W, 0): last}          # the row is the message as it came
     again = Completer.from_state(2, json.loads(json.dumps(c.state())), json.loads(json.dumps(c.rows())).items())
-    assert [w for w, _ in again.complete(W)] == [W]
+    assert [(w, s["s"].flows) for w, s in again.complete(W)] == [(W, 1)]
+    # a row written by an older version holds the sensors alone (one sensor is even called "window")
+    older = {Completer.pending_key(W, 0): {"window": last["sensors"]["s"], **last["sensors"]}}
+    again = Completer.from_state(2, json.loads(json.dumps(c.state())), json.loads(json.dumps(older)).items())
+    assert sorted((w, name, s.flows) for w, ss in again.complete(W) for name, s in ss.items()) == \
+        [(W, "s", 1), (W, "window", 1)]
+
+
+def test_a_pending_row_keeps_only_the_sensors_not_scored_yet():
+    c = Completer(partitions=1)
+    c.on_message(summary_msg(0, 0, 3, sensor="a"))
+    c.on_message({"frontier": W, "partition": 0, "idle": False})
+    assert [w for w, _ in c.complete(W)] == [0]
+    c.changed = {}
+    msg = summary_msg(0, 0, 1, sensor="a")
+    msg["sensors"]["b"] = summary_msg(0, 0, 2, sensor="b")["sensors"]["b"]
+    c.on_message(msg)                                              # a is late for window 0, b is not
+    row = c.changed[Completer.pending_key(0, 0)]
+    assert set(row["sensors"]) == {"b"} and row["window"] == 0 and c.late == 1
+    assert set(msg["sensors"]) == {"a", "b"}                       # the message itself is left alone
 
 
 def test_scorer_alerts_once_on_a_flood_after_warm_up_and_explains_it():
