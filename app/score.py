@@ -118,21 +118,22 @@ class SensorScorer:
                 self.hosts[ips[i]] = rows[i] = start + j
         rest = new[n_grow:]
         if rest and self.seen_ms:
-            heap = [(s, r) for r, s in enumerate(self.seen_ms)]
-            heapq.heapify(heap)
+            # Taken one at a time, the rows silent before t_ms go first, longest silent (then lowest row)
+            # first. After them every row was seen at t_ms (a sensor's windows are scored in time order), so
+            # the lowest row, row 0, is taken again by each host left, and the last one keeps it.
+            seen = np.minimum(np.asarray(self.seen_ms), t_ms)
+            older = np.nonzero(seen < t_ms)[0]
+            order = older[np.argsort(seen[older], kind="stable")].tolist()
+            order += [0] * (len(rest) - len(order))
             ip_of = {r: ip for ip, r in self.hosts.items()}
-            taken = set()
-            for i in rest:
-                _, r = heapq.heappop(heap)
+            for i, r in zip(rest, order):
                 old = ip_of.pop(r, None)
                 if old is not None:
                     del self.hosts[old]
                 self.hosts[ips[i]] = rows[i] = r
                 ip_of[r] = ips[i]
                 self.seen_ms[r] = t_ms
-                heapq.heappush(heap, (t_ms, r))
-                taken.add(r)
-            idx = np.array(sorted(taken))
+            idx = np.unique(np.asarray(order[:len(rest)]))
             self.h1.reset_rows(idx)
             self.h2.logodds[idx] = -50.0
         return rows
