@@ -41,8 +41,12 @@ def _read(key: str):
     return json.loads(raw) if raw else None
 
 
+def _encode(row) -> bytes:
+    return json.dumps(row, separators=(",", ":")).encode()
+
+
 def _write(key: str, row) -> None:
-    scoring[key] = json.dumps(row, separators=(",", ":")).encode()
+    scoring[key] = _encode(row)
 
 
 @app.on_partitions_revoked.connect
@@ -56,8 +60,8 @@ async def _forget(app_, revoked, **kwargs) -> None:
 def _completer() -> Completer:
     if _mem["completer"] is None:
         pending = ((k, json.loads(v)) for k, v in scoring.items() if k.startswith(Completer.PENDING) and v)
-        _mem["completer_row"] = scoring.get("completer")
-        _mem["completer"] = Completer.from_state(settings.partitions, _read("completer"), pending)
+        row = _mem["completer_row"] = scoring.get("completer")
+        _mem["completer"] = Completer.from_state(settings.partitions, json.loads(row) if row else None, pending)
     return _mem["completer"]
 
 
@@ -125,8 +129,8 @@ async def handle(value: dict, raw: bytes | None = None) -> None:
             _write(key, row)
         elif key in scoring:
             del scoring[key]
-    row = json.dumps(completer.state(), separators=(",", ":")).encode()
-    if row != _mem.get("completer_row"):   # most summaries leave it as it was: no write, no changelog record
+    row = _encode(completer.state())
+    if row != _mem["completer_row"]:   # most summaries leave it as it was: no write, no changelog record
         scoring["completer"] = _mem["completer_row"] = row
     _last["late"] = completer.late
     if done:

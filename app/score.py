@@ -121,7 +121,7 @@ class SensorScorer:
             # Taken one at a time, the rows silent before t_ms go first, longest silent (then lowest row)
             # first. After them every row was seen at t_ms (a sensor's windows are scored in time order), so
             # the lowest row, row 0, is taken again by each host left, and the last one keeps it.
-            seen = np.minimum(np.asarray(self.seen_ms), t_ms)
+            seen = np.asarray(self.seen_ms)
             older = np.nonzero(seen < t_ms)[0]
             order = older[np.argsort(seen[older], kind="stable")].tolist()
             order += [0] * (len(rest) - len(order))

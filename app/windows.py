@@ -34,8 +34,8 @@ newer one's), the watermark is held back to that block's progress, so the older
 file's flows are not late. A block's chunks are decoded on several partitions
 (agents/decode.py), so they can arrive out of order: a block's progress is the highest
 capture time of its chunks seen without a gap from chunk 0, so a chunk decoded early
-does not move the hold past a missing one. Ingest announces such a block to every partition when it
-accepts it, with its first capture time, so the hold starts before any worker decodes
+does not move the hold past a missing one. Ingest announces such a block to every
+partition when it accepts it, with its first capture time, so the hold starts before any worker decodes
 a chunk of it; a block that sends nothing for ``hold_ms`` stops holding it. A window closes when the watermark passes its end. When a
 partition has had no parts for ``idle_flush_ms`` of wall-clock time, its open
 windows are flushed (end of capture).

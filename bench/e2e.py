@@ -56,16 +56,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _stat(pid: int, *at: int) -> list[int]:
+    """Fields of /proc/PID/stat, counted from the one after the command name: minflt 7, cminflt 8,
+    utime 11, stime 12, cutime 13, cstime 14."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return [int(fields[i]) for i in at]
+
+
 def cpu_s(pid: int) -> float:
     """user + sys CPU-seconds of a process and its waited-for children."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICK
+    return sum(_stat(pid, 11, 12, 13, 14)) / TICK
 
 
 def sys_s_and_faults(pid: int) -> tuple[float, int]:
     """sys CPU-seconds and minor page faults of a process (and its waited-for children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[12]) + int(fields[14])) / TICK, int(fields[7]) + int(fields[8])
+    stime, cstime, minflt, cminflt = _stat(pid, 12, 14, 7, 8)
+    return (stime + cstime) / TICK, minflt + cminflt
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -148,11 +154,14 @@ class Worker:
                                      stderr=subprocess.STDOUT)
         return self
 
+    async def health(self, s: aiohttp.ClientSession) -> dict:
+        async with s.get(self.url + "/v1/health", headers=self.headers) as r:
+            return await r.json()
+
     async def assigned(self, s: aiohttp.ClientSession) -> list[str]:
         try:
-            async with s.get(self.url + "/v1/health", headers=self.headers) as r:
-                body = await r.json()
-                return body.get("assigned", []) if body.get("status") == "ok" else []
+            body = await self.health(s)
+            return body.get("assigned", []) if body.get("status") == "ok" else []
         except (aiohttp.ClientError, OSError, ValueError):
             return []
 
@@ -170,9 +179,7 @@ async def work_share(w: Worker) -> dict[str, int]:
     """What a worker did, from its progress counters: MB uploaded to it, chunks decoded, flow-parts messages
     merged, records emitted, windows scored."""
     async with aiohttp.ClientSession() as s:
-        async with s.get(w.url + "/v1/health", headers=w.headers) as r:
-            h = await r.json()
-    p = h.get("progress", {})
+        p = (await w.health(s)).get("progress", {})
     return {"MB in": p.get("ingest", {}).get("bytes", 0) >> 20, "chunks": p.get("decode", {}).get("chunks", 0),
             "merged": p.get("merge", {}).get("messages", 0), "records": p.get("emit", {}).get("records", 0),
             "scored": p.get("score", {}).get("windows", 0)}
