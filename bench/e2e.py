@@ -20,6 +20,11 @@ Run through bench/e2e.sh (it installs the peer tools). What it does:
    flow record at /v1/flows (the window has closed) to its alert at /v1/alerts.
 
 Prints a Markdown table; writes the raw numbers to bench/out/e2e.json.
+
+BENCH_NEIGHBOUR=memory or =compute runs one busy process beside the pipeline runs (not beside the peers):
+``memory`` copies 8 MiB buffers without end, as a worker's chunk path does; ``compute`` spins in the
+interpreter on a few cache lines. With one worker, this shows what a second busy process on the same two
+cores costs the worker, without a second worker's share of the work.
 """
 from __future__ import annotations
 
@@ -48,6 +53,22 @@ BASE_PORT = int(os.environ.get("BENCH_KAFKA_PORT", "39292"))
 FILE_MB = 100
 INSIDE = OUTSIDE = 2000
 TICK = os.sysconf("SC_CLK_TCK")
+
+
+NEIGHBOURS = {
+    "memory": "import os\nb = os.urandom(8 << 20)\nwhile True:\n    c = bytes(bytearray(b))[4096:]\n",
+    "compute": "x = 0\nwhile True:\n    x = (x * 31 + 7) % 1000003\n",
+}
+
+
+def neighbour() -> subprocess.Popen | None:
+    kind = os.environ.get("BENCH_NEIGHBOUR")
+    if not kind:
+        return None
+    if kind not in NEIGHBOURS:
+        raise SystemExit(f"BENCH_NEIGHBOUR={kind}: use one of {', '.join(NEIGHBOURS)}")
+    print(f"a {kind}-bound process runs beside the pipeline runs", file=sys.stderr)
+    return subprocess.Popen([sys.executable, "-c", NEIGHBOURS[kind]])
 
 
 def free_port() -> int:
@@ -434,6 +455,7 @@ def main() -> int:
     broker.run("wipe")
     broker.run("start", "1")
     results: dict = {"size_bytes": nbytes, "packets": packets, "files": len(files), "runs": []}
+    busy = neighbour()
     try:
         repeat = int(os.environ.get("BENCH_REPEAT", "1"))
         for n in counts:
@@ -449,6 +471,10 @@ def main() -> int:
             median = tries[len(tries) // 2]
             median["all_worker_cpu_s"] = [r["worker_cpu_s"] for r in tries]
             results["runs"].append(median)
+        if busy:
+            busy.kill()
+            busy.wait()
+            results["neighbour"] = os.environ["BENCH_NEIGHBOUR"]
         if os.environ.get("BENCH_PROFILE"):
             return 0
         if os.environ.get("BENCH_QUICK"):  # cost and scale-out only: no latency runs
@@ -456,6 +482,8 @@ def main() -> int:
         results["latency"] = asyncio.run(latency_run(broker, tokens))
         results["alert_latency"] = asyncio.run(alert_latency_run(broker, tokens))
     finally:
+        if busy:
+            busy.kill()
         broker.run("stop")
     results["tcpdump_cpu_s"] = peer_cpu(["tcpdump", "-nn", "-r", "{F}"], files)
     results["softflowd_cpu_s"] = peer_cpu(["softflowd", "-r", "{F}", "-n", f"127.0.0.1:{free_port()}",
@@ -467,6 +495,8 @@ def main() -> int:
 
 def quick(res: dict, files: list[Path]) -> int:
     res["tcpdump_cpu_s"] = peer_cpu(["tcpdump", "-nn", "-r", "{F}"], files)
+    if res.get("neighbour"):
+        print(f"beside every pipeline run: a {res['neighbour']}-bound process (BENCH_NEIGHBOUR)")
     for r in res["runs"]:
         if len(r["all_worker_cpu_s"]) > 1:
             print(f"{r['workers']} worker(s), each run's worker CPU-s: "
@@ -484,6 +514,8 @@ def quick(res: dict, files: list[Path]) -> int:
 def report(res: dict) -> None:
     gib = res["size_bytes"] / 2**30
     bits = res["size_bytes"] * 8
+    if res.get("neighbour"):
+        print(f"beside every pipeline run: a {res['neighbour']}-bound process (BENCH_NEIGHBOUR)")
     print(f"machine: {os.cpu_count()} cores; capture: {len(res['runs']) and res['files']} files, "
           f"{res['size_bytes'] / 1e6:.0f} MB, {res['packets']:,} packets, {INSIDE}+{OUTSIDE} hosts")
     print()
