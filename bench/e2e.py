@@ -458,18 +458,22 @@ def main() -> int:
     busy = neighbour()
     try:
         repeat = int(os.environ.get("BENCH_REPEAT", "1"))
-        for n in counts:
-            tries = []
-            for _ in range(repeat):
+        tries: dict[int, list[dict]] = {n: [] for n in counts}
+        # BENCH_REPEAT=K: K rounds, each running every worker count once, so that a drift in the machine's
+        # speed over the minutes falls on all counts alike
+        for _ in range(repeat):
+            for n in counts:
                 r = asyncio.run(pipeline_run(broker, tokens, n, files, packets))
-                tries.append(r)
+                tries[n].append(r)
                 print(f"{n} worker(s): {r['wall_s']:.1f} s wall, worker CPU {sum(r['worker_cpu_s']):.1f} s {[round(c, 1) for c in r['worker_cpu_s']]}, "
                       f"broker CPU {r['broker_cpu_s']:.1f} s (worker sys CPU-s {r['worker_sys_s']}, "
                       f"minor faults {r['worker_minor_faults']}; work {r['worker_shares']})", file=sys.stderr, flush=True)
-            # BENCH_REPEAT=K: the run of median worker CPU is reported, every run's CPU is kept
-            tries.sort(key=lambda r: sum(r["worker_cpu_s"]))
-            median = tries[len(tries) // 2]
-            median["all_worker_cpu_s"] = [r["worker_cpu_s"] for r in tries]
+        if 1 in tries and 2 in tries:
+            results["scale_out_rounds"] = [dedicated_scale_out(one, two) for one, two in zip(tries[1], tries[2])]
+        for n in counts:
+            # the run of median worker CPU is reported, every run's CPU is kept (in round order)
+            median = sorted(tries[n], key=lambda r: sum(r["worker_cpu_s"]))[len(tries[n]) // 2]
+            median["all_worker_cpu_s"] = [r["worker_cpu_s"] for r in tries[n]]
             results["runs"].append(median)
         if busy:
             busy.kill()
@@ -493,20 +497,37 @@ def main() -> int:
     return 0
 
 
+def dedicated_scale_out(one: dict, two: dict) -> float:
+    """On dedicated cores a CPU-bound worker's wall time is its CPU time: the busier of the two decides.
+    The broker's CPU is left out of both, as it would run on cores of its own."""
+    return sum(one["worker_cpu_s"]) / max(two["worker_cpu_s"])
+
+
+def rounds_line(res: dict) -> str:
+    xs = res.get("scale_out_rounds") or []
+    if len(xs) < 2:
+        return ""
+    mid = sorted(xs)[len(xs) // 2]
+    return (f"scale-out on dedicated cores, round by round (one worker's CPU-s over the busier of two workers' in "
+            f"the same round): {', '.join(f'{x:.2f}' for x in xs)}x; median {mid:.2f}x")
+
+
 def quick(res: dict, files: list[Path]) -> int:
     res["tcpdump_cpu_s"] = peer_cpu(["tcpdump", "-nn", "-r", "{F}"], files)
     if res.get("neighbour"):
         print(f"beside every pipeline run: a {res['neighbour']}-bound process (BENCH_NEIGHBOUR)")
     for r in res["runs"]:
         if len(r["all_worker_cpu_s"]) > 1:
-            print(f"{r['workers']} worker(s), each run's worker CPU-s: "
+            print(f"{r['workers']} worker(s), each run's worker CPU-s (in round order): "
                   f"{', '.join(' + '.join(f'{c:.1f}' for c in run) for run in r['all_worker_cpu_s'])}; the median run:")
         print(f"{r['workers']} worker(s): {r['wall_s']:.1f} s wall, worker CPU-s {' + '.join(f'{c:.1f}' for c in r['worker_cpu_s'])}"
               f" = {sum(r['worker_cpu_s']) / res['tcpdump_cpu_s']:.2f}x tcpdump ({res['tcpdump_cpu_s']:.2f}), broker {r['broker_cpu_s']:.1f},"
               f" late {r['late_records']}/{r['records']}, peak RSS {' / '.join(f'{m:.0f}' for m in r['peak_rss_mb'])} MB")
     runs = {r["workers"]: r for r in res["runs"]}
     if 1 in runs and 2 in runs:
-        print(f"scale-out on dedicated cores: {sum(runs[1]['worker_cpu_s']) / max(runs[2]['worker_cpu_s']):.2f}x")
+        print(f"scale-out on dedicated cores (median runs): {dedicated_scale_out(runs[1], runs[2]):.2f}x")
+    if rounds_line(res):
+        print(rounds_line(res))
     print("messages per GiB:", {k: round(v / (res["size_bytes"] / 2**30)) for k, v in res["runs"][-1]["messages"].items() if v})
     return 0
 
@@ -530,7 +551,7 @@ def report(res: dict) -> None:
               f"| {res['packets'] / cpu:,.0f} | {cpu / tcp:.2f} | {' / '.join(f'{m:.0f}' for m in r['peak_rss_mb'])} |")
     for r in res["runs"]:
         if len(r.get("all_worker_cpu_s", ())) > 1:
-            print(f"\n{r['workers']} worker(s), {len(r['all_worker_cpu_s'])} runs (the table shows the median), "
+            print(f"\n{r['workers']} worker(s), {len(r['all_worker_cpu_s'])} runs (the table shows the median), in round order, "
                   "worker CPU-s of each: " + ", ".join(" + ".join(f"{c:.1f}" for c in run)
                                                        for run in r["all_worker_cpu_s"]))
     print()
@@ -540,11 +561,11 @@ def report(res: dict) -> None:
     if 1 in runs and 2 in runs:
         one, two = runs[1], runs[2]
         raw = one["wall_s"] / two["wall_s"]
-        # On dedicated cores a CPU-bound worker's wall time is its CPU time: the busiest of the two
-        # decides. The broker's CPU is left out of both, as it would run on cores of its own.
-        dedicated = sum(one["worker_cpu_s"]) / max(two["worker_cpu_s"])
+        dedicated = dedicated_scale_out(one, two)
         print(f"scale-out 1 -> 2 workers: raw wall-clock {raw:.2f}x (2 cores shared with the broker); "
               f"on dedicated cores (1 worker's CPU-s / the busier of 2 workers' CPU-s) {dedicated:.2f}x")
+        if rounds_line(res):
+            print(rounds_line(res))
     print()
     for r in res["runs"]:
         if "records" in r:
