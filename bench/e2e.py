@@ -207,12 +207,18 @@ async def work_share(w: Worker) -> dict[str, int]:
 
 
 async def wait_ready(workers: list[Worker], topic_prefix: str, timeout_s: float = 180) -> None:
-    """Until the workers hold every flow-parts and pcap-chunks partition between them."""
+    """Until the workers hold every partition of the topics they consume between them.
+
+    window-summaries counts too: a topic created at the first start can still show no partitions in the
+    metadata of the group's first assignment, and the metadata refresh that finds them some 15 s later
+    rebalances the group. Measured from then on, a run would pay that rebalance (and redo what it had
+    not committed)."""
+    want = {"flow-parts": 8, "pcap-chunks": 8, "window-summaries": 1}
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession() as s:
         while time.monotonic() < deadline:
             got = [a for w in workers for a in await w.assigned(s)]
-            if all(sum(1 for a in got if a.startswith(topic_prefix + t + ":")) == 8 for t in ("flow-parts", "pcap-chunks")):
+            if all(sum(1 for a in got if a.startswith(topic_prefix + t + ":")) == n for t, n in want.items()):
                 return
             await asyncio.sleep(1)
     raise SystemExit("workers not ready: see var/bench/*/worker.log")
