@@ -17,7 +17,7 @@ import time
 
 import faust
 
-from app import memory
+from app import kafka_wire, memory
 from app.settings import Settings, SettingsError
 
 try:
@@ -26,6 +26,7 @@ except SettingsError as exc:
     sys.exit(f"flowsight: {exc}")
 log = logging.getLogger("flowsight")
 memory.keep_freed(settings.malloc_keep_mb)
+kafka_wire.install()
 
 # The web server: Faust's aiohttp driver with our middleware, client timeouts and TLS (web/security.py).
 from faust.web.drivers import DRIVERS  # noqa: E402
