@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 
 from aiokafka.protocol import produce
+from aiokafka.protocol.struct import Struct
 from aiokafka.protocol.types import String
 
 #: the produce request versions with the schema :func:`encode_produce` writes
@@ -56,7 +57,7 @@ def install() -> list[int]:
         if cls is None:
             continue
         req = cls(*probe)
-        if encode_produce(req) == cls.SCHEMA.encode([req.__dict__[n] for n in cls.SCHEMA.names]):
+        if encode_produce(req) == Struct.encode(req):   # aiokafka's own encoding, as before install
             cls.encode = encode_produce
             taken.append(v)
     return taken

@@ -29,6 +29,7 @@ cores costs the worker, without a second worker's share of the work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -61,14 +62,22 @@ NEIGHBOURS = {
 }
 
 
-def neighbour() -> subprocess.Popen | None:
+@contextlib.contextmanager
+def neighbour():
+    """The BENCH_NEIGHBOUR process while the block runs; yields its kind (or None)."""
     kind = os.environ.get("BENCH_NEIGHBOUR")
     if not kind:
-        return None
+        yield None
+        return
     if kind not in NEIGHBOURS:
         raise SystemExit(f"BENCH_NEIGHBOUR={kind}: use one of {', '.join(NEIGHBOURS)}")
-    print(f"a {kind}-bound process runs beside the pipeline runs", file=sys.stderr)
-    return subprocess.Popen([sys.executable, "-c", NEIGHBOURS[kind]])
+    print(f"beside every pipeline run: a {kind}-bound process (BENCH_NEIGHBOUR)")
+    busy = subprocess.Popen([sys.executable, "-c", NEIGHBOURS[kind]])
+    try:
+        yield kind
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 def free_port() -> int:
@@ -461,19 +470,20 @@ def main() -> int:
     broker.run("wipe")
     broker.run("start", "1")
     results: dict = {"size_bytes": nbytes, "packets": packets, "files": len(files), "runs": []}
-    busy = neighbour()
     try:
         repeat = int(os.environ.get("BENCH_REPEAT", "1"))
         tries: dict[int, list[dict]] = {n: [] for n in counts}
         # BENCH_REPEAT=K: K rounds, each running every worker count once, so that a drift in the machine's
         # speed over the minutes falls on all counts alike
-        for _ in range(repeat):
-            for n in counts:
-                r = asyncio.run(pipeline_run(broker, tokens, n, files, packets))
-                tries[n].append(r)
-                print(f"{n} worker(s): {r['wall_s']:.1f} s wall, worker CPU {sum(r['worker_cpu_s']):.1f} s {[round(c, 1) for c in r['worker_cpu_s']]}, "
-                      f"broker CPU {r['broker_cpu_s']:.1f} s (worker sys CPU-s {r['worker_sys_s']}, "
-                      f"minor faults {r['worker_minor_faults']}; work {r['worker_shares']})", file=sys.stderr, flush=True)
+        with neighbour() as kind:
+            results["neighbour"] = kind
+            for _ in range(repeat):
+                for n in counts:
+                    r = asyncio.run(pipeline_run(broker, tokens, n, files, packets))
+                    tries[n].append(r)
+                    print(f"{n} worker(s): {r['wall_s']:.1f} s wall, worker CPU {sum(r['worker_cpu_s']):.1f} s {[round(c, 1) for c in r['worker_cpu_s']]}, "
+                          f"broker CPU {r['broker_cpu_s']:.1f} s (worker sys CPU-s {r['worker_sys_s']}, "
+                          f"minor faults {r['worker_minor_faults']}; work {r['worker_shares']})", file=sys.stderr, flush=True)
         if 1 in tries and 2 in tries:
             results["scale_out_rounds"] = [dedicated_scale_out(one, two) for one, two in zip(tries[1], tries[2])]
         for n in counts:
@@ -481,10 +491,6 @@ def main() -> int:
             median = sorted(tries[n], key=lambda r: sum(r["worker_cpu_s"]))[len(tries[n]) // 2]
             median["all_worker_cpu_s"] = [r["worker_cpu_s"] for r in tries[n]]
             results["runs"].append(median)
-        if busy:
-            busy.kill()
-            busy.wait()
-            results["neighbour"] = os.environ["BENCH_NEIGHBOUR"]
         if os.environ.get("BENCH_PROFILE"):
             return 0
         if os.environ.get("BENCH_QUICK"):  # cost and scale-out only: no latency runs
@@ -492,8 +498,6 @@ def main() -> int:
         results["latency"] = asyncio.run(latency_run(broker, tokens))
         results["alert_latency"] = asyncio.run(alert_latency_run(broker, tokens))
     finally:
-        if busy:
-            busy.kill()
         broker.run("stop")
     results["tcpdump_cpu_s"] = peer_cpu(["tcpdump", "-nn", "-r", "{F}"], files)
     results["softflowd_cpu_s"] = peer_cpu(["softflowd", "-r", "{F}", "-n", f"127.0.0.1:{free_port()}",
@@ -509,19 +513,17 @@ def dedicated_scale_out(one: dict, two: dict) -> float:
     return sum(one["worker_cpu_s"]) / max(two["worker_cpu_s"])
 
 
-def rounds_line(res: dict) -> str:
+def print_rounds(res: dict) -> None:
     xs = res.get("scale_out_rounds") or []
     if len(xs) < 2:
-        return ""
+        return
     mid = sorted(xs)[len(xs) // 2]
-    return (f"scale-out on dedicated cores, round by round (one worker's CPU-s over the busier of two workers' in "
-            f"the same round): {', '.join(f'{x:.2f}' for x in xs)}x; median {mid:.2f}x")
+    print(f"scale-out on dedicated cores, round by round (one worker's CPU-s over the busier of two workers' in "
+          f"the same round): {', '.join(f'{x:.2f}' for x in xs)}x; median {mid:.2f}x")
 
 
 def quick(res: dict, files: list[Path]) -> int:
     res["tcpdump_cpu_s"] = peer_cpu(["tcpdump", "-nn", "-r", "{F}"], files)
-    if res.get("neighbour"):
-        print(f"beside every pipeline run: a {res['neighbour']}-bound process (BENCH_NEIGHBOUR)")
     for r in res["runs"]:
         if len(r["all_worker_cpu_s"]) > 1:
             print(f"{r['workers']} worker(s), each run's worker CPU-s (in round order): "
@@ -532,8 +534,7 @@ def quick(res: dict, files: list[Path]) -> int:
     runs = {r["workers"]: r for r in res["runs"]}
     if 1 in runs and 2 in runs:
         print(f"scale-out on dedicated cores (median runs): {dedicated_scale_out(runs[1], runs[2]):.2f}x")
-    if rounds_line(res):
-        print(rounds_line(res))
+    print_rounds(res)
     print("messages per GiB:", {k: round(v / (res["size_bytes"] / 2**30)) for k, v in res["runs"][-1]["messages"].items() if v})
     return 0
 
@@ -541,8 +542,6 @@ def quick(res: dict, files: list[Path]) -> int:
 def report(res: dict) -> None:
     gib = res["size_bytes"] / 2**30
     bits = res["size_bytes"] * 8
-    if res.get("neighbour"):
-        print(f"beside every pipeline run: a {res['neighbour']}-bound process (BENCH_NEIGHBOUR)")
     print(f"machine: {os.cpu_count()} cores; capture: {len(res['runs']) and res['files']} files, "
           f"{res['size_bytes'] / 1e6:.0f} MB, {res['packets']:,} packets, {INSIDE}+{OUTSIDE} hosts")
     print()
@@ -570,8 +569,7 @@ def report(res: dict) -> None:
         dedicated = dedicated_scale_out(one, two)
         print(f"scale-out 1 -> 2 workers: raw wall-clock {raw:.2f}x (2 cores shared with the broker); "
               f"on dedicated cores (1 worker's CPU-s / the busier of 2 workers' CPU-s) {dedicated:.2f}x")
-        if rounds_line(res):
-            print(rounds_line(res))
+        print_rounds(res)
     print()
     for r in res["runs"]:
         if "records" in r:
