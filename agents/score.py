@@ -35,10 +35,13 @@ gaps = GapFinder(window_summaries.get_topic_name())
 _mem: dict = {"completer": None, "scorers": {}, "completer_row": None}
 
 
-def _read(key: str):
-    """A row of table scoring, decoded (the table holds JSON bytes: each row is encoded once, by us)."""
-    raw = scoring.get(key)
+def _decode(raw: bytes | None):
+    """A row of table scoring as it is stored (JSON bytes: each row is encoded once, by us), decoded."""
     return json.loads(raw) if raw else None
+
+
+def _read(key: str):
+    return _decode(scoring.get(key))
 
 
 def _encode(row) -> bytes:
@@ -59,9 +62,9 @@ async def _forget(app_, revoked, **kwargs) -> None:
 
 def _completer() -> Completer:
     if _mem["completer"] is None:
-        pending = ((k, json.loads(v)) for k, v in scoring.items() if k.startswith(Completer.PENDING) and v)
+        pending = ((k, _decode(v)) for k, v in scoring.items() if k.startswith(Completer.PENDING) and v)
         row = _mem["completer_row"] = scoring.get("completer")
-        _mem["completer"] = Completer.from_state(settings.partitions, json.loads(row) if row else None, pending)
+        _mem["completer"] = Completer.from_state(settings.partitions, _decode(row), pending)
     return _mem["completer"]
 
 
@@ -80,7 +83,7 @@ def status() -> dict:
     try:
         for key, value in scoring.items():
             if key.startswith("sensor|") and value:
-                value = json.loads(value)
+                value = _decode(value)
                 models[key.split("|", 1)[1]] = {"windows": value["windows"], "last_window_ms": value["last_ms"]}
     except Exception:  # the table may be recovering; health must answer anyway
         pass
