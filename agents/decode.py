@@ -21,6 +21,7 @@ import logging
 from aiokafka.partitioner import DefaultPartitioner
 
 from app import capture, decode, flows, progress, ranges
+from app.clock import robust_top
 from app.main import app, settings
 from agents.gaps import GapFinder
 from agents.send import send_all
@@ -85,9 +86,11 @@ async def _remember(app_, assigned, **kwargs) -> None:
 
 def chunk_messages(block: str, chunk: int, sensor: str, chunks: int, by_partition: dict[int, list]) -> list[tuple]:
     """One flow-parts message per partition for a chunk: its parts there (maybe none), the chunk's highest
-    capture time (None without parts) and its block's chunk count."""
-    top = max((part[5] for items in by_partition.values() for part in items), default=None)
-    head = {"block": block, "chunk": chunk, "sensor": sensor, "top": top, "chunks": chunks}
+    capture time (None without parts; a lone damaged stamp left out, app/clock.py), its packets and its
+    block's chunk count."""
+    top = robust_top([part[5] for items in by_partition.values() for part in items], settings.max_clock_jump_s * 1000)
+    n = sum(part[2] for items in by_partition.values() for part in items)
+    head = {"block": block, "chunk": chunk, "sensor": sensor, "top": top, "n": n, "chunks": chunks}
     return [(flow_parts, block.encode(), json.dumps({**head, "parts": by_partition.get(p, [])}).encode(), p)
             for p in range(settings.partitions)]
 
@@ -139,7 +142,7 @@ async def handle(value: bytes, headers) -> None:
         log.error("chunk %s/%s of sensor %s is unreadable: %s", block, chunk, sensor, exc)
         by_partition, pk = {}, None
     # every partition hears of every chunk and how far its capture time went, parts for it or not: each
-    # partition's watermark follows the sensor's clock, and waits for blocks still arriving (chunks: how many)
+    # partition's clock of the sensor follows its capture time, and waits for blocks still arriving (chunks: how many)
     await send_all(chunk_messages(block, chunk, sensor, row["chunks"], by_partition),
                    f"chunk {chunk} of block {block}")
     blocks[rkey] = {**row, "done": ranges.add(row["done"], chunk)}

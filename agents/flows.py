@@ -21,7 +21,8 @@ from tables import flows, watermarks
 
 log = logging.getLogger(__name__)
 merger = Merger(settings.window_ms, settings.lateness_s * 1000, settings.idle_flush_s * 1000,
-                home=Home(settings.home_networks))
+                home=Home(settings.home_networks), max_jump_ms=settings.max_clock_jump_s * 1000,
+                live_idle_ms=settings.live_idle_flush_s * 1000)
 _TOPICS = {"flows": flows_topic, "window-summaries": window_summaries}
 END_NAMES = {END_ACTIVE_TIMEOUT: "window_closed", END_FORCED: "idle_flush"}
 
@@ -42,8 +43,9 @@ async def _remember(app_, assigned, **kwargs) -> None:
 
 
 def status() -> dict:
-    return {"watermark_ms": {str(p): w for p, w in sorted(merger.watermark_ms.items())},
-            "open_windows": {str(p): len(ws) for p, ws in sorted(merger.open.items())}}
+    """Open windows per partition, and per sensor its capture clock over this worker's partitions."""
+    return {"open_windows": {str(p): sum(map(len, ws.values())) for p, ws in sorted(merger.open.items())},
+            "sensors": merger.sensors()}
 
 
 async def handle(p: int, raw: bytes | dict, timestamp_ms: int) -> None:
@@ -56,7 +58,7 @@ async def handle(p: int, raw: bytes | dict, timestamp_ms: int) -> None:
     if "tick" in value:
         plan = merger.on_tick(p, flows, now_ms)
     else:
-        plan = merger.on_parts(p, value, flows, now_ms, raw=encoded)
+        plan = merger.on_parts(p, value, flows, now_ms, raw=encoded, marks=watermarks)
     await send_all([(_TOPICS[topic], key.encode(), rec, p if topic == "flows" else None)
                     for topic, key, rec in plan.emit], f"merge of partition {p}")
     for rk, row in plan.writes.items():

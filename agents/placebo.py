@@ -4,7 +4,7 @@
   under sensor ``placebo`` every FLOWSIGHT_PLACEBO_INTERVAL_S, through the real ingest path.
 - The sink follows the flows topic and counts placebo packets at egress; the round trip
   passes while every placebo packet sent long enough ago (a window, the lateness and the
-  idle flush, plus slack) has come out. /v1/health reports it.
+  idle flush of a live sensor, plus slack) has come out. /v1/health reports it.
 - Every worker sends a heartbeat when one of its components made progress since the last.
 Placebo flows carry sensor ``placebo``, which scoring leaves out of every baseline.
 """
@@ -33,7 +33,9 @@ class PlaceboState:
         self.seq = 0
 
     def due_packets(self, now: float) -> int:
-        grace = settings.window_s + settings.lateness_s + settings.idle_flush_s + 15
+        # a live sensor's window closes when a later upload passes its end, or after 1.5 pauses of silence
+        grace = settings.window_s + settings.lateness_s + \
+            max(settings.idle_flush_s, 1.5 * settings.placebo_interval_s) + 15
         return sum(n for t, n in self.sent if now - t >= grace)
 
     def status(self, now: float) -> dict:

@@ -1,11 +1,11 @@
 """score_windows: window-summaries -> table scoring -> topics anomalies and alerts.
 
-All logic is in app.score (Completer, SensorScorer). This agent sends what a
-window yields, awaits the acks, and only then writes the new state, so a crash
-can repeat an anomaly or alert (same ``id``) but never lose one. Placebo
-traffic is never scored. With more than one sensor in a window, all of them
-together are scored too, as the sensor ``*`` (traffic metrics only); its alert is
-dropped when a sensor's own traffic alert already covers that window.
+All logic is in app.complete (Completer: whole windows per sensor) and app.score
+(SensorScorer). This agent sends what a window yields, awaits the acks, and only
+then writes the new state, so a crash can repeat an anomaly or alert (same
+``id``) but never lose one. Placebo traffic is never scored. Every sensor is
+scored on its own clock; sensors whose clocks lie years apart share no window,
+so there is no site-wide sum of sensors.
 """
 from __future__ import annotations
 
@@ -16,23 +16,22 @@ from agents.gaps import GapFinder
 from agents.send import send_all
 from app import progress
 from app.main import app, settings
-from app.score import Completer, ScoreConfig, SensorScorer
-from app.summary import Summary
+from app.complete import Completer
+from app.score import ScoreConfig, SensorScorer
 from app.topics import actions, alerts, anomalies, window_summaries
 from tables import scoring
 
 log = logging.getLogger(__name__)
 PLACEBO = "placebo"
-GLOBAL = "*"
 CONFIG = ScoreConfig(settings.window_ms, budget_per_day=settings.alert_budget,
                      suppress_ms=settings.alert_suppress_s * 1000, hard_cap_per_day=settings.alert_cap,
                      host_capacity=settings.host_capacity)
-_last: dict = {"windows": 0, "anomalies": 0, "alerts": 0, "late": 0}
+_last: dict = {"windows": 0, "anomalies": 0, "alerts": 0}
 gaps = GapFinder(window_summaries.get_topic_name())
 
 
 #: The completer and the scorers in memory, loaded from table scoring once after an assignment.
-_mem: dict = {"completer": None, "scorers": {}, "completer_row": None}
+_mem: dict = {"completer": None, "scorers": {}}
 
 
 def _decode(raw: bytes | None):
@@ -57,14 +56,14 @@ async def _forget(app_, revoked, **kwargs) -> None:
     mine = [tp.partition for tp in revoked if tp.topic == window_summaries.get_topic_name()]
     gaps.forget(mine)
     if mine:
-        _mem["completer"], _mem["scorers"], _mem["completer_row"] = None, {}, None
+        _mem["completer"], _mem["scorers"] = None, {}
 
 
 def _completer() -> Completer:
     if _mem["completer"] is None:
-        pending = ((k, _decode(v)) for k, v in scoring.items() if k.startswith(Completer.PENDING) and v)
-        row = _mem["completer_row"] = scoring.get("completer")
-        _mem["completer"] = Completer.from_state(settings.partitions, _decode(row), pending)
+        rows = ((k, _decode(v)) for k, v in scoring.items()
+                if v and (k.startswith((Completer.PENDING, Completer.CLOCK)) or k == "completer"))
+        _mem["completer"] = Completer.from_rows(settings.partitions, rows)
     return _mem["completer"]
 
 
@@ -78,16 +77,30 @@ def _scorer(sensor: str) -> SensorScorer:
 
 
 def status() -> dict:
-    """Counters of this process, and per sensor the windows its models have learnt (from the table)."""
-    models = {}
+    """Counters of this process, and per sensor (from the table): the windows its models have learnt, the
+    last ones scored (capture time, flows, packets, bytes), and the records that missed their window's
+    score because they came after it was closed (``late``) or lay far ahead of the sensor's clock."""
+    models: dict[str, dict] = {}
     try:
         for key, value in scoring.items():
-            if key.startswith("sensor|") and value:
+            if not value:
+                continue
+            if key.startswith("sensor|"):
                 value = _decode(value)
-                models[key.split("|", 1)[1]] = {"windows": value["windows"], "last_window_ms": value["last_ms"]}
+                m = models.setdefault(key.split("|", 1)[1], {})
+                m.update({"windows": value["windows"], "last_window_ms": value["last_ms"],
+                          "recent": [[t, *(vals[n][0] for n in ("flows", "packets", "bytes"))]
+                                     for t, vals in value.get("recent", [])]})
+            elif key.startswith(Completer.CLOCK):
+                value = _decode(value)
+                m = models.setdefault(key[len(Completer.CLOCK):], {})
+                m.update({"scored_windows": value["windows"], "late_records": value["late_records"],
+                          "late_packets": value["late_packets"], "late_bytes": value["late_bytes"],
+                          "ahead_records": value["ahead_records"]})
     except Exception:  # the table may be recovering; health must answer anyway
         pass
-    return {**_last, "models": models}
+    late = {s: m["late_records"] for s, m in models.items() if m.get("late_records")}
+    return {**_last, "models": models, "late_records": late}
 
 
 async def handle(value: dict, raw: bytes | None = None) -> None:
@@ -98,44 +111,28 @@ async def handle(value: dict, raw: bytes | None = None) -> None:
     done = completer.complete(settings.window_ms)
     states: dict[str, SensorScorer] = {}
     sends = []
-    for w, sensors in done:
-        real = {name: summ for name, summ in sorted(sensors.items()) if name != PLACEBO}
-        if len(real) > 1:   # and all sensors together, as the sensor "*"
-            total = Summary()
-            for summ in real.values():
-                total.merge(Summary.from_json(summ.to_json()))
-            real[GLOBAL] = total
-        sensor_alerted = False
-        for sensor, summary in real.items():
-            key = f"sensor|{sensor}"
-            states[key] = _scorer(sensor)
-            if sensor == GLOBAL:
-                summary.src_bytes.clear()       # hosts are modelled per sensor
-            found, raised, _ = states[key].window(w, summary, muted)
-            if sensor == GLOBAL and sensor_alerted:
-                raised = []                     # a sensor's own alert already says it
-            sensor_alerted = sensor_alerted or any(a["type"] == "traffic" for a in raised)
-            sends += [(anomalies, sensor, a) for a in found] + [(alerts, sensor, a) for a in raised]
-            _last["windows"] += 1
-            _last["anomalies"] += len(found)
-            _last["alerts"] += len(raised)
-            for a in raised:
-                progress.mark("alerts", **{a["rung"]: 1})
+    for sensor, w, summary in done:
+        if sensor == PLACEBO:
+            continue
+        key = f"sensor|{sensor}"
+        states[key] = _scorer(sensor)
+        found, raised, _ = states[key].window(w, summary, muted)
+        sends += [(anomalies, sensor, a) for a in found] + [(alerts, sensor, a) for a in raised]
+        _last["windows"] += 1
+        _last["anomalies"] += len(found)
+        _last["alerts"] += len(raised)
+        for a in raised:
+            progress.mark("alerts", **{a["rung"]: 1})
     await send_all([(topic, k.encode(), v, None) for topic, k, v in sends], "scoring")
     for key, scorer in states.items():
         _write(key, scorer.state())
-    changed, completer.changed = completer.changed, {}
-    for key, row in changed.items():
-        if row is value and isinstance(raw, bytes):    # every sensor in it is fresh: the message as it came
+    for key, row in completer.take().items():
+        if row is value and isinstance(raw, bytes):    # the message as it came
             scoring[key] = raw
         elif row is not None:
             _write(key, row)
         elif key in scoring:
             del scoring[key]
-    row = _encode(completer.state())
-    if row != _mem["completer_row"]:   # most summaries leave it as it was: no write, no changelog record
-        scoring["completer"] = _mem["completer_row"] = row
-    _last["late"] = completer.late
     if done:
         progress.mark("score", windows=len(done))
 

@@ -58,7 +58,8 @@ async def pcap2flows(self, files: tuple[str, ...], window: int | None, fmt: str,
 )
 async def ship(self, files: tuple[str, ...], url: str, sensor: str | None, token_file: str | None, remove: bool,
                done_dir: str | None) -> None:
-    """Upload capture files, retrying until Flowsight accepts them (a progress bar on a terminal)."""
+    """Upload capture files (or folders of them), oldest capture first, retrying until Flowsight accepts them
+    (a progress bar on a terminal)."""
     bar = offline.ProgressBar(min_bytes=1 << 20)
     rejected = await shipper.ship(list(files), url, sensor, remove=remove, done_dir=done_dir, progress=bar,
                                   log=lambda m: print(m, file=sys.stderr), token_file=token_file)

@@ -69,9 +69,9 @@ def blocks_rows(table: dict) -> list[dict]:
 
 def open_flow_rows(table: dict) -> list[dict]:
     """The flows of windows not closed yet, merged from the table's slices."""
-    from app.windows import SLICE, Window, parse_key, slice_parts
+    from app.windows import SLICE, Window, parse_key, sensor_of, slice_parts
 
-    opened: dict[tuple[int, int], Window] = {}
+    opened: dict[tuple[int, int, str], Window] = {}
     closed = set()
     for key, v in table.items():
         f = parse_key(key) if v is not None else None
@@ -79,12 +79,12 @@ def open_flow_rows(table: dict) -> list[dict]:
             continue
         kind, p, w, chunk, source = f
         if kind == SLICE:
-            opened.setdefault((p, w), Window()).apply(source, chunk, slice_parts(v))
+            opened.setdefault((p, w, sensor_of(source)), Window()).apply(source, chunk, slice_parts(v))
         else:
-            closed.add((p, w))
+            closed.add((p, w, source))   # a closed row names its sensor (None: an older row, every sensor)
     rows = []
-    for (p, w), win in sorted(opened.items()):
-        if (p, w) in closed:
+    for (p, w, sensor), win in sorted(opened.items()):
+        if (p, w, sensor) in closed or (p, w, None) in closed:
             continue
         for flow, c in sorted(win.flows.items()):
             rows.append({"window_ms": w, "flow": flow, "packets": c[0], "bytes": c[1], "first_ms": c[2],

@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import heapq
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 
@@ -324,94 +323,3 @@ class SensorScorer:
         sc.attention = Attention.from_state(cfg.attention(), s["attention"])
         sc.recent = s.get("recent", [])
         return sc
-
-
-@dataclass
-class Completer:
-    """Collects window summaries from every flow partition and says when a window is complete.
-
-    A window is complete when every partition is known and either idle or has
-    its frontier (watermark) at or past the window's end. Summaries are kept per
-    (window, partition), so a summary sent again (a replay) replaces itself and
-    is never counted twice. A summary for a window already scored for its sensor
-    is *late*: it is counted, and not scored.
-    """
-
-    partitions: int
-    pending: dict[int, dict[int, dict]] = field(default_factory=dict)   #: window -> partition -> sensors
-    frontier: dict[int, list] = field(default_factory=dict)              #: partition -> [watermark, idle]
-    scored_ms: dict[str, int] = field(default_factory=dict)              #: sensor -> last window scored
-    late: int = 0
-    changed: dict[str, dict | None] = field(default_factory=dict)
-
-    PENDING = "pending|"
-
-    @classmethod
-    def pending_key(cls, w: int, p: int) -> str:
-        return f"{cls.PENDING}{w}|{p}"
-
-    def on_message(self, msg: dict) -> None:
-        if "frontier" in msg:
-            self.frontier[int(msg["partition"])] = [int(msg["frontier"]), bool(msg["idle"])]
-            return
-        w = int(msg["window"])
-        fresh = {s: v for s, v in msg["sensors"].items() if w > self.scored_ms.get(s, -(1 << 62))}
-        self.late += len(msg["sensors"]) - len(fresh)
-        if fresh:
-            self.pending.setdefault(w, {})[int(msg["partition"])] = fresh
-            # the row is the message, or its fresh part: the message itself when all of it is fresh
-            row = msg if len(fresh) == len(msg["sensors"]) else {**msg, "sensors": fresh}
-            self.changed[self.pending_key(w, int(msg["partition"]))] = row
-
-    def complete(self, window_ms: int) -> list[tuple[int, dict[str, Summary]]]:
-        """Pop the complete windows, oldest first, with each sensor's merged summary."""
-        if len(self.frontier) < self.partitions or not self.pending:
-            return []
-        idle = all(f[1] for f in self.frontier.values())
-        low = min(f[0] for f in self.frontier.values() if not f[1]) if not idle else None
-        out = []
-        for w in sorted(self.pending):
-            if low is not None and w + window_ms > low:
-                break
-            merged: dict[str, Summary] = {}
-            for p in sorted(self.pending[w]):
-                for sensor, d in self.pending[w][p].items():
-                    s = Summary.from_json(d)
-                    if sensor in merged:
-                        merged[sensor].merge(s)
-                    else:
-                        merged[sensor] = s
-            for p in self.pending.pop(w):
-                self.changed[self.pending_key(w, p)] = None
-            for sensor in merged:
-                self.scored_ms[sensor] = max(self.scored_ms.get(sensor, w), w)
-            out.append((w, merged))
-        return out
-
-    def state(self) -> dict:
-        """Everything but the pending summaries, which are rows of their own."""
-        return {"frontier": {str(p): f for p, f in self.frontier.items()}, "scored_ms": self.scored_ms,
-                "late": self.late}
-
-    def rows(self) -> dict[str, dict]:
-        """Every pending summary as its table row: ``{window, partition, sensors}``, like the message."""
-        return {self.pending_key(w, p): {"window": w, "partition": p, "sensors": v}
-                for w, ps in self.pending.items() for p, v in ps.items()}
-
-    @classmethod
-    def from_state(cls, partitions: int, s: dict | None, rows: Iterable[tuple[str, dict | None]] = ()
-                   ) -> "Completer":
-        """From :meth:`state` and the table's rows (those of other shapes are ignored)."""
-        c = cls(partitions)
-        for key, v in rows:
-            if key.startswith(cls.PENDING) and v:
-                w, p = key[len(cls.PENDING):].split("|")
-                # an older version's row is the sensors alone (a sensor's summary is never a number)
-                sensors = v["sensors"] if isinstance(v.get("window"), int) and "sensors" in v else v
-                c.pending.setdefault(int(w), {})[int(p)] = sensors
-        if s:
-            for w, ps in s.get("pending", {}).items():   # the state of an older version held them
-                c.pending.setdefault(int(w), {}).update({int(p): v for p, v in ps.items()})
-            c.frontier = {int(p): f for p, f in s["frontier"].items()}
-            c.scored_ms, c.late = dict(s["scored_ms"]), s["late"]
-        return c

@@ -55,8 +55,15 @@ class Settings:
     window_s: int = 60
     #: How far capture time may run behind the highest time seen before a window closes, in seconds.
     lateness_s: int = 5
-    #: Wall-clock seconds a partition may be idle before its open windows are flushed.
+    #: Wall-clock seconds a sensor replaying old captures may send nothing before its open windows are
+    #: flushed (end of capture).
     idle_flush_s: int = 5
+    #: Longest wall-clock silence of a live sensor (capture clock near the wall clock) before its open windows
+    #: are flushed; it waits one and a half of its usual pauses between uploads, at least idle_flush_s.
+    live_idle_flush_s: int = 600
+    #: A capture time further ahead of its sensor's clock than this, in seconds, does not move the clock
+    #: by itself (a damaged timestamp): another chunk must confirm it, or its chunk must be large.
+    max_clock_jump_s: int = 86400
     #: Largest pcap chunk produced to Kafka, in bytes.
     chunk_bytes: int = 8 * 1024 * 1024
     #: Freed memory a worker keeps for reuse, in MiB, instead of giving it back to the kernel (app/memory.py);
@@ -281,6 +288,8 @@ _RANGES: dict[str, tuple[int, int]] = {
     "window_s": (0, 86400),
     "lateness_s": (0, 86400),
     "idle_flush_s": (1, 3600),
+    "live_idle_flush_s": (1, 86400),
+    "max_clock_jump_s": (60, 10 * 365 * 86400),
     "chunk_bytes": (256 * 1024, 64 * 1024 * 1024),
     "malloc_keep_mb": (0, 4096),
     "max_upload_bytes": (512 * 1024, 1 << 40),

@@ -26,6 +26,29 @@ class Result:
     answer: dict
 
 
+def first_time_ns(path: str | Path) -> int | None:
+    """The earliest capture time in the first MiB of a capture file; None if it holds no readable packet."""
+    from app import capture
+    try:
+        with open(path, "rb") as f:
+            idx = capture.index(f.read(1 << 20))
+    except (OSError, ValueError):
+        return None
+    return int(idx.ts_ns[:idx.packets].min()) if idx.packets else None
+
+
+def in_capture_order(names: list[str]) -> list[str]:
+    """The files named, and the files of the folders named, oldest capture first (by the time of their first
+    packets), so that a sensor's clock moves forward as a live capture's would; unreadable files last."""
+    files = []
+    for name in names:
+        p = Path(name)
+        files += sorted(str(f) for f in p.iterdir() if f.is_file() and not f.name.startswith(".")) if p.is_dir() \
+            else [name]
+    keyed = [(first_time_ns(f), i, f) for i, f in enumerate(files)]
+    return [f for t, i, f in sorted(keyed, key=lambda k: (k[0] is None, k[0] or 0, k[1]))]
+
+
 def block_id(path: str | Path) -> str:
     return re.sub(r"[^A-Za-z0-9._:-]", "_", Path(path).name)[:120]
 
@@ -74,8 +97,10 @@ async def ship_file(session: aiohttp.ClientSession, url: str, path: Path, sensor
 
 async def ship(files: list[str], url: str, sensor: str | None, *, remove: bool = False,
                done_dir: str | None = None, progress=None, log=print, token_file: str | None = None) -> int:
-    """Ship files one by one; returns the number that were rejected (4xx)."""
+    """Ship files one by one, oldest capture first (:func:`in_capture_order`; folders stand for their files);
+    returns the number that were rejected (4xx)."""
     rejected = 0
+    files = in_capture_order(files)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=600),
                                      headers=token_headers(token_file)) as s:
         for name in files:
@@ -100,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     from app.offline import ProgressBar
 
     ap = argparse.ArgumentParser(prog="flowsight-ship", description="Upload capture files to Flowsight.")
-    ap.add_argument("files", nargs="+")
+    ap.add_argument("files", nargs="+", help="capture files or folders of them (shipped oldest capture first)")
     ap.add_argument("--url", default="http://localhost:6066")
     ap.add_argument("--sensor", default=None, help="sensor name (default: the one the token is for)")
     ap.add_argument("--token-file", help="file holding the sensor's token (default: FLOWSIGHT_TOKEN)")

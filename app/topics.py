@@ -8,14 +8,18 @@
 |                | mod n)                   | chunk decoded on another partition (decode.py); |
 |                |                          | or a tick (empty, header ``tick``) every 5 s    |
 |                |                          | from the leader                                 |
-| flow-parts     | block id (or ``tick``)   | ``{block, chunk, sensor, top, chunks, parts}``: to |
+| flow-parts     | block id (or ``tick``)   | ``{block, chunk, sensor, top, n, chunks, parts}``: |
 |                |                          | every partition per chunk, with the parts of its |
 |                |                          | flow keys (maybe none); ``{announce, block,      |
 |                |                          | sensor, chunks, top}`` from ingest; or a tick    |
 | flows          | ``window|partition``     | ``{records: [...]}``: up to 500 flow records with   |
 |                | (``late|partition``)     | IPFIX names (app/flows.py) of one closed window  |
-| window-summaries | ``window|partition`` or | ``{window, partition, sensors: {s: Summary}}``, or  |
-|                | ``frontier|partition``   | ``{frontier, partition, idle}`` (one partition) |
+| window-summaries | ``window|partition``,  | ``{window, partition, sensors: {s: Summary}}`` of one |
+|                | ``frontier|partition``,  | closed (sensor, window) (``ahead``: far ahead of the |
+|                | ``late|partition``       | clock, not scored); ``{frontier, partition, sensor}``: |
+|                |                          | the sensor's windows closed up to there; ``{late,  |
+|                |                          | sensor, window, partition, source, chunk}``: late  |
+|                |                          | records (app/windows.py; one partition)           |
 | anomalies      | sensor                   | every scored window over a threshold (app/score.py) |
 | alerts         | sensor                   | what attention control lets through              |
 | actions        | alert id or entity       | an analyst's ``ack`` of an alert or ``suppress`` of an entity (one partition) |

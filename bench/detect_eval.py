@@ -314,7 +314,7 @@ def run_records(seed: int, days: int) -> dict:
     """Feed a seed's flow records through the shipped path: flow parts -> Merger (per partition) ->
     window summaries -> Completer -> SensorScorer with its own rolling calibration and attention control."""
     from app.flows import SEP, partition_for
-    from app.score import Completer
+    from app.complete import Completer
     from app.windows import Merger
     partitions = 8
     site = Site(seed)
@@ -340,9 +340,11 @@ def run_records(seed: int, days: int) -> dict:
         msgs = []
         c0 = time.perf_counter()
         for p in range(partitions):
-            # the first part of the next window moves the watermark past this one
-            plan = merger.on_parts(p, {"block": f"b{i}", "chunk": 0, "parts": by_p[p] or [[t, "", 0, 0, t, t, 0]]},
-                                   rows[p], t) if i < windows else merger.on_tick(p, rows[p], t + 10 ** 13)
+            # every partition hears of every chunk and its capture time, parts for it or not (as the decoder
+            # sends them): the next window's chunk moves the sensor's clock past this one
+            plan = merger.on_parts(p, {"block": f"b{i}", "chunk": 0, "sensor": "site", "top": t + 1,
+                                       "n": len(by_p[p]), "parts": by_p[p]}, rows[p], t) \
+                if i < windows else merger.on_tick(p, rows[p], t + 10 ** 13)
             for k, v in plan.writes.items():
                 if v is None:
                     rows[p].pop(k, None)
@@ -353,9 +355,9 @@ def run_records(seed: int, days: int) -> dict:
         c0 = time.perf_counter()
         for m in msgs:
             completer.on_message(m)
-        for w, sensors in completer.complete(W_MS):
-            if "site" in sensors:
-                alerts += [((w - T0_MS) // W_MS, a) for a in scorer.window(w, sensors["site"])[1]]
+        for sensor, w, summary in completer.complete(W_MS):
+            if sensor == "site":
+                alerts += [((w - T0_MS) // W_MS, a) for a in scorer.window(w, summary)[1]]
         score_s += time.perf_counter() - c0
     return {"alerts": alerts, "records": n_records, "merge_s": merge_s, "score_s": score_s, "events": site.events,
             "windows": windows, "thresholds": scorer.thresholds}
@@ -399,7 +401,7 @@ def main() -> None:
         days = max((r["windows"] - scored_from) / PER_DAY, 1e-9)
         print(f"shipped path, seed {args.first_seed}, {args.records} days: {r['records']:,} flow records; "
               f"merge and summaries {r['records'] / r['merge_s']:,.0f} records/s, scoring "
-              f"{1e6 * r['score_s'] / r['windows']:.0f} us per window")
+              f"{1e6 * r['score_s'] / r['windows']:.0f} us per window ({r['windows'] / r['score_s']:,.0f} windows/s)")
         print(f"alerts in the scored days: {len(eps)}, false {res['false']} ({res['false'] / days:.2f} per day, "
               f"budget 2); detected: " + ", ".join(f"{t} {v['hit']}/{v['n']}" for t, v in res["per_type"].items()))
         print("thresholds at the end:", json.dumps(r["thresholds"]))

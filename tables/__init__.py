@@ -7,14 +7,17 @@
 ``flows``       ``"o|partition|window_ms|chunk|sensor~block"`` -> the parts ``[window_ms, flow key, packets, bytes,
                 first_ms, last_ms, flags]`` that one flow-parts message brought to an open window (or
                 that whole message, when all its parts are of that window);
-                ``"c|partition|window_ms"`` -> ``{"closed_ms": when it closed (message time),
-                "a": {"sensor~block": [[lo, hi], ...]} chunks applied}`` for a closed window (app/windows.py)
-``watermarks``  ``"p<partition>"`` -> ``{"max_ms": highest capture time seen, in ms}``
-``scoring``     ``"completer"`` -> :meth:`app.score.Completer.state`; ``"pending|window|partition"`` -> that
-                partition's summaries of a window not scored yet: the window-summaries message as it came
-                (``{window, partition, sensors: {sensor: Summary}}``, the sensors not scored yet; an older
-                version wrote the ``sensors`` part alone);
-                ``"sensor|NAME"`` -> :meth:`app.score.SensorScorer.state`
+                ``"c|partition|window_ms|sensor"`` -> ``{"closed_ms": when it closed (message time),
+                "a": {"sensor~block": [[lo, hi], ...]} chunks applied}`` for a closed window of a sensor
+                (app/windows.py; an older version wrote ``"c|partition|window_ms"`` for every sensor at once)
+``watermarks``  ``"p<partition>|sensor"`` -> :meth:`app.clock.SensorClock.to_json`, that sensor's capture clock
+                on the partition: highest capture time, flushed floor, blocks in flight, a jump held as damaged
+``scoring``     ``"clock|SENSOR"`` -> :meth:`app.complete.SensorProgress.to_json` (every partition's frontier of
+                the sensor, windows scored, records that missed their score); ``"pending|SENSOR|window|partition"``
+                -> that partition's summary of a window not scored yet: the window-summaries message as it came
+                (``{window, partition, sensors: {SENSOR: Summary}}``); ``"sensor|NAME"`` ->
+                :meth:`app.score.SensorScorer.state`; ``"actions"`` -> the analysts' acks and suppressions.
+                Rows of an older version (``completer``, ``pending|window|partition``) are read and rewritten.
 """
 from __future__ import annotations
 
@@ -32,10 +35,11 @@ flows = app.Table("flows", default=None, partitions=_n, key_type=str, value_type
                   extra_topic_configs={"max.message.bytes": str(settings.chunk_bytes + (1 << 20))},
                   help="Open capture-time windows as the parts each message brought them, and closed windows.")
 watermarks = app.Table("watermarks", default=None, partitions=_n, key_type=str,
-                       options=_rocks, help="Highest capture time seen per flow-parts partition.")
+                       options=_rocks, help="Each sensor's capture clock on each flow-parts partition.")
 # one partition, like its source topic window-summaries; a scorer state can exceed the 1 MB default
 # rows are JSON bytes written by agents/score.py: a row is encoded once, not for the store and the changelog
 scoring = app.Table("scoring", default=None, partitions=1, key_type=str, value_type=bytes, options=_rocks,
                     extra_topic_configs={"max.message.bytes": str(settings.chunk_bytes + (1 << 20))},
-                    help="Scoring: 'completer' holds pending window summaries and partition frontiers; "
-                         "'sensor|NAME' holds that sensor's models, calibration history and alert episodes.")
+                    help="Scoring: 'clock|NAME' holds a sensor's partition frontiers and late counts, "
+                         "'pending|NAME|window|partition' its summaries not scored yet, "
+                         "'sensor|NAME' its models, calibration history and alert episodes.")

@@ -6,15 +6,18 @@ Counters come from every component's progress marks (app/progress.py):
 ``flowsight_flows_by_end_window_closed_total``, ``flowsight_alerts_L2_total``,
 ``flowsight_ingest_rejected_413_total`` (upload errors by status). Per sensor:
 ``flowsight_sensor_packets_total{sensor="..."}``. Gauges: open windows and the
-capture-time watermark per partition, the oldest producer batch, and whether the
-placebo round trip passes.
+capture-time watermark of each sensor (``flowsight_sensor_watermark_timestamp_seconds``), the
+oldest producer batch, and whether the placebo round trip passes. Per sensor, from the
+worker that scores: ``flowsight_sensor_late_records_total`` (records that came after their
+window was closed or scored), ``flowsight_sensor_ahead_records_total`` (records far ahead of
+the sensor's clock, not scored) and ``flowsight_sensor_scored_windows_total``.
 """
 from __future__ import annotations
 
 import re
 import time
 
-from agents import flows as flows_agent, placebo, watchdog
+from agents import flows as flows_agent, placebo, score as score_agent, watchdog
 from app import progress
 
 _BAD = re.compile(r"[^a-zA-Z0-9_]")
@@ -48,10 +51,16 @@ def families() -> dict[str, tuple[str, list[tuple[dict, float]]]]:
     status = flows_agent.status()
     for p, n in status["open_windows"].items():
         add(_name("open_windows"), "gauge", n, {"partition": p})
-    now_ms = time.time() * 1000
-    for p, wm in status["watermark_ms"].items():
-        if wm > 0:
-            add(_name("watermark_lag_seconds"), "gauge", round((now_ms - wm) / 1000, 3), {"partition": p})
+    for sensor, clock in sorted(status["sensors"].items()):
+        if clock["watermark_ms"] is not None:
+            add(_name("sensor_watermark_timestamp_seconds"), "gauge", clock["watermark_ms"] / 1000,
+                {"sensor": sensor})
+        add(_name("sensor_clock_jumps_held"), "gauge", clock["held_jumps"], {"sensor": sensor})
+    for sensor, m in sorted(score_agent.status()["models"].items()):
+        if "late_records" in m:
+            add(_name("sensor_late_records"), "counter", m["late_records"], {"sensor": sensor})
+            add(_name("sensor_ahead_records"), "counter", m["ahead_records"], {"sensor": sensor})
+            add(_name("sensor_scored_windows"), "counter", m["scored_windows"], {"sensor": sensor})
     w = watchdog.status()
     add(_name("producer_oldest_batch_seconds"), "gauge", w["oldest_batch_s"])
     add(_name("producer_stuck_batches"), "gauge", w["stuck_batches"])

@@ -163,10 +163,11 @@ async def test_score_waits_for_every_partition_then_scores_each_sensor_once(faus
         return s.to_json()
 
     parts = faust_app.conf.topic_partitions
-    msgs = [{"window": w0, "partition": p, "windowLengthMs": window_ms,
-             "sensors": {"tap": summary(p + 1), "placebo": summary(1)}} for p in range(parts)]
+    msgs = [{"window": w0, "partition": p, "windowLengthMs": window_ms, "sensors": {sensor: summary(n)}}
+            for p in range(parts) for sensor, n in (("tap", p + 1), ("placebo", 1))]
     msgs.append(msgs[0])                                             # redelivered: replaces itself
-    fronts = [{"frontier": w0 + window_ms, "partition": p, "idle": False} for p in range(parts)]
+    fronts = [{"frontier": w0 + window_ms, "partition": p, "sensor": sensor}
+              for sensor in ("placebo", "tap") for p in range(parts)]
     sent = AsyncMock(side_effect=lambda **kw: acked())
     handle = score_agent.handle
 
@@ -181,7 +182,7 @@ async def test_score_waits_for_every_partition_then_scores_each_sensor_once(faus
                 await agent.put(m, key=b"k", partition=0)
             assert scoring.get("sensor|tap") is None                 # one partition still has it open
             # a pending summary: the message as it came
-            assert scoring[f"pending|{w0}|1"] == json.dumps(msgs[1]).encode()
+            assert scoring[f"pending|tap|{w0}|1"] == json.dumps(msgs[2]).encode()
             await agent.put(fronts[-1], key=b"k", partition=0)
     state = json.loads(scoring["sensor|tap"])
     assert state["windows"] == 1 and state["l0"]["n"] == 1

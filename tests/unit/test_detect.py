@@ -11,7 +11,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 from app.attention import Attention, AttentionConfig, calibrate, count_alerts
 from app.detect import (LogSeasonal, Persistence, PersistenceConfig, Seasonal, SeasonalConfig, Welford, combine,
                         day_of_week, nb_sf, surprise)
-from app.score import Completer, ScoreConfig, SensorScorer
+from app.score import ScoreConfig, SensorScorer
 from app.summary import METRICS, Home, Summary, summarize_columns
 
 MON = 1_767_571_200_000   # Monday 2026-01-05 00:00 UTC
@@ -195,56 +195,6 @@ def test_home_networks():
     home = Home(["10.0.0.0/8", "fd00::/8"])
     assert "10.1.2.3" in home and "fd00::1" in home
     assert "8.8.8.8" not in home
-
-
-def summary_msg(w, p, flows, sensor="s"):
-    s = Summary()
-    for i in range(flows):
-        s.add("10.0.0.1", f"192.0.2.{i % 200}", 6, 1000 + i, 443, 2, 200, 0x1B, True)
-    return {"window": w, "partition": p, "windowLengthMs": W, "sensors": {sensor: s.to_json()}}
-
-
-def test_completer_waits_for_every_partition_and_ignores_replays():
-    c = Completer(partitions=2)
-    c.on_message(summary_msg(0, 0, 3))
-    c.on_message(summary_msg(0, 0, 3))                             # the same summary again
-    c.on_message({"frontier": W + 1, "partition": 0, "idle": False})
-    assert c.complete(W) == []                                     # partition 1 unknown yet
-    c.on_message({"frontier": W - 1, "partition": 1, "idle": False})
-    assert c.complete(W) == []                                     # partition 1 has window 0 open
-    c.on_message(summary_msg(0, 1, 2))
-    c.on_message({"frontier": W, "partition": 1, "idle": False})
-    done = c.complete(W)
-    assert [(w, s["s"].flows) for w, s in done] == [(0, 5)]
-    c.on_message(summary_msg(0, 1, 2))                             # late: window 0 was scored
-    assert c.late == 1 and c.pending == {}
-    c.on_message(summary_msg(W, 0, 1))
-    c.on_message({"frontier": 0, "partition": 0, "idle": True})
-    c.on_message({"frontier": 0, "partition": 1, "idle": True})   # everything idle: all complete
-    last = summary_msg(W, 0, 1)
-    assert c.changed == {Completer.pending_key(0, 0): None, Completer.pending_key(0, 1): None,
-                         Completer.pending_key(W, 0): last}          # the row is the message as it came
-    again = Completer.from_state(2, json.loads(json.dumps(c.state())), json.loads(json.dumps(c.rows())).items())
-    assert [(w, s["s"].flows) for w, s in again.complete(W)] == [(W, 1)]
-    # a row written by an older version holds the sensors alone (one sensor is even called "window")
-    older = {Completer.pending_key(W, 0): {"window": last["sensors"]["s"], **last["sensors"]}}
-    again = Completer.from_state(2, json.loads(json.dumps(c.state())), json.loads(json.dumps(older)).items())
-    assert sorted((w, name, s.flows) for w, ss in again.complete(W) for name, s in ss.items()) == \
-        [(W, "s", 1), (W, "window", 1)]
-
-
-def test_a_pending_row_keeps_only_the_sensors_not_scored_yet():
-    c = Completer(partitions=1)
-    c.on_message(summary_msg(0, 0, 3, sensor="a"))
-    c.on_message({"frontier": W, "partition": 0, "idle": False})
-    assert [w for w, _ in c.complete(W)] == [0]
-    c.changed = {}
-    msg = summary_msg(0, 0, 1, sensor="a")
-    msg["sensors"]["b"] = summary_msg(0, 0, 2, sensor="b")["sensors"]["b"]
-    c.on_message(msg)                                              # a is late for window 0, b is not
-    row = c.changed[Completer.pending_key(0, 0)]
-    assert set(row["sensors"]) == {"b"} and row["window"] == 0 and c.late == 1
-    assert set(msg["sensors"]) == {"a", "b"}                       # the message itself is left alone
 
 
 def test_scorer_alerts_once_on_a_flood_after_warm_up_and_explains_it():

@@ -17,3 +17,15 @@ def test_a_blocks_lane_rows_are_joined_with_its_own_row():
     assert got == {"b": (5, False), "c": (1, True)}
     table["s~b@3"] = {**row, "done": [[3, 7]]}
     assert {r["block"]: r["complete"] for r in blocks_rows(table)} == {"b": True, "c": True}
+
+
+def test_open_flow_rows_leave_out_the_windows_a_sensor_closed_and_keep_the_other_sensors():
+    import json
+
+    from app.inspect import open_flow_rows
+    part = lambda sensor: [[0, f"{sensor}|10.0.0.1|10.0.0.2|6|1|2|0|0", 3, 300, 1, 2, 2]]  # noqa: E731
+    table = {"o|0|0|0|a~b": json.dumps(part("a")).encode(), "o|0|0|0|c~b": json.dumps(part("c")).encode(),
+             "c|0|0|a": json.dumps({"closed_ms": 1, "a": {"a~b": [[0, 0]]}}).encode()}
+    assert [r["flow"].split("|")[0] for r in open_flow_rows({k: json.loads(v) for k, v in table.items()})] == ["c"]
+    table["c|0|0"] = json.dumps({"closed_ms": 1, "a": {}}).encode()      # an older row: every sensor
+    assert open_flow_rows({k: json.loads(v) for k, v in table.items()}) == []

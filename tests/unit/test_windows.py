@@ -25,7 +25,7 @@ class Harness:
     def feed(self, msg: dict, now_ms: int = 0, p: int = 0):
         self.merger.ensure_index(p, self.rows.items(), self.marks, now_ms)
         plan = self.merger.on_tick(p, self.rows, now_ms) if "tick" in msg else \
-            self.merger.on_parts(p, msg, self.rows, now_ms, raw=json.dumps(msg).encode())  # as the agent does
+            self.merger.on_parts(p, msg, self.rows, now_ms, raw=json.dumps(msg).encode(), marks=self.marks)
         for topic, _key, value in plan.emit:
             if topic == "flows":
                 records = json.loads(value)["records"]
@@ -271,14 +271,22 @@ def test_a_block_that_stops_arriving_stops_holding_the_watermark():
     h = Harness()
     h.merger.hold_ms = 30_000
     h.feed({**msg("stuck", 0, part(0, packets=1, t=1)), "chunks": 5}, now_ms=0)
-    for i in range(1, 10):    # another sensor's live traffic keeps coming: no idle flush
-        h.feed({**msg("live", i, part(i * W, key="t|10.0.0.9|10.0.0.2|6|1|2|0|0", t=i * W + 1)), "chunks": 1,
-                "sensor": "t"}, now_ms=i * 4_000)
+    for i in range(1, 10):    # the sensor's live traffic keeps coming: no idle flush
+        h.feed({**msg("live", i, part(i * W, key="s|10.0.0.9|10.0.0.2|6|1|2|0|0", t=i * W + 1)), "chunks": 1},
+               now_ms=i * 4_000)
         if i * 4_000 < 30_000:
             assert h.out == []                              # window 0 waits for the rest of "stuck"
     # released after 30 s: every window the live traffic's watermark passed is out, none of it late
     assert sorted(r["flowsight"]["window"] for r in h.out) == list(range(0, 8 * W, W))
     assert not [r for r in h.out if r["flowsight"]["late"]]
+
+
+def test_another_sensors_block_in_flight_holds_nothing_back():
+    h = Harness()
+    h.feed({**msg("stuck", 0, part(0, packets=1, t=1)), "chunks": 5, "sensor": "other"}, now_ms=0)
+    for i in range(1, 5):
+        h.feed(msg("live", i, part(i * W, t=i * W + 1)), now_ms=i * 1_000)
+    assert sorted(r["flowsight"]["window"] for r in h.out) == [W, 2 * W]   # "other" keeps window 0 open
 
 
 def test_batches_stay_under_their_record_count_and_size():
@@ -338,5 +346,103 @@ def test_a_hold_past_a_gap_moves_to_the_highest_chunk_seen_once_the_gap_closes()
     h.feed({"announce": True, "block": "f", "sensor": "s", "chunks": 9, "top": 1, "parts": []}, now_ms=0)
     for i in (0, 2, 3, 1):
         h.feed({**msg("f", i), "chunks": 9, "top": i * W + 1})
-        hold = h.merger.inflight[0]["s~f"][2]
+        hold = h.merger.clocks[0]["s"].holds["s~f"].at_ms
         assert hold == {0: 1, 2: 1, 3: 1, 1: 3 * W + 1}[i]
+
+
+# -- every sensor on its own clock
+
+def smsg(sensor, block, chunk, *parts, **extra):
+    return {"block": block, "chunk": chunk, "sensor": sensor, "parts": list(parts), **extra}
+
+
+def skey(sensor, i=1):
+    return f"{sensor}|10.0.0.{i}|10.0.0.2|6|1|2|0|0"
+
+
+def test_sensors_whose_clocks_lie_years_apart_never_make_each_other_late():
+    h = Harness()
+    now, old = 1_765_000_000_000, 1_300_000_000_020    # today, and 2011
+    h.feed(smsg("live", "l", 0, part(now - now % W, key=skey("live"), t=now)), now_ms=now)
+    for i in range(3):                                 # the 2011 capture comes after today's data
+        h.feed(smsg("replay", "r", i, part(old - old % W + i * W, key=skey("replay"), t=old + i * W)), now_ms=now)
+    assert not [r for r in h.out if r["flowsight"]["late"]]
+    assert sorted(r["flowsight"]["window"] for r in h.out) == [old - old % W, old - old % W + W]
+    assert {s["sensors"].popitem()[0] for s in h.stats} == {"replay"}
+    assert h.merger.watermark(0, "live") == now - 5_000 and h.merger.watermark(0, "replay") == old + 2 * W - 5_000
+
+
+def test_a_lone_stamp_far_ahead_moves_no_clock_and_its_window_is_closed_unscored():
+    h = Harness()
+    t = 1_765_000_000_000
+    h.feed(smsg("s", "a", 0, part(t - t % W, t=t)), now_ms=0)
+    far = t + 20 * 365 * 86_400_000
+    h.feed(smsg("s", "b", 0, part(far - far % W, key=skey("s", 9), t=far), n=1), now_ms=1_000)
+    assert h.merger.sensors()["s"]["ahead_ms"] == far and h.merger.sensors()["s"]["held_jumps"] == 1
+    h.feed(smsg("s", "c", 0, part(t - t % W, key=skey("s", 3), t=t + 2_000)), now_ms=2_000)
+    assert not h.out                                   # the clock is still at t: nothing closed, nothing late
+    h.feed(smsg("s", "c", 1, part(t - t % W + W, key=skey("s", 3), t=t - t % W + W + 6_000)), now_ms=3_000)
+    assert {r["flowsight"]["window"] for r in h.out} == {t - t % W}
+    h.feed({"tick": 1}, now_ms=3_000 + h.merger.hold_ms)   # the far window does not wait for ever...
+    ahead = [s for s in h.stats if s.get("ahead")]
+    assert [s["window"] for s in ahead] == [far - far % W]  # ...and is marked not to be scored
+    assert not [r for r in h.out if r["flowsight"]["late"]]
+
+
+def test_two_chunks_far_ahead_confirm_a_jump_and_so_does_a_large_chunk():
+    h = Harness()
+    t, later = 1_300_000_000_000, 1_765_000_000_000
+    h.feed(smsg("s", "a", 0, part(t - t % W, t=t)), now_ms=0)
+    h.feed(smsg("s", "b", 0, part(later - later % W, t=later), n=1), now_ms=1)
+    h.feed(smsg("s", "b", 0, part(later - later % W, t=later), n=1), now_ms=2)      # the same chunk again
+    assert h.merger.watermark(0, "s") == t - 5_000
+    h.feed(smsg("s", "b", 1, part(later - later % W, t=later + 10), n=1), now_ms=3)  # a second one: real
+    assert h.merger.watermark(0, "s") == later + 10 - 5_000
+    h2 = Harness()
+    h2.feed(smsg("s", "a", 0, part(t - t % W, t=t)), now_ms=0)
+    h2.feed(smsg("s", "b", 0, part(later - later % W, t=later), n=5000), now_ms=1)
+    assert h2.merger.watermark(0, "s") == later - 5_000
+
+
+def test_a_live_sensor_pausing_between_uploads_keeps_its_window_open_for_the_next_upload():
+    """The placebo (and a capture server uploading ring files) stamps its packets with the wall clock and
+    uploads every 30 s: the 5 s idle flush must not close the minute the next upload continues."""
+    h = Harness()
+    start = 1_765_000_000_000
+    for i in range(12):
+        now = start + i * 30_000
+        h.feed(smsg("placebo", f"u{i}", 0, part(now - 2_000 - (now - 2_000) % W, t=now - 2_000)), now_ms=now)
+        for tick in range(1_000, 30_000, 1_000):
+            h.feed({"tick": 1}, now_ms=now + tick)
+    assert not [r for r in h.out if r["flowsight"]["late"]]
+    assert len({r["flowsight"]["window"] for r in h.out}) >= 5
+    h.feed({"tick": 1}, now_ms=start + 12 * 30_000 + 60_000)   # it stopped: flushed after 1.5 pauses
+    assert sum(r["packetDeltaCount"] for r in h.out) == 12
+
+
+def test_a_thousand_sensors_each_cost_one_row_and_idle_ones_leave_memory():
+    h = Harness()
+    for i in range(1000):
+        s = f"tap{i}"
+        h.feed(smsg(s, "b", 0, part(i * W, key=skey(s), t=i * W + 1)), now_ms=0)
+    assert len(h.merger.clocks[0]) == 1000 and len(h.marks) == 1000
+    h.feed({"tick": 1}, now_ms=10_000)                     # all idle: flushed
+    assert len(h.out) == 1000 and not h.merger.open[0]
+    h.feed({"tick": 1}, now_ms=10_000 + h.merger.retention_ms)
+    assert len(h.merger.clocks[0]) == 0                     # the rows keep them
+    h.feed(smsg("tap7", "c", 0, part(7 * W, key=skey("tap7", 2), t=7 * W + 5)), now_ms=20_000 + h.merger.retention_ms)
+    assert h.out[-1]["flowsight"]["late"]                   # its clock came back from its row: window 7 W closed
+    h.feed(smsg("tap8", "c", 0, part(9 * W, key=skey("tap8", 2), t=9 * W + 5)), now_ms=20_000 + h.merger.retention_ms)
+    assert h.merger.watermark(0, "tap8") == 9 * W                # flushed to the end of its last window
+    h.feed({"tick": 1}, now_ms=20_000 + h.merger.retention_ms + h.merger.live_idle_ms)
+    assert (h.out[-1]["flowsight"]["sensor"], h.out[-1]["flowsight"]["late"]) == ("tap8", False)
+
+
+def test_closed_rows_of_the_older_version_are_read_per_sensor_and_rewritten():
+    h = Harness()
+    h.rows["c|0|0"] = json.dumps({"closed_ms": 0, "a": {"s~b": [[0, 0]], "t~b": [[0, 0]]}}).encode()
+    h.feed(smsg("s", "b", 0, part(0, packets=5)), now_ms=1)            # applied before: skipped
+    h.feed(smsg("t", "b", 1, part(0, key=skey("t"), packets=2)), now_ms=1)   # not applied: late
+    assert [(r["flowsight"]["sensor"], r["packetDeltaCount"], r["flowsight"]["late"]) for r in h.out] == \
+        [("t", 2, True)]
+    assert "c|0|0" not in h.rows and {"c|0|0|s", "c|0|0|t"} <= set(h.rows)

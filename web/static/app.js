@@ -189,7 +189,14 @@ async function health() {
       el("div", {}, sensors.length ? "Sensors: " + sensors.map(([k, v]) =>
         `${k.slice(7)} ${fmtNum(v.packets || 0)} packets in ${v.uploads || 0} uploads, last ${v.last_progress_s_ago}s ago`).join(" · ") : ""),
       el("div", { id: "stages" }, stages.length ? "Last progress: " + stages.map(([k, v]) =>
-        `${k} ${v.last_progress_s_ago}s ago`).join(" · ") : ""));
+        `${k} ${v.last_progress_s_ago}s ago`).join(" · ") : ""),
+      // records that missed their window's score: said per sensor, never silently
+      ...Object.entries((h.scoring && h.scoring.models) || {})
+        .filter(([, m]) => m.late_records || m.ahead_records)
+        .map(([s, m]) => el("div", { class: "late" }, [
+          m.late_records ? `${fmtNum(m.late_records)} records of sensor ${s} came after their window was scored` : "",
+          m.ahead_records ? `${fmtNum(m.ahead_records)} records of sensor ${s} lay far ahead of its clock and were not scored` : "",
+        ].filter(Boolean).join("; "))));
   } catch (e) { /* the long polls report the connection */ }
 }
 
