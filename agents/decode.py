@@ -130,9 +130,8 @@ async def handle(value: bytes, headers) -> None:
     if ranges.contains(row["done"], chunk):
         # decoded before; say so again (no parts) so that an announce of a retried upload completes
         progress.mark("decode", duplicate_chunks=1)
-        if row["chunks"] > 1:
-            await send_all(chunk_messages(block, chunk, sensor, row["chunks"], {}),
-                           f"duplicate chunk {chunk} of block {block}")
+        await send_all(chunk_messages(block, chunk, sensor, row["chunks"], {}),
+                       f"duplicate chunk {chunk} of block {block}")
         await report(bkey, chunk, h)  # again: the first report may have been lost in a crash
         return
     loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
 
 from agents.gaps import GapFinder
 from agents.send import send_all
@@ -76,37 +77,47 @@ def _scorer(sensor: str) -> SensorScorer:
     return scorer
 
 
+def _model_of(scorer_state: dict) -> dict:
+    return {"windows": scorer_state["windows"], "last_window_ms": scorer_state["last_ms"],
+            "recent": [[t, *(vals[n][0] for n in ("flows", "packets", "bytes"))]
+                       for t, vals in scorer_state.get("recent", [])]}
+
+
+def _progress_of(prog: dict) -> dict:
+    return {"scored_windows": prog["windows"], "late_records": prog["late_records"],
+            "late_packets": prog["late_packets"], "late_bytes": prog["late_bytes"],
+            "ahead_records": prog["ahead_records"]}
+
+
 def status() -> dict:
-    """Counters of this process, and per sensor (from the table): the windows its models have learnt, the
-    last ones scored (capture time, flows, packets, bytes), and the records that missed their window's
-    score because they came after it was closed (``late``) or lay far ahead of the sensor's clock."""
-    models: dict[str, dict] = {}
+    """Counters of this process, and per sensor: the windows its models have learnt, the last ones scored
+    (capture time, flows, packets, bytes), and the records that missed their window's score because they came
+    after it was closed (``late``) or lay far ahead of the sensor's clock. From memory on the worker that
+    scores, else from the table's rows (pending summaries are not read)."""
+    models: dict[str, dict] = defaultdict(dict)
+    completer, scorers = _mem["completer"], _mem["scorers"]
     try:
-        for key, value in scoring.items():
-            if not value:
-                continue
-            if key.startswith("sensor|"):
-                value = _decode(value)
-                m = models.setdefault(key.split("|", 1)[1], {})
-                m.update({"windows": value["windows"], "last_window_ms": value["last_ms"],
-                          "recent": [[t, *(vals[n][0] for n in ("flows", "packets", "bytes"))]
-                                     for t, vals in value.get("recent", [])]})
-            elif key.startswith(Completer.CLOCK):
-                value = _decode(value)
-                m = models.setdefault(key[len(Completer.CLOCK):], {})
-                m.update({"scored_windows": value["windows"], "late_records": value["late_records"],
-                          "late_packets": value["late_packets"], "late_bytes": value["late_bytes"],
-                          "ahead_records": value["ahead_records"]})
+        if completer is not None:
+            for sensor, prog in completer.progress.items():
+                models[sensor].update(_progress_of(prog.to_json()))
+        for sensor, scorer in scorers.items():
+            models[sensor].update(_model_of({"windows": scorer.windows, "last_ms": scorer.last_ms,
+                                             "recent": scorer.recent}))
+        for key in list(scoring.keys()):
+            if key.startswith("sensor|") and key[7:] not in scorers:
+                models[key[7:]].update(_model_of(_read(key)))
+            elif key.startswith(Completer.CLOCK) and completer is None:
+                models[key[len(Completer.CLOCK):]].update(_progress_of(_read(key)))
     except Exception:  # the table may be recovering; health must answer anyway
         pass
     late = {s: m["late_records"] for s, m in models.items() if m.get("late_records")}
-    return {**_last, "models": models, "late_records": late}
+    return {**_last, "models": dict(models), "late_records": late}
 
 
 async def handle(value: dict, raw: bytes | None = None) -> None:
     """One window-summaries message: ``value``, decoded from ``raw`` (kept as it came as a pending row)."""
     completer = _completer()
-    muted = (_read("actions") or {}).get("suppress", {})
+    muted = Muted()
     completer.on_message(value)
     done = completer.complete(settings.window_ms)
     states: dict[str, SensorScorer] = {}
@@ -148,15 +159,55 @@ if settings.scoring and settings.window_ms > 0:
             gaps.processed(p, offset)
 
 
-def apply_action(state: dict | None, action: dict, at_ms: int) -> dict:
-    """The analysts' actions so far, with one more: ``ack`` of an alert id, ``suppress`` of (type, entity)."""
-    state = {"acked": {}, "suppress": {}, **(state or {})}
-    if action["action"] == "ack":
-        state["acked"] = {**state["acked"], action["id"]: at_ms}
-    elif action["action"] == "suppress":
-        key = f"{action['type']}|{action['entity']}"
-        state["suppress"] = {**state["suppress"], key: at_ms + int(action["for_s"]) * 1000}
-    return state
+SUPPRESS = "suppress|"
+LEGACY_ACTIONS = "actions"   # an older version kept every action ever made in this one row
+
+
+def suppress_rows(action: dict, at_ms: int) -> dict[str, bytes | None]:
+    """The table rows an analyst's action changes: a suppression is one small row of its own per (type,
+    entity), ``suppress|type|entity`` -> until (ms), so that no row grows with history. An ack changes no
+    row: it lives on topic ``actions``, where the page reads it. Ill-formed actions (they are checked where
+    they are posted, web/dashboard.py) change nothing."""
+    try:
+        if action.get("action") == "suppress":
+            return {f"{SUPPRESS}{action['type']}|{action['entity']}": _encode(at_ms + int(action["for_s"]) * 1000)}
+    except (KeyError, TypeError, ValueError):
+        pass
+    return {}
+
+
+def migrate_actions() -> None:
+    """Rewrite an older version's single actions row as rows of its own per suppression, and delete it."""
+    if LEGACY_ACTIONS not in scoring:
+        return
+    try:
+        old = _read(LEGACY_ACTIONS) or {}
+        for key, until in (old.get("suppress") or {}).items():
+            if isinstance(until, int) and isinstance(key, str) and len(key) <= 300:
+                _write(SUPPRESS + key, until)
+    except (ValueError, AttributeError):
+        log.warning("the old actions row is unreadable; dropped")
+    del scoring[LEGACY_ACTIONS]
+
+
+class Muted:
+    """``"type|entity"`` -> until (ms), read from the suppression rows, as SensorScorer.window asks."""
+
+    def get(self, key: str, default: int = -1) -> int:
+        raw = scoring.get(SUPPRESS + key)
+        return _decode(raw) if raw else default
+
+
+#: Suppressions are kept this long after they ran out, then their rows are deleted.
+SUPPRESS_KEEP_MS = 86_400_000
+
+
+def expire_suppressions(now_ms: int) -> int:
+    """Delete the rows of suppressions that ran out more than a day ago; how many."""
+    old = [k for k in list(scoring.keys()) if k.startswith(SUPPRESS) and (_read(k) or 0) < now_ms - SUPPRESS_KEEP_MS]
+    for k in old:
+        del scoring[k]
+    return len(old)
 
 
 if settings.scoring:
@@ -164,4 +215,8 @@ if settings.scoring:
     @app.agent(actions, concurrency=1)
     async def apply_actions(stream):
         async for event in stream.events():
-            _write("actions", apply_action(_read("actions"), event.value, int(round(event.message.timestamp * 1000))))
+            at_ms = int(round(event.message.timestamp * 1000))
+            migrate_actions()
+            expire_suppressions(at_ms)
+            for key, row in suppress_rows(event.value, at_ms).items():
+                scoring[key] = row

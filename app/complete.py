@@ -83,7 +83,8 @@ class Completer:
     progress: dict[str, SensorProgress] = field(default_factory=dict)
     pending: dict[str, dict[int, dict[int, dict]]] = field(default_factory=dict)  #: sensor -> w -> p -> summary
     changed: dict[str, dict | None] = field(default_factory=dict)
-    dirty: set[str] = field(default_factory=set)
+    dirty: set[str] = field(default_factory=set)              #: sensors whose windows may have completed
+    first: dict[str, int] = field(default_factory=dict)       #: sensor -> its oldest pending window
 
     PENDING = "pending|"
     CLOCK = "clock|"
@@ -111,25 +112,28 @@ class Completer:
                 f = int(msg["frontier"])
                 if prog.frontier.get(int(msg["partition"])) != f:
                     self._touch(msg["sensor"]).frontier[int(msg["partition"])] = f
-                else:
-                    self.dirty.add(msg["sensor"])
             return
         if "late" in msg:
             self._late_notice(msg)
             return
         w, p = int(msg["window"]), int(msg["partition"])
         for sensor, summ in msg["sensors"].items():
-            prog = self._touch(sensor)
+            prog = self._progress(sensor)
             if msg.get("ahead"):
-                prog.ahead_records += int(summ["flows"])
+                self._touch(sensor).ahead_records += int(summ["flows"])
             elif p in prog.scored.get(w, ()):
                 continue                                # a replay of a summary already scored
             elif w <= prog.scored_ms:
+                prog = self._touch(sensor)
                 prog.late_records += int(summ["flows"])
                 prog.late_packets += int(summ["packets"])
                 prog.late_bytes += int(summ["bytes"])
             else:
+                # complete only once every partition's frontier passed it, which comes after this summary;
+                # after a crash the frontiers may be there already
                 self.pending.setdefault(sensor, {}).setdefault(w, {})[p] = summ
+                self.first[sensor] = min(self.first.get(sensor, w), w)
+                self.dirty.add(sensor)
                 # the row is the message as it came when it holds this sensor alone
                 self.changed[self.pending_key(sensor, w, p)] = msg if len(msg["sensors"]) == 1 else \
                     {"window": w, "partition": p, "windowLengthMs": msg.get("windowLengthMs"), "sensors": {sensor: summ}}
@@ -152,8 +156,8 @@ class Completer:
         for sensor in sorted(self.dirty):
             low = self._progress(sensor).low(self.partitions)
             windows = self.pending.get(sensor)
-            if low is None or not windows:
-                continue
+            if low is None or not windows or self.first[sensor] + window_ms > low:
+                continue                                # cheap: a bulk replay brings thousands pending
             prog = self._touch(sensor)
             for w in sorted(windows):
                 if w + window_ms > low:
@@ -162,15 +166,17 @@ class Completer:
                 for p in sorted(windows[w]):
                     merged.merge(Summary.from_json(windows[w][p]))
                 prog.scored[w] = sorted(windows[w])
-                for old in sorted(prog.scored)[:-RECENT_SCORED]:
-                    del prog.scored[old]
                 for p in windows.pop(w):
                     self.changed[self.pending_key(sensor, w, p)] = None
                 prog.scored_ms = max(prog.scored_ms, w)
                 prog.windows += 1
                 out.append((sensor, w, merged))
-            if not windows:
-                del self.pending[sensor]
+            for old in sorted(prog.scored)[:-RECENT_SCORED]:
+                del prog.scored[old]
+            if windows:
+                self.first[sensor] = min(windows)
+            else:
+                del self.pending[sensor], self.first[sensor]
         self.dirty.clear()
         return out
 
@@ -207,4 +213,5 @@ class Completer:
                     c.changed[cls.CLOCK + sensor] = c.progress[sensor]
                 c.changed[key] = None
         c.dirty = set(c.pending)
+        c.first = {sensor: min(ws) for sensor, ws in c.pending.items()}
         return c

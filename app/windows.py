@@ -341,8 +341,10 @@ class Merger:
             top = msg["top"]
         clock.observe(top, source, chunk, msg.get("n", 0), self.max_jump_ms)
         total = msg.get("chunks") or 0
-        if total > 1:  # a block of one chunk is through when it arrives: nothing to hold
-            hold = clock.holds.get(source) or clock.hold(source, total, None, now_ms)
+        hold = clock.holds.get(source)       # announced (every block is), or a block of several chunks
+        if hold is None and total > 1:
+            hold = clock.hold(source, total, None, now_ms)
+        if hold is not None:
             hold.touched_ms = now_ms
             if hold.add(chunk, top):
                 del clock.holds[source]
@@ -367,7 +369,7 @@ class Merger:
         """A block of several chunks was accepted: hold its sensor's clock at its first capture time until its
         chunks arrive (or it sends nothing for ``hold_ms``). Announcing it again changes nothing."""
         source = f"{sensor}{SOURCE_SEP}{msg['block']}"
-        if (msg.get("chunks") or 0) > 1 and source not in clock.holds:
+        if (msg.get("chunks") or 0) >= 1 and source not in clock.holds:
             clock.hold(source, msg["chunks"], msg.get("top"), now_ms)
         plan.marks[mark_key(p, sensor)] = clock.to_json()
         self._frontier(p, sensor, clock, plan)

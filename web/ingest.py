@@ -136,10 +136,11 @@ def _orphan_done(task: asyncio.Task) -> None:
 
 
 async def announce(plan: capture.Chunks, block_id: str, sensor: str) -> None:
-    """Tell every flow-parts partition that a block of several chunks is coming, and from what capture time,
-    before any of its chunks can reach them: their watermarks wait for it (app/windows.py), so a newer
-    upload decoded first (on another worker, say) does not make this one late."""
-    if len(plan) < 2 or not len(plan.idx.ts_ns):
+    """Tell every flow-parts partition that a block is coming, and from what capture time, before any of its
+    chunks can reach them: its sensor's clock waits for it (app/clock.py), so a newer upload decoded first
+    (on another worker, say) does not make this one late. A shipper's files come one after another, and
+    each is decoded wherever its key falls: one chunk or many, each is announced."""
+    if not len(plan) or not len(plan.idx.ts_ns):
         return
     msg = json.dumps({"announce": True, "block": block_id, "sensor": sensor, "chunks": len(plan),
                       "top": int(plan.idx.ts_ns.min()) // 1_000_000, "parts": []}).encode()

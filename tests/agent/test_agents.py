@@ -43,7 +43,7 @@ async def test_decode_sends_each_chunks_parts_once_and_remembers_the_chunk(faust
             patch.object(decode_agent.gaps, "missed", AsyncMock(return_value=[])):
         async with decode_agent.decode_chunks.test_context() as agent:
             await agent.put(data, key=b"blk1", headers=headers)
-            await agent.put(data, key=b"blk1", headers=headers)  # redelivered: skipped
+            await agent.put(data, key=b"blk1", headers=headers)  # redelivered: decoded once
     sent = [{**call.kwargs, "value": json.loads(call.kwargs["value"])} for call in send.call_args_list]
     parts = [p for kw in sent for p in kw["value"]["parts"]]
     assert sum(p[2] for p in parts) == 13
@@ -51,9 +51,13 @@ async def test_decode_sends_each_chunks_parts_once_and_remembers_the_chunk(faust
     for kw in sent:  # every part went to its flow key's partition
         assert all(flowlib.partition_for(p[1], faust_app.conf.topic_partitions) == kw["partition"]
                    for p in kw["value"]["parts"])
-    # every partition heard the chunk's highest capture time, once
-    assert sorted(kw["partition"] for kw in sent) == list(range(faust_app.conf.topic_partitions))
-    assert {kw["value"]["top"] for kw in sent} == {max(p[5] for p in parts)}
+    # every partition heard the chunk's highest capture time, once; the redelivery says so again without
+    # parts (an announced block's hold is released by it)
+    n = faust_app.conf.topic_partitions
+    first, again = sent[:n], sent[n:]
+    assert sorted(kw["partition"] for kw in first) == sorted(kw["partition"] for kw in again) == list(range(n))
+    assert {kw["value"]["top"] for kw in first} == {max(p[5] for p in parts)}
+    assert not [p for kw in again for p in kw["value"]["parts"]]
     assert blocks["tap~blk1"]["done"] == [[0, 0]]
 
 
@@ -189,3 +193,25 @@ async def test_score_waits_for_every_partition_then_scores_each_sensor_once(faus
     assert state["l0"]["mean"][0] == sum(range(1, parts + 1))       # flows of every partition, once
     assert scoring.get("sensor|placebo") is None                     # placebo is never scored
     assert not [k for k in scoring.keys() if k.startswith("pending|")]   # the scored window's rows are gone
+
+
+async def test_actions_keep_one_small_row_per_suppression_and_the_old_single_row_is_rewritten(faust_app):
+    """The single actions row once grew with every ack until its changelog record was too large for Kafka,
+    and then every later action crashed the worker for good. Acks are on the topic; each suppression is a
+    row of its own."""
+    from agents import score as score_agent
+    from tables import scoring
+
+    scoring.data["actions"] = json.dumps({"acked": {"x" * 1000: 1}, "suppress": {"traffic|old-tap": 10 ** 13,
+                                                                                "traffic|gone": 1}}).encode()
+    async with score_agent.apply_actions.test_context() as agent:
+        for i in range(10):
+            await agent.put({"action": "ack", "id": f"tap|traffic|tap|{i}", "note": "n" * 500}, key=b"k")
+        await agent.put({"action": "suppress", "type": "host-bytes", "entity": "10.0.0.7", "for_s": 600}, key=b"k")
+        await agent.put({"action": "suppress", "type": "host-bytes", "entity": "10.0.0.7", "for_s": 60}, key=b"k")
+    rows = {k: json.loads(v) for k, v in scoring.items() if v}
+    assert "actions" not in rows
+    # one row per suppression; one that ran out long ago is gone
+    assert set(k for k in rows if k.startswith("suppress|")) == {"suppress|traffic|old-tap", "suppress|host-bytes|10.0.0.7"}
+    assert all(len(scoring[k]) < 32 for k in rows if k.startswith("suppress|"))
+    assert score_agent.Muted().get("traffic|old-tap") == 10 ** 13 and score_agent.Muted().get("traffic|none") == -1

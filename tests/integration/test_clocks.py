@@ -181,8 +181,11 @@ async def test_three_weeks_of_warm_up_then_a_real_syn_flood_raise_one_alert_nami
         for body in weeks + [flood.read_bytes()]:                    # in order, as ship would send them
             status, answer = await upload(s, w.url, body, sensor="edge-1")
             assert status == 202, answer
+        t0 = time.monotonic()
         models = await models_when(s, [w], lambda m: m.get("edge-1", {}).get("last_window_ms") == flood_ms,
                                    timeout_s=600)
+        print(f"{busy_windows + 1} windows scored {time.monotonic() - t0:.1f} s after the last upload's 202 "
+              f"({(busy_windows + 1) / (time.monotonic() - t0):.0f} windows/s)")
         alerts = await poll_all(s, w.url, "/v1/alerts", lambda got: [a for a in got if a["windowStartMs"] == flood_ms],
                                 timeout_s=30)
         placebo = (await health(s, w))["placebo"]
@@ -191,7 +194,8 @@ async def test_three_weeks_of_warm_up_then_a_real_syn_flood_raise_one_alert_nami
     assert hit[0]["topDestinations"][0]["host"] == "10.10.10.10"
     assert hit[0]["observed"]["failed"]["observed"] > 30_000
     assert models["edge-1"]["windows"] == busy_windows + 1 and models["edge-1"]["late_records"] == 0
-    assert placebo["uploads"] >= 3 and placebo["passing"] is not False
+    # the placebo ran throughout, stamped with today: it moved no clock of edge-1, nor was any of it late
+    assert placebo["uploads"] >= 10 and models.get("placebo", {}).get("late_records", 0) == 0, (placebo, models)
     assert not w.errors(), w.log_tail()
 
 

@@ -446,3 +446,17 @@ def test_closed_rows_of_the_older_version_are_read_per_sensor_and_rewritten():
     assert [(r["flowsight"]["sensor"], r["packetDeltaCount"], r["flowsight"]["late"]) for r in h.out] == \
         [("t", 2, True)]
     assert "c|0|0" not in h.rows and {"c|0|0|s", "c|0|0|t"} <= set(h.rows)
+
+
+def test_an_announced_file_of_one_chunk_holds_its_sensors_clock_until_it_is_decoded():
+    """A shipper's files one after another, each one chunk, decoded on different workers: the second file's
+    chunk may reach a partition before the first's. The first was announced when it was accepted."""
+    h = Harness()
+    h.feed({"announce": True, "block": "f1", "sensor": "s", "chunks": 1, "top": 1, "parts": []}, now_ms=0)
+    h.feed({"announce": True, "block": "f2", "sensor": "s", "chunks": 1, "top": 15 * W, "parts": []}, now_ms=1)
+    h.feed({**msg("f2", 0, part(15 * W, t=15 * W + 1), part(29 * W, t=29 * W + 1)), "chunks": 1}, now_ms=2)
+    assert h.out == []                                   # f1 holds the clock at its first capture time
+    h.feed({**msg("f1", 0, *[part(i * W, key=skey("s", i), t=i * W + 1) for i in range(15)]), "chunks": 1},
+           now_ms=3)
+    assert not [r for r in h.out if r["flowsight"]["late"]] and len(h.out) == 16   # windows 0..15 closed
+    assert not h.merger.clocks[0]["s"].holds
