@@ -17,7 +17,9 @@ from app.main import app
 
 log = logging.getLogger(__name__)
 STUCK_S = 60.0
-state = {"stuck_batches": 0, "oldest_batch_s": 0.0, "reported": False}
+state = {"stuck_batches": 0, "oldest_batch_s": 0.0, "reported": False, "kafka_ok_at": None}
+#: Kafka counts as reachable while a metadata request succeeded this recently.
+REACHABLE_S = 8.0
 
 
 def kafka_producer():
@@ -28,6 +30,27 @@ def kafka_producer():
 
 def status() -> dict:
     return {"stuck_batches": state["stuck_batches"], "oldest_batch_s": round(state["oldest_batch_s"], 1)}
+
+
+def kafka_reachable() -> tuple[bool, float | None]:
+    """Whether a broker answered a metadata request in the last REACHABLE_S seconds, and how long ago."""
+    at = state["kafka_ok_at"]
+    ago = None if at is None else time.monotonic() - at
+    return ago is not None and ago < REACHABLE_S, None if ago is None else round(ago, 1)
+
+
+@app.timer(interval=2.0)
+async def kafka_probe() -> None:
+    """Ask a broker for metadata every 2 s: a producer object that exists says nothing about a broker that
+    is gone (health once said ok, with the only broker stopped for 100 s)."""
+    p = kafka_producer()
+    if p is None:
+        return
+    try:
+        if await asyncio.wait_for(p.client.fetch_all_metadata(), 3.0) is not None:
+            state["kafka_ok_at"] = time.monotonic()
+    except Exception:  # any failure is "not reachable now"; an exception in a timer would stop the worker
+        pass
 
 
 @app.timer(interval=10.0)

@@ -136,7 +136,7 @@ class Keyring:
         return ring
 
     def principal(self, token: str) -> Principal | None:
-        if not token:
+        if not token or not token.isascii() or not token.isprintable():   # tokens are URL-safe ASCII
             return None
         sensors = _match(self.sensor_entries, token)
         readers = _match(self.api_entries, token)
@@ -153,6 +153,8 @@ class Keyring:
         return f"{body}.{self._mac(body)}"
 
     def session(self, cookie: str, now: float | None = None) -> Principal | None:
+        if not cookie.isascii():   # one we issued is ASCII; hmac compares nothing else
+            return None
         try:
             name64, expiry, mac = cookie.split(".")
             body = f"{name64}.{expiry}"

@@ -50,7 +50,8 @@ async def pcap2flows(self, files: tuple[str, ...], window: int | None, fmt: str,
 
 @app.command(
     argument("files", nargs=-1, required=True),
-    option("--url", type=str, default="http://localhost:6066", help="Flowsight's web address."),
+    option("--url", type=str, default=None,
+           help="Flowsight's web address (default: this deployment's, FLOWSIGHT_WEB_PORT on localhost)."),
     option("--sensor", type=str, default=None, help="The capture point's name (default: the token's sensor)."),
     option("--token-file", type=str, default=None, help="File holding the sensor token (default: FLOWSIGHT_TOKEN)."),
     option("--remove", is_flag=True, default=False, help="Delete each file once it was accepted."),
@@ -61,6 +62,8 @@ async def ship(self, files: tuple[str, ...], url: str, sensor: str | None, token
     """Upload capture files (or folders of them), oldest capture first, retrying until Flowsight accepts them
     (a progress bar on a terminal)."""
     bar = offline.ProgressBar(min_bytes=1 << 20)
+    from app.main import settings
+    url = url or settings.own_url
     rejected = await shipper.ship(list(files), url, sensor, remove=remove, done_dir=done_dir, progress=bar,
                                   log=lambda m: print(m, file=sys.stderr), token_file=token_file)
     if rejected:

@@ -89,12 +89,28 @@ class JsonFormatter(logging.Formatter):
 
 JsonFormatter.converter = time.gmtime
 
+class EscapeControls(logging.Filter):
+    """Escapes control characters in every message a handler writes (tracebacks stay as they are): what a
+    client sent (a path with ``%0a``, a header) can never start a line of its own in the plain-text log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # a message that cannot be formatted: logging reports it itself
+            return True
+        if not msg.isprintable():
+            record.msg = "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode()
+                                 for c in msg)
+            record.args = None
+        return True
+
 
 @app.task
 async def _print_settings() -> None:
     """A starting worker prints its settings (redacted) to stderr; commands stay quiet."""
-    if settings.log_json:
-        for handler in logging.getLogger().handlers:
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(EscapeControls())
+        if settings.log_json:
             handler.setFormatter(JsonFormatter())
     if not settings.quiet:
         print("flowsight settings: " + json.dumps(settings.redacted(), sort_keys=True), file=sys.stderr, flush=True)

@@ -155,7 +155,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        env = os.environ if env is None else env
+        """From ``env`` (default: the process environment, over what ``make run`` started, see
+        :func:`deployment_defaults`)."""
+        env = {**deployment_defaults(os.environ), **os.environ} if env is None else env
         kwargs: dict[str, object] = {}
         for f in fields(cls):
             raw = env.get(PREFIX + f.name.upper())
@@ -252,6 +254,11 @@ class Settings:
         return None
 
     @property
+    def own_url(self) -> str:
+        """This deployment's web address on this machine."""
+        return f"{'https' if self.tls_cert else 'http'}://localhost:{self.web_port}"
+
+    @property
     def web_ssl_context(self):
         if not self.tls_cert:
             return None
@@ -279,6 +286,30 @@ class Settings:
         if parts.password:
             out["broker"] = self.broker.replace(parts.password, "***")
         return out
+
+
+#: What ``make run`` (compose/run.sh) started, written while it runs, so that the commands run beside it
+#: (``faust -A app blocks``, ``ship``, ...) reach that deployment and no other: ``KEY=VALUE`` lines.
+DEPLOYMENT_FILE = os.path.join("run", "deployment.env")
+DEPLOYMENT_KEYS = {"FLOWSIGHT_BROKER", "FLOWSIGHT_WEB_PORT", "FLOWSIGHT_TLS_CERT", "FLOWSIGHT_TOPIC_PREFIX",
+                   "FLOWSIGHT_APP_ID", "FLOWSIGHT_PARTITIONS"}
+
+
+def deployment_defaults(env: Mapping[str, str]) -> dict[str, str]:
+    """The settings of the deployment ``make run`` started (under ``$FLOWSIGHT_VAR``, default ``var/`` of the
+    repository), for the variables the environment does not set; {} when none runs."""
+    var = env.get("FLOWSIGHT_VAR") or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "var")
+    try:
+        with open(os.path.join(var, DEPLOYMENT_FILE)) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return {}
+    out = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep and key in DEPLOYMENT_KEYS and value:
+            out[key] = value
+    return out
 
 
 #: (lowest, highest) for every integer setting.

@@ -1,7 +1,7 @@
 """Upload capture files to Flowsight with retries: the engine of ``faust -A app ship``.
 
 No Faust here. Same semantics as compose/shipper/ship.sh: a stable block id per
-(sensor, file name), so a retried upload is counted once; 5xx, 408, 429 and connection
+file (its name, size and first capture time), so a retried upload is counted once; 5xx, 408, 429 and connection
 errors are retried with backoff; another 4xx is final; a file is deleted or moved
 only after a 2xx.
 """
@@ -50,7 +50,10 @@ def in_capture_order(names: list[str]) -> list[str]:
 
 
 def block_id(path: str | Path) -> str:
-    return re.sub(r"[^A-Za-z0-9._:-]", "_", Path(path).name)[:120]
+    """A stable id from the file's name, size and first capture time: a retry is counted once, and a new
+    file under a name a ring reuses (``tcpdump -W``'s ring.pcap0) is a block of its own."""
+    p = Path(path)
+    return re.sub(r"[^A-Za-z0-9._:-]", "_", f"{p.name[:100]}-{p.stat().st_size}-{first_time_ns(p) or 0}")
 
 
 def token_headers(token_file: str | None = None) -> dict[str, str]:
@@ -68,7 +71,12 @@ def retried(status: int) -> bool:
 async def ship_file(session: aiohttp.ClientSession, url: str, path: Path, sensor: str | None, *,
                     tries: int | None = None, first_delay_s: float = 1.0, progress=None) -> Result:
     delay, attempt = first_delay_s, 0
-    size = path.stat().st_size
+    try:
+        size, bid = path.stat().st_size, block_id(path)
+    except FileNotFoundError:
+        return Result(str(path), -1, {"error": "no such file (removed before it was shipped); skipped"})
+    except OSError as exc:
+        return Result(str(path), -1, {"error": f"cannot read it ({exc.strerror}); skipped"})
     while True:
         attempt += 1
         try:
@@ -80,11 +88,13 @@ async def ship_file(session: aiohttp.ClientSession, url: str, path: Path, sensor
                         if progress:
                             progress(str(path), sent, size)
                         yield piece
-                headers = {"Content-Type": "application/vnd.tcpdump.pcap", "X-Block-Id": block_id(path),
+                headers = {"Content-Type": "application/vnd.tcpdump.pcap", "X-Block-Id": bid,
                            "Content-Length": str(size), **({"X-Sensor": sensor} if sensor else {})}
                 async with session.put(url.rstrip("/") + "/v1/captures", data=body(), headers=headers) as r:
                     answer = await r.json(content_type=None)
                     status = r.status
+        except FileNotFoundError:
+            return Result(str(path), -1, {"error": "no such file (removed before it was shipped); skipped"})
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, ValueError):
             status, answer = 0, {"error": "no answer"}
         if not retried(status):
@@ -101,6 +111,11 @@ async def ship(files: list[str], url: str, sensor: str | None, *, remove: bool =
     returns the number that were rejected (4xx)."""
     rejected = 0
     files = in_capture_order(files)
+    if done_dir:
+        if Path(done_dir).exists() and not Path(done_dir).is_dir():
+            log(f"--done-dir {done_dir} is not a folder; nothing shipped")
+            return len(files)
+        Path(done_dir).mkdir(parents=True, exist_ok=True)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=600),
                                      headers=token_headers(token_file)) as s:
         for name in files:
@@ -110,9 +125,12 @@ async def ship(files: list[str], url: str, sensor: str | None, *, remove: bool =
                 log(f"{name}: {res.status} {res.answer.get('packets', '?')} packets in {res.answer.get('chunks')} "
                     f"chunks{' (already there)' if res.answer.get('duplicate') else ''}")
                 if remove:
-                    path.unlink()
+                    path.unlink(missing_ok=True)
                 elif done_dir:
-                    shutil.move(str(path), done_dir)
+                    shutil.move(str(path), str(Path(done_dir) / path.name))
+            elif res.status < 0:
+                rejected += 1
+                log(f"{name}: {res.answer['error']}")
             else:
                 rejected += 1
                 log(f"{name}: rejected with {res.status}: {res.answer.get('error')}")
@@ -126,13 +144,16 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="flowsight-ship", description="Upload capture files to Flowsight.")
     ap.add_argument("files", nargs="+", help="capture files or folders of them (shipped oldest capture first)")
-    ap.add_argument("--url", default="http://localhost:6066")
+    ap.add_argument("--url", default=None, help="Flowsight's web address (default: this deployment's)")
     ap.add_argument("--sensor", default=None, help="sensor name (default: the one the token is for)")
     ap.add_argument("--token-file", help="file holding the sensor's token (default: FLOWSIGHT_TOKEN)")
     ap.add_argument("--remove", action="store_true", help="delete each file after it was accepted")
     ap.add_argument("--done-dir", help="move each file here after it was accepted")
     a = ap.parse_args(argv)
     bar = ProgressBar(min_bytes=1 << 20)
+    if a.url is None:
+        from app.settings import Settings
+        a.url = Settings.from_env().own_url
     rejected = asyncio.run(ship(a.files, a.url, a.sensor, remove=a.remove, done_dir=a.done_dir, progress=bar,
                                 log=lambda m: print(m, file=sys.stderr), token_file=a.token_file))
     return 1 if rejected else 0

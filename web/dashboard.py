@@ -54,19 +54,33 @@ class Static(View):
         return self.bytes(found[0], content_type=found[1], headers=HEADERS)
 
 
+#: An alert id (``sensor|type|entity|window``), and an entity (a sensor name or an address), as the scorer writes
+#: them; anything else cannot name an alert or an entity, and is refused before it reaches Kafka.
+ALERT_ID = re.compile(r"^[A-Za-z0-9._:~*-]{1,128}\|[a-z-]{1,32}\|[A-Za-z0-9._:*-]{1,128}\|[0-9]{1,16}$")
+ENTITY = re.compile(r"^[A-Za-z0-9._:*-]{1,128}$")
+NOTE_CHARS = 500
+
+
 def check_action(body) -> dict:
+    """An analyst's action, checked: every field bounded in length and characters, types from a closed set."""
+    from app.score import FAMILIES
     if not isinstance(body, dict):
         raise ValueError("expected a JSON object")
     kind = body.get("action")
+    note = body.get("note", "")
+    if not isinstance(note, str) or len(note) > NOTE_CHARS or not note.replace("\n", " ").isprintable():
+        raise ValueError(f"note must be text of at most {NOTE_CHARS} printable characters")
     if kind == "ack":
-        if not isinstance(body.get("id"), str) or not body["id"]:
-            raise ValueError("ack needs the alert's id")
-        return {"action": "ack", "id": body["id"], "note": str(body.get("note", ""))[:500]}
+        if not isinstance(body.get("id"), str) or not ALERT_ID.fullmatch(body["id"]):
+            raise ValueError("ack needs the id of an alert (sensor|type|entity|window, at most 300 characters)")
+        return {"action": "ack", "id": body["id"], "note": note}
     if kind == "suppress":
-        if not all(isinstance(body.get(k), str) and body[k] for k in ("type", "entity")):
-            raise ValueError("suppress needs type and entity")
+        if body.get("type") not in FAMILIES:
+            raise ValueError(f"type must be one of {', '.join(FAMILIES)}")
+        if not isinstance(body.get("entity"), str) or not ENTITY.fullmatch(body["entity"]):
+            raise ValueError("entity must be a sensor name or an address (at most 128 of A-Z a-z 0-9 . _ : * -)")
         for_s = body.get("for_s", 3600)
-        if not isinstance(for_s, int) or not 60 <= for_s <= 30 * 86400:
+        if type(for_s) is not int or not 60 <= for_s <= 30 * 86400:
             raise ValueError("for_s must be a whole number of seconds from 60 to 2592000")
         return {"action": "suppress", "type": body["type"], "entity": body["entity"], "for_s": for_s}
     raise ValueError("action must be 'ack' or 'suppress'")
@@ -85,7 +99,7 @@ class Login(View):
         try:
             body = json.loads(await request.text() or "null")
             token = body["token"] if isinstance(body, dict) and isinstance(body.get("token"), str) else None
-        except ValueError:
+        except (ValueError, RecursionError):   # RecursionError: a body nested thousands deep
             token = None
         if token is None:
             return self.json({"error": 'expected {"token": "..."}'}, status=400)
@@ -114,6 +128,8 @@ class Actions(View):
     async def post(self, request):
         try:
             action = check_action(json.loads(await request.text() or "null"))
+        except RecursionError:
+            return self.json({"error": "expected a JSON object, not one nested that deep"}, status=400)
         except ValueError as exc:
             return self.json({"error": str(exc)}, status=400)
         key = action.get("id") or f"{action['type']}|{action['entity']}"

@@ -25,6 +25,9 @@ from app.main import settings
 MAX_TIMEOUT_S = 60
 DEFAULT_TIMEOUT_S = 30
 MAX_RECORDS = 5000
+#: Seconds past its timeout that a long poll may take at most, whatever happens in the Kafka client underneath.
+GRACE_S = 15
+STOP_S = 5
 
 
 class PollError(Exception):
@@ -32,11 +35,11 @@ class PollError(Exception):
         self.status, self.message = status, message
 
 
-def parse_query(query) -> tuple[dict[int, int] | None, float, int, bool]:
+def parse_query(query, partitions: int | None = None) -> tuple[dict[int, int] | None, float, int, bool]:
     try:
         timeout = float(query.get("timeout", DEFAULT_TIMEOUT_S))
         limit = int(query.get("limit", MAX_RECORDS))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise PollError(400, "timeout and limit must be numbers") from None
     if not 0 <= timeout <= MAX_TIMEOUT_S:
         raise PollError(400, f"timeout must be from 0 to {MAX_TIMEOUT_S} seconds")
@@ -48,7 +51,7 @@ def parse_query(query) -> tuple[dict[int, int] | None, float, int, bool]:
     cur = None
     if query.get("cursor"):
         try:
-            cur = cursors.decode(query["cursor"])
+            cur = cursors.decode(query["cursor"], partitions or settings.partitions)
         except cursors.CursorError as exc:
             raise PollError(400, str(exc)) from None
     return cur, timeout, limit, start == "end"
@@ -103,7 +106,18 @@ async def poll(topic: str, cur: dict[int, cursors.Position] | None, timeout_s: f
                     else await consumer.position(tp)
         return {"records": records, "cursor": cursors.encode(positions)}
     finally:
-        await consumer.stop()
+        try:   # a consumer whose fetcher died must not hold the answer, nor the poll's slot
+            await asyncio.wait_for(consumer.stop(), STOP_S)
+        except (asyncio.TimeoutError, KafkaError, OSError):
+            pass
+
+
+async def bounded_poll(topic: str, cur, timeout_s: float, limit: int, from_end: bool, partitions: int | None = None,
+                       batched: bool = False) -> dict:
+    """:func:`poll`, ended by ``asyncio.TimeoutError`` at most GRACE_S past its timeout, whatever the Kafka client
+    does underneath (a fetcher task that died once held a poll, and its slot, for ever)."""
+    return await asyncio.wait_for(poll(topic, cur, timeout_s, limit, from_end, partitions, batched),
+                                  timeout_s + GRACE_S)
 
 
 #: Long polls this worker holds open now (each one a Kafka consumer and a socket).
@@ -114,16 +128,16 @@ def poll_view(topic: str, partitions: int | None = None, batched: bool = False) 
     class Poll(View):
         async def get(self, request):
             try:
-                cur, timeout, limit, from_end = parse_query(request.query)
+                cur, timeout, limit, from_end = parse_query(request.query, partitions)
                 if open_polls.locked():
                     return self.json({"error": f"this worker holds {settings.max_long_polls} long polls already; "
                                       "retry with the same cursor"}, status=503, headers={"Retry-After": "2"})
                 async with open_polls:
                     timeout = min(timeout, settings.long_poll_max_s)
-                    return self.json(await poll(topic, cur, timeout, limit, from_end, partitions, batched))
+                    return self.json(await bounded_poll(topic, cur, timeout, limit, from_end, partitions, batched))
             except PollError as exc:
                 return self.json({"error": exc.message}, status=exc.status)
-            except KafkaError as exc:
+            except (KafkaError, asyncio.TimeoutError) as exc:
                 return self.json({"error": f"Kafka is unavailable ({type(exc).__name__}); retry with the same cursor"},
                                  status=503, headers={"Retry-After": "5"})
 

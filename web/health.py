@@ -59,6 +59,8 @@ class Readyz(View):
         reasons = []
         if not producer_connected():
             reasons.append("producer not connected")
+        elif not watchdog.kafka_reachable()[0]:
+            reasons.append("Kafka does not answer")
         if app.rebalancing:
             reasons.append("rebalancing")
         recovery = getattr(app.tables, "recovery", None)
@@ -72,9 +74,11 @@ class Readyz(View):
 class Health(View):
     async def get(self, request):
         connected = producer_connected()
+        reachable, ago = watchdog.kafka_reachable()
         assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.assignor.assigned_actives())
         body = {
-            "kafka": {"producer_connected": connected, "rebalancing": bool(app.rebalancing)},
+            "kafka": {"producer_connected": connected, "reachable": reachable, "last_answer_s_ago": ago,
+                      "rebalancing": bool(app.rebalancing)},
             "assigned": assigned,
             "lag": await consumer_lag(),
             "flows": flows_agent.status(),
@@ -84,5 +88,5 @@ class Health(View):
             "progress": progress.snapshot(),
             "placebo": placebo.state.status(time.time()),
         }
-        ok = connected and not app.rebalancing
+        ok = connected and reachable and not app.rebalancing
         return self.json({"status": "ok" if ok else "degraded", **body}, status=200 if ok else 503)

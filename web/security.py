@@ -44,6 +44,15 @@ HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Refe
 upload_rate = RateLimiter(settings.sensor_uploads_per_min, max(5, settings.sensor_uploads_per_min // 10))
 
 
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` safe for a plain-text log line: control characters (a newline could forge a line) and
+    anything beyond ASCII escaped, and cut to ``limit`` characters."""
+    return text[:limit].encode("ascii", "backslashreplace").decode("ascii").translate(_CONTROLS)
+
+
+_CONTROLS = {i: f"\\x{i:02x}" for i in [*range(32), 127]}
+
+
 def bearer(request: web.Request) -> str:
     value = request.headers.get("Authorization", "")
     scheme, _, token = value.partition(" ")
@@ -90,9 +99,12 @@ async def guard(request: web.Request, handler):
         response = await _guarded(request, handler)
     except web.HTTPException as exc:
         response = exc if exc.status < 400 else _error(exc.status, exc.reason)
+    except (UnicodeError, RecursionError) as exc:   # a client's malformed text or nesting: its fault, one line
+        log.info("malformed request refused: %s %s: %s", request.method, printable(request.path), type(exc).__name__)
+        response = _error(400, "malformed request: text that is not valid UTF-8, or nested too deep")
     except Exception:
         ref = secrets.token_hex(6)
-        log.exception("error %s serving %s %s", ref, request.method, request.path)
+        log.exception("error %s serving %s %s", ref, printable(request.method), printable(request.path))
         response = web.json_response({"error": "internal error; the worker logged it", "id": ref}, status=500)
     for k, v in HEADERS.items():
         response.headers.setdefault(k, v)
@@ -156,12 +168,25 @@ http_log = logging.getLogger("flowsight.http")
 http_log.addFilter(_BadRequestsQuiet())
 
 
+async def _harden(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """Every response, those of aiohttp's own parser errors too (they skip the middleware): the security
+    headers, no server version, HSTS under TLS, and a parser error that does not echo what the client sent."""
+    for k, v in HEADERS.items():
+        response.headers.setdefault(k, v)
+    response.headers["Server"] = "flowsight"
+    if settings.tls_cert:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if isinstance(response, web.Response) and response.status == 400 and response.content_type == "text/plain":
+        response.text = "400 Bad Request: the request is malformed (its line, headers or body framing)"
+
+
 class FlowsightWeb(faust_aiohttp.Web):
     """Faust's aiohttp server with our middleware, client timeouts and TLS."""
 
     def __init__(self, app, **kwargs):
         super().__init__(app, **kwargs)
         self.web_app.middlewares.append(guard)
+        self.web_app.on_response_prepare.append(_harden)
         # keepalive_timeout also bounds a new connection's wait for a complete request head
         # a cursor names every partition: long enough for 1024 of them in the request line
         self._runner = AppRunner(self.web_app, access_log=None, keepalive_timeout=settings.client_idle_timeout_s,

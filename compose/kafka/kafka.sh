@@ -109,7 +109,9 @@ launch() {  # launch NODE
   local n=$1
   alive "$n" && return 0
   # shellcheck disable=SC2086
-  nohup java $heap -XX:+UseG1GC -Djava.awt.headless=true \
+  # a session of its own: a signal to the caller's process group (Ctrl-C on `make run`) must not stop the
+  # broker before the worker (the worker would retry a dead broker for a minute); kafka.sh stop stops it
+  setsid nohup java $heap -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$here/log4j2.properties" -Dkafka.logs.dir="$kdir/node$n" \
     -cp "$jars/*" kafka.Kafka "$kdir/node$n/server.properties" \
     >"$kdir/node$n/console.log" 2>&1 </dev/null &

@@ -6,8 +6,9 @@
 #     | ship.sh -u http://flowsight:6066 -s tap1 -r      # ships each ring file as dumpcap finishes it
 #   ship.sh -u URL -w /var/spool/cap -r                  # ships finished files of a directory, forever
 #
-# Each file is uploaded with `curl -T` and a block id made from the file name (block ids are per sensor),
-# so a retried upload is counted once. 5xx, 408, 429 and connection errors are retried with backoff (1 s
+# Each file is uploaded with `curl -T` and a block id made from its name, size and checksum (block ids are
+# per sensor), so a retried upload is counted once and a new file under a reused ring name counts too. A file
+# that vanished before it was shipped is reported and skipped. 5xx, 408, 429 and connection errors are retried with backoff (1 s
 # doubling to 60 s, for ever); another 4xx moves the file to DONE_DIR/rejected (or leaves it, without -m).
 # Only a 2xx deletes the file (-r) or moves it to DONE_DIR (-m); the default leaves it in place.
 #   -w DIR   watch DIR: a file is finished once a newer one exists or it is QUIET seconds old
@@ -47,12 +48,19 @@ fi
 } > "$headers"
 unset token
 
-block_id() {  # a stable id from the sensor and the file name, in the characters the server takes
-  printf '%s' "$(basename "$1")" | tr -c 'A-Za-z0-9._:-' '_' | cut -c1-120
+block_id() {  # a stable id from the file's name, size and checksum (POSIX cksum), in the server's characters:
+  # a ring reuses its names (tcpdump -W), and each new ring.pcap0 must count, while a retry counts once
+  sum=$(cksum < "$1") || return 1
+  printf '%s-%s-%s' "$(basename "$1" | cut -c1-100)" "${sum##* }" "${sum%% *}" | tr -c 'A-Za-z0-9._:-' '_'
 }
 
 ship() {  # ship FILE: returns 0 once the server took it (or rejected it for good)
-  f=$1 id=$(block_id "$1") delay=1
+  f=$1 delay=1
+  if [ ! -f "$f" ]; then  # a dumpcap ring that overtook the shipper: say so, and go on with the next file
+    say "$f: no such file (removed before it was shipped); skipped"
+    return 1
+  fi
+  id=$(block_id "$f") || { say "$f: cannot read it; skipped"; return 1; }
   while :; do
     code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time "$timeout" -T "$f" \
       -H @"$headers" -H "X-Block-Id: $id" \

@@ -23,7 +23,19 @@ async def test_while_the_broker_is_down_uploads_get_503_and_the_shipper_retries_
     w = Worker(own_broker.bootstrap, tmp_path / "w", "fs-loss", "loss-", FLOWSIGHT_PRODUCE_TIMEOUT_S="4").start()
     try:
         own_broker.run("stop")
-        async with aiohttp.ClientSession(headers=AUTH) as s:
+        async with aiohttp.ClientSession(headers=AUTH, timeout=aiohttp.ClientTimeout(total=60)) as s:
+            # health tells the truth: once said ok, with the producer object alive and no broker
+            for _ in range(30):
+                async with s.get(w.url + "/readyz") as r:
+                    if r.status == 503:
+                        assert "Kafka does not answer" in (await r.json())["reasons"]
+                        break
+                await asyncio.sleep(1)
+            else:
+                raise AssertionError("/readyz said ready for 30 s with the broker stopped")
+            async with s.get(w.url + "/v1/health") as r:
+                h = await r.json()
+                assert r.status == 503 and h["status"] == "degraded" and h["kafka"]["reachable"] is False, h
             # the same block id as the shipper's (the file name): a 503'd upload may still land later,
             # and only the same id makes its retry count once
             async with s.put(w.url + "/v1/captures", data=body,

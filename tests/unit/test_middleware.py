@@ -31,3 +31,24 @@ async def test_an_unexpected_error_is_a_500_with_an_id_and_nothing_else(caplog):
         assert r.status == 401   # unknown paths do not tell an anonymous client what exists
         r = await client.get("/readyz")
         assert r.status == 200 and r.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_actions_are_bounded_in_length_characters_and_types():
+    """Ten acks with 1 MB ids once crashed the worker for good; ids, entities, types and notes are checked."""
+    import pytest
+
+    from web.dashboard import check_action
+    ok = check_action({"action": "ack", "id": "tap-1|traffic|tap-1|1767600000000", "note": "seen\nby me"})
+    assert ok["id"] == "tap-1|traffic|tap-1|1767600000000"
+    assert check_action({"action": "suppress", "type": "host-bytes", "entity": "2001:db8::7", "for_s": 60})["for_s"] == 60
+    bad = [{"action": "ack", "id": "x" * 1_000_000}, {"action": "ack", "id": "a|traffic|b|1\n"},
+           {"action": "ack", "id": "tap|traffic|\udcff|1"}, {"action": "ack", "id": "t|traffic|t|1", "note": "\udcff"},
+           {"action": "ack", "id": "t|traffic|t|1", "note": "y" * 501}, {"action": "ack", "id": "t|traffic|t|1", "note": 5},
+           {"action": "suppress", "type": "anything", "entity": "tap", "for_s": 60},
+           {"action": "suppress", "type": "traffic", "entity": "t" * 129, "for_s": 60},
+           {"action": "suppress", "type": "traffic", "entity": "tap", "for_s": 1e400},
+           {"action": "suppress", "type": "traffic", "entity": "tap", "for_s": True},
+           {"action": "lift"}, [], None]
+    for body in bad:
+        with pytest.raises(ValueError):
+            check_action(body)

@@ -46,3 +46,58 @@ def test_ranges():
         r = ranges.add(r, i)
     assert r == [[0, 3], [7, 7]]
     assert ranges.contains(r, 2) and not ranges.contains(r, 5)
+
+
+def test_a_cursor_holds_only_offsets_kafka_can_have():
+    """An offset above int64 once killed the Kafka client's fetcher and hung the long poll for ever."""
+    import base64
+    import json
+
+    def raw(text):
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    assert cursor.decode(raw('{"0": 9223372036854775807, "1": [5, 2]}'), 2) == {0: (1 << 63) - 1, 1: (5, 2)}
+    for text in ('{"0": 99999999999999999999999}', '{"0": 1e400}', '{"0": Infinity}', '{"0": NaN}', '{"0": 1.5}',
+                 '{"0": true}', '{"0": [1, 99999999999]}', '{"0": "5"}', '{"-1": 5}', '{"x": 5}', '{"7": 5}',
+                 "[" * 100_000, json.dumps({"0": [1, 2, 3]})):
+        with pytest.raises(cursor.CursorError):
+            cursor.decode(raw(text), 4)
+    with pytest.raises(cursor.CursorError):
+        cursor.decode("A" * 100_000)
+
+
+async def test_a_long_poll_ends_by_its_timeout_whatever_the_kafka_client_does(monkeypatch):
+    import asyncio
+    import time
+
+    from app.main import app  # noqa: F401  (settings and routes, as the worker loads them)
+    from web import egress
+
+    class Stuck:
+        def __init__(self, **kw):
+            pass
+
+        async def start(self):
+            pass
+
+        async def topics(self):
+            return {"t"}
+
+        def assign(self, tps):
+            pass
+
+        async def seek_to_beginning(self, tp):
+            pass
+
+        async def getmany(self, *tps, **kw):
+            await asyncio.sleep(3600)             # a fetcher task that died: nothing ever comes
+
+        async def stop(self):
+            await asyncio.sleep(3600)
+
+    monkeypatch.setattr(egress, "AIOKafkaConsumer", Stuck)
+    monkeypatch.setattr(egress, "GRACE_S", 0.3)
+    monkeypatch.setattr(egress, "STOP_S", 0.1)
+    t0 = time.monotonic()
+    with pytest.raises(asyncio.TimeoutError):
+        await egress.bounded_poll("t", None, 0.2, 10, False, 1)
+    assert time.monotonic() - t0 < 2

@@ -180,6 +180,11 @@ async function health() {
     const pills = [el("span", { class: "pill " + (h.status === "ok" ? "ok" : "bad") }, `worker ${h.status}`)];
     if (h.placebo && h.placebo.passing !== null) {
       pills.push(el("span", { class: "pill " + (h.placebo.passing ? "ok" : "bad") }, `placebo ${h.placebo.passing ? "passing" : "failing"}`));
+    } else if (h.placebo) {   // no evidence either way: never a green light
+      pills.push(el("span", { class: "pill" }, h.placebo.source ? "placebo: nothing due yet here" : "placebo source off"));
+    }
+    if (h.kafka && h.kafka.reachable === false) {
+      pills.push(el("span", { class: "pill bad" }, `Kafka not answering (${h.kafka.last_answer_s_ago ?? "never"} s)`));
     }
     $("status").replaceChildren($("conn"), ...pills);
     const progress = Object.entries(h.progress || {});
