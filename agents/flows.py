@@ -22,7 +22,7 @@ from tables import flows, watermarks
 log = logging.getLogger(__name__)
 merger = Merger(settings.window_ms, settings.lateness_s * 1000, settings.idle_flush_s * 1000,
                 home=Home(settings.home_networks), max_jump_ms=settings.max_clock_jump_s * 1000,
-                live_idle_ms=settings.live_idle_flush_s * 1000)
+                live_idle_ms=settings.live_idle_flush_s * 1000, max_open_flows=settings.max_open_flows)
 _TOPICS = {"flows": flows_topic, "window-summaries": window_summaries}
 END_NAMES = {END_ACTIVE_TIMEOUT: "window_closed", END_FORCED: "idle_flush"}
 
@@ -45,7 +45,8 @@ async def _remember(app_, assigned, **kwargs) -> None:
 def status() -> dict:
     """Open windows per partition, and per sensor its capture clock over this worker's partitions."""
     return {"open_windows": {str(p): sum(map(len, ws.values())) for p, ws in sorted(merger.open.items())},
-            "sensors": merger.sensors()}
+            "open_flows": sum(merger.open_flows.values()), "open_flows_max": settings.max_open_flows,
+            "windows_closed_early": merger.spilled, "sensors": merger.sensors()}
 
 
 async def handle(p: int, raw: bytes | dict, timestamp_ms: int) -> None:

@@ -121,6 +121,8 @@ class Keyring:
     sensor_entries: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     api_entries: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     cluster_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    #: API token name -> time (ms) of its last sign-out: the sessions issued before it are void
+    signed_out: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def load(cls, sensor_file: str = "", api_file: str = "", secret_file: str = "") -> "Keyring":
@@ -149,8 +151,13 @@ class Keyring:
 
     # Sessions: NAME.EXPIRY.MAC, MAC = HMAC-SHA256(cluster secret, NAME.EXPIRY); no server-side state.
     def issue_session(self, name: str, now: float | None = None) -> str:
-        body = f"{base64.urlsafe_b64encode(name.encode()).decode()}.{int((now or time.time()) + SESSION_S)}"
+        """``name64.expiry_ms.mac``: a session of SESSION_S for the API token ``name``."""
+        body = f"{base64.urlsafe_b64encode(name.encode()).decode()}.{int(((now or time.time()) + SESSION_S) * 1000)}"
         return f"{body}.{self._mac(body)}"
+
+    def sign_out(self, name: str, at_ms: int) -> None:
+        """Every session of ``name`` issued up to ``at_ms`` is void from now on (on every worker that hears it)."""
+        self.signed_out[name] = max(self.signed_out.get(name, 0), at_ms)
 
     def session(self, cookie: str, now: float | None = None) -> Principal | None:
         if not cookie.isascii():   # one we issued is ASCII; hmac compares nothing else
@@ -158,9 +165,15 @@ class Keyring:
         try:
             name64, expiry, mac = cookie.split(".")
             body = f"{name64}.{expiry}"
-            if not hmac.compare_digest(mac, self._mac(body)) or int(expiry) < (now or time.time()):
+            expiry_ms = int(expiry)
+            if not hmac.compare_digest(mac, self._mac(body)) or expiry_ms < (now or time.time()) * 1000:
                 return None
-            return Principal(base64.urlsafe_b64decode(name64).decode(), reader=True, cookie=True)
+            name = base64.urlsafe_b64decode(name64).decode()
+            # void once its token is gone from the token file, or its name signed out after it was issued
+            if name not in {n for n, _, _ in self.api_entries} or \
+                    expiry_ms - SESSION_S * 1000 <= self.signed_out.get(name, -1):
+                return None
+            return Principal(name, reader=True, cookie=True)
         except (ValueError, UnicodeDecodeError):
             return None
 

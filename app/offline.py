@@ -36,6 +36,7 @@ class Summary:
     skipped: Counter = field(default_factory=Counter)
     unsupported_linktypes: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         lines = [f"files {self.files}  packets {self.packets}  bytes {self.bytes}  flows {self.flows}"]
@@ -46,6 +47,7 @@ class Summary:
         if self.unsupported_linktypes:
             lines.append("unsupported link types: " +
                          ", ".join(f"{k} ({v} packets)" for k, v in sorted(self.unsupported_linktypes.items())))
+        lines += [f"warning: {e}" for e in self.warnings]
         lines += [f"error: {e}" for e in self.errors]
         return "\n".join(lines)
 
@@ -96,7 +98,10 @@ def _aggregate(path, data, mm, into, summary, progress) -> None:
     except capture.CaptureError as exc:
         summary.errors.append(f"{path}: {exc}")
         return None
-    if idx.error is not None:
+    if idx.error is not None and idx.error.kind == "truncated" and idx.packets:
+        summary.warnings.append(f"{path}: ends inside a record at byte {idx.end}; its {idx.packets} whole packets "
+                                "are read")
+    elif idx.error is not None:
         summary.errors.append(f"{path}: {idx.error}; the {idx.packets} packets before it are read")
     dropped = 0
     for lo in range(0, idx.packets, BATCH_PACKETS):
@@ -136,8 +141,12 @@ def _stream_pcap(path: str, f, into: flows.Aggregator, summary: Summary, progres
                 buf.extend(bytearray(len(buf)))
                 have += f.readinto(memoryview(buf)[have:]) or 0
                 continue
-            summary.errors.append(f"{path}: {err.kind} at byte {consumed - 24 + err.offset}; "
-                                  f"the {summary.packets} packets before it are read")
+            if err.kind == "truncated" and summary.packets:   # as the server takes it: whole packets, a warning
+                summary.warnings.append(f"{path}: ends inside a record at byte {consumed - 24 + err.offset}; "
+                                        f"its {summary.packets} whole packets are read")
+            else:
+                summary.errors.append(f"{path}: {err.kind} at byte {consumed - 24 + err.offset}; "
+                                      f"the {summary.packets} packets before it are read")
             break
         end = idx.end if err is not None else have
         rest = have - end

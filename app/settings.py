@@ -61,6 +61,9 @@ class Settings:
     #: Longest wall-clock silence of a live sensor (capture clock near the wall clock) before its open windows
     #: are flushed; it waits one and a half of its usual pauses between uploads, at least idle_flush_s.
     live_idle_flush_s: int = 600
+    #: Open flows a worker holds at most (about 250 bytes each); past it the biggest open windows are closed
+    #: early, and their later parts come as late records (exact, but split).
+    max_open_flows: int = 1_500_000
     #: A capture time further ahead of its sensor's clock than this, in seconds, does not move the clock
     #: by itself (a damaged timestamp): another chunk must confirm it, or its chunk must be large.
     max_clock_jump_s: int = 86400
@@ -116,6 +119,9 @@ class Settings:
     netflow_v5: str = ""
     #: Send every flow record to these IPFIX collectors over UDP (host:port,...).
     ipfix: str = ""
+    #: Where export to collectors begins the first time it is turned on: "now" (records already on the flows
+    #: topic are not sent) or "start" (the whole retained topic). Later it goes on from where it stopped.
+    export_from: str = "now"
 
     #: Require tokens (off only on a closed lab network: then anyone who reaches the port may upload and read).
     auth: bool = True
@@ -128,8 +134,10 @@ class Settings:
     #: PEM certificate (chain) and private key: the web server then speaks HTTPS only.
     tls_cert: str = ""
     tls_key: str = ""
-    #: Uploads one worker receives at once; more are answered 503 with Retry-After.
-    max_concurrent_uploads: int = 4
+    #: Uploads one worker receives at once, from all sensors; more are answered 503 with Retry-After.
+    max_concurrent_uploads: int = 16
+    #: Uploads one worker receives at once from one sensor (so one sensor cannot take every slot).
+    sensor_max_concurrent_uploads: int = 4
     #: Long polls one worker holds open at once; more are answered 503 with Retry-After.
     max_long_polls: int = 64
     #: Longest a long poll is held open, in seconds; a longer ?timeout= is shortened to it.
@@ -182,6 +190,8 @@ class Settings:
             value = getattr(self, name)
             if not lo <= value <= hi:
                 raise SettingsError(f"{PREFIX}{name.upper()}={value}: expected a whole number from {lo} to {hi}")
+        if self.export_from not in ("now", "start"):
+            raise SettingsError(f"{PREFIX}EXPORT_FROM={self.export_from!r}: expected now or start")
         for server in self.broker_servers:
             host, _, port = server.rpartition(":")
             if not host or not port.isdigit():
@@ -321,6 +331,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "idle_flush_s": (1, 3600),
     "live_idle_flush_s": (1, 86400),
     "max_clock_jump_s": (60, 10 * 365 * 86400),
+    "max_open_flows": (1000, 100_000_000),
     "chunk_bytes": (256 * 1024, 64 * 1024 * 1024),
     "malloc_keep_mb": (0, 4096),
     "max_upload_bytes": (512 * 1024, 1 << 40),
@@ -334,6 +345,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "alert_cap": (1, 100000),
     "host_capacity": (0, 65536),
     "max_concurrent_uploads": (1, 1024),
+    "sensor_max_concurrent_uploads": (1, 1024),
     "max_long_polls": (1, 100000),
     "long_poll_max_s": (0, 60),
     "sensor_uploads_per_min": (1, 1000000),

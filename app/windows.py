@@ -140,7 +140,8 @@ class Plan:
 
 class Window:
     """One open (sensor, window) of one partition: flow key -> ``[packets, bytes, first, last, flags,
-    (block, chunk), {blocks}]``, the (sensor~block, chunk) pairs applied, and when it opened (message time)."""
+    (block, chunk), block id or {block ids}]``, the (sensor~block, chunk) pairs applied, and when it opened
+    (message time). An open flow costs about 150 bytes here, besides its key (about 90)."""
 
     __slots__ = ("flows", "applied", "opened_ms")
 
@@ -149,8 +150,10 @@ class Window:
         self.applied: set[tuple[str, int]] = set()
         self.opened_ms = opened_ms
 
-    def apply(self, source: str, chunk: int, parts: list) -> None:
-        """``source``: ``sensor~block`` (two sensors may upload the same bytes, so the same block id)."""
+    def apply(self, source: str, chunk: int, parts: list) -> int:
+        """``source``: ``sensor~block`` (two sensors may upload the same bytes, so the same block id); returns
+        how many flows are new to the window."""
+        new = 0
         self.applied.add((source, chunk))
         block = source.split(SOURCE_SEP, 1)[-1]
         src = (block, chunk)
@@ -159,7 +162,8 @@ class Window:
             key = part[1]
             c = flows.get(key)
             if c is None:
-                flows[key] = [part[2], part[3], part[4], part[5], part[6], src, {block}]
+                flows[key] = [part[2], part[3], part[4], part[5], part[6], src, block]
+                new += 1
             else:
                 c[0] += part[2]
                 c[1] += part[3]
@@ -170,7 +174,9 @@ class Window:
                 c[4] |= part[6]
                 if src < c[5]:
                     c[5] = src
-                c[6].add(block)
+                if c[6] != block:    # one block (a str) as a rule: a set only for a flow that spans uploads
+                    c[6] = {c[6], block} if isinstance(c[6], str) else c[6] | {block}
+        return new
 
 
 class Merger:
@@ -182,11 +188,12 @@ class Merger:
     silence that ends a replayed capture (a live sensor waits up to ``live_idle_ms``, app/clock.py);
     ``retention_ms``: how long a closed window is remembered, for replays; ``hold_ms``: how long a
     block in flight may send nothing before it stops holding its sensor's clock; ``max_jump_ms``:
-    how far ahead of its sensor's clock a capture time may be before it counts as damaged."""
+    how far ahead of its sensor's clock a capture time may be before it counts as damaged;
+    ``max_open_flows``: the open flows this worker holds at most, over its partitions."""
 
     def __init__(self, window_ms: int, lateness_ms: int, idle_flush_ms: int, retention_ms: int = 600_000,
                  home: Home | None = None, hold_ms: int = 60_000, max_jump_ms: int = 86_400_000,
-                 live_idle_ms: int = 600_000):
+                 live_idle_ms: int = 600_000, max_open_flows: int = 2_000_000):
         self.window_ms = window_ms
         self.lateness_ms = lateness_ms
         self.idle_flush_ms = idle_flush_ms
@@ -195,6 +202,11 @@ class Merger:
         self.hold_ms = hold_ms
         self.max_jump_ms = max_jump_ms
         self.live_idle_ms = live_idle_ms
+        #: open flows this worker holds at most (about 250 bytes each): past it a partition's biggest open
+        #: windows are closed early (flowEndReason 4), and later parts of them come as late records
+        self.max_open_flows = max_open_flows
+        self.open_flows: dict[int, int] = defaultdict(int)
+        self.spilled = 0
         #: partition -> sensor -> window start -> open window
         self.open: dict[int, dict[str, dict[int, Window]]] = defaultdict(dict)
         #: closed windows still remembered: partition -> (sensor, window) -> {"closed_ms", "a": {source: ranges}}
@@ -238,6 +250,7 @@ class Merger:
             else:
                 opened.setdefault(sensor, {}).setdefault(w, Window(now_ms)).apply(source, chunk, parts)
         self.open[p] = opened
+        self.open_flows[p] = sum(len(win.flows) for ws in opened.values() for win in ws.values())
         self.closed[p] = closed
         self.expiry[p] = deque(sorted((v["closed_ms"], s, w) for (s, w), v in closed.items()))
         self.stale[p] = stale
@@ -253,7 +266,7 @@ class Merger:
     def forget(self, partitions: Iterable[int]) -> None:
         for p in partitions:
             self.indexed.discard(p)
-            for state in (self.open, self.closed, self.expiry, self.stale, self.clocks):
+            for state in (self.open, self.closed, self.expiry, self.stale, self.clocks, self.open_flows):
                 state.pop(p, None)
 
     def _clock(self, p: int, sensor: str, marks: Mapping | None) -> SensorClock:
@@ -319,7 +332,7 @@ class Merger:
             if win is not None:
                 if (source, chunk) in win.applied:
                     continue  # a replayed part: already counted
-                win.apply(source, chunk, parts)
+                self.open_flows[p] += win.apply(source, chunk, parts)
                 plan.writes[slice_key(p, w, source, chunk)] = \
                     raw if raw is not None and len(by_window) == 1 else json.dumps(parts).encode()
                 continue
@@ -350,7 +363,21 @@ class Merger:
                 del clock.holds[source]
         clock.expire_holds(now_ms, self.hold_ms)
         self._advance(p, sensor, clock, plan, now_ms)
+        self._spill(p, plan, now_ms)
         return plan
+
+    def _spill(self, p: int, plan: Plan, now_ms: int) -> None:
+        """Past this partition's share of ``max_open_flows``, close its biggest open windows early."""
+        share = self.max_open_flows // max(1, len(self.indexed))
+        if self.open_flows[p] <= share:
+            return
+        sizes = sorted(((len(win.flows), sensor, w) for sensor, ws in self.open[p].items() for w, win in ws.items()),
+                       reverse=True)
+        for n, sensor, w in sizes:
+            if self.open_flows[p] <= share * 3 // 4:
+                break
+            self._close(p, sensor, self.clocks[p][sensor], [w], plan, now_ms, END_FORCED)
+            self.spilled += 1
 
     def _late(self, p: int, sensor: str, w: int, source: str, chunk: int, parts: list, plan: Plan) -> list[str]:
         """Late records for parts of a window already closed, and a notice of them for the scorer."""
@@ -436,6 +463,7 @@ class Merger:
         sensor_json = json.dumps(sensor)
         for w in sorted(windows):
             win = opened.pop(w)
+            self.open_flows[p] -= len(win.flows)
             stats = Summary()
             records = []
             block_sets: dict[frozenset, str] = {}   # JSON of each set of block ids
@@ -443,7 +471,7 @@ class Merger:
                 c = win.flows[key]
                 f = key.split(SEP)
                 _, src, dst, proto, sport, dport = f[:6]
-                bj = block_sets.get(blocks := frozenset(c[6]))
+                bj = block_sets.get(blocks := frozenset((c[6],) if isinstance(c[6], str) else c[6]))
                 if bj is None:
                     bj = block_sets[blocks] = json.dumps(sorted(blocks))
                 records.append(record_json(w, f, c, window_ms, reason, False, sensor_json, bj, flow_id(w, key, *c[5])))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 from aiokafka.errors import KafkaError
@@ -94,7 +95,9 @@ class Login(View):
     """POST /v1/login {"token": API token}: sets the page's session cookie (HttpOnly, SameSite=Strict)."""
 
     async def post(self, request):
-        from web.security import keyring
+        from web.security import from_the_page, keyring
+        if not from_the_page(request):
+            return self.json({"error": "sign in from the page (a cross-site form may not sign anyone in)"}, status=403)
         addr = request.remote or "?"
         try:
             body = json.loads(await request.text() or "null")
@@ -118,7 +121,24 @@ class Login(View):
 
 
 class Logout(View):
+    """POST /v1/logout: ends every session of the signed-in name, on every worker (a record on topic
+    ``actions`` that each worker reads, web/security.py), and clears the cookie."""
+
     async def post(self, request):
+        from web.security import from_the_page, keyring, who
+        if not from_the_page(request):
+            return self.json({"error": "sign out from the page"}, status=403)
+        p = who(request)
+        if p is not None and p.cookie:
+            at_ms = int(time.time() * 1000)
+            keyring.sign_out(p.name, at_ms)
+            try:
+                fut = await actions.send(key=p.name.encode(), value={"action": "logout", "name": p.name,
+                                                                     "at_ms": at_ms})
+                await fut
+            except KafkaError as exc:
+                return self.json({"error": f"Kafka is unavailable ({type(exc).__name__}); sign out again"},
+                                 status=503, headers={"Retry-After": "5"})
         response = self.json({"signed_in": None})
         response.del_cookie(SESSION_COOKIE, path="/")
         return response

@@ -77,14 +77,19 @@ def check_space(path: str, incoming: int) -> None:
 
 #: Uploads this worker is receiving now (each holds a spool file and, while producing, a chunk window).
 uploads = asyncio.Semaphore(settings.max_concurrent_uploads)
+#: Uploads this worker is receiving now, per sensor: one sensor (four slow uploads, say) cannot take every slot.
+receiving: dict[str, int] = {}
 #: Seconds an upload may run before its average rate is checked against min_upload_rate (30 s by default).
 RATE_GRACE_S = 1.5 * settings.client_idle_timeout_s
 
 
-async def receive(request, out, sensor: str) -> tuple[int, str]:
-    """Stream the body to ``out``: (size, sha256), or UploadError (cut off, too big, too slow, disk full)."""
+async def receive(request, out, sensor: str, spool: str | None = None) -> tuple[int, str]:
+    """Stream the body to ``out``: (size, sha256), or UploadError (cut off, too big, too slow, disk full).
+    ``spool``: the spool folder, whose volume keeps ``spool_min_free_bytes`` free while the body is written
+    (a body of undeclared length, chunked, is checked as it comes)."""
     digest = hashlib.sha256()
     size = 0
+    room = 0        # bytes that may still be written before the volume is looked at again
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     try:
@@ -99,6 +104,14 @@ async def receive(request, out, sensor: str) -> tuple[int, str]:
             size += len(piece)
             if size > settings.max_upload_bytes:
                 raise UploadError(413, f"body is over the limit of {settings.max_upload_bytes} bytes")
+            if spool is not None and len(piece) > room:
+                st = os.statvfs(spool)
+                room = st.f_bavail * st.f_frsize - settings.spool_min_free_bytes
+                if len(piece) > room:
+                    raise UploadError(507, f"the spool volume is nearly full after {size - len(piece)} bytes of "
+                                      f"this upload ({settings.spool_min_free_bytes} bytes are kept free); retry "
+                                      "later or on another worker")
+            room -= len(piece)
             digest.update(piece)
             out.write(piece)
             elapsed = loop.time() - t0
@@ -116,7 +129,9 @@ def check_capture(buf) -> capture.Index:
         idx = capture.index(buf)
     except capture.CaptureError as exc:
         raise UploadError(400, f"not a readable capture: {exc}", kind=exc.kind) from None
-    if idx.error is not None:
+    # a capture cut inside its last record (a capture server stopped mid-write) keeps its whole packets, as
+    # pcap2flows and tshark read them; any other damage is refused whole
+    if idx.error is not None and not (idx.error.kind == "truncated" and idx.packets):
         raise UploadError(400, f"damaged capture: {idx.error}", kind=idx.error.kind,
                           readable_packets=idx.packets)
     used = set(idx.if_linktype[idx.iface].tolist()) if idx.packets else set(idx.if_linktype.tolist())
@@ -279,11 +294,20 @@ class Captures(View):
             if wait:
                 raise UploadError(429, f"sensor {sensor} is over its {settings.sensor_uploads_per_min} uploads "
                                   "per minute; retry later", retry_after=wait)
+            if receiving.get(sensor, 0) >= settings.sensor_max_concurrent_uploads:
+                raise UploadError(503, f"this worker is receiving {settings.sensor_max_concurrent_uploads} uploads "
+                                  f"of sensor {sensor} already; retry later")
             if uploads.locked():
                 raise UploadError(503, f"this worker is receiving {settings.max_concurrent_uploads} uploads "
                                   "already; retry later")
-            async with uploads:
-                status, body = await self._accept(request, sensor)
+            receiving[sensor] = receiving.get(sensor, 0) + 1
+            try:
+                async with uploads:
+                    status, body = await self._accept(request, sensor)
+            finally:
+                receiving[sensor] -= 1
+                if not receiving[sensor]:
+                    del receiving[sensor]
             return self.json(body, status=status)
         except UploadError as exc:
             progress.mark("ingest", **{f"rejected_{exc.status}": 1})
@@ -315,7 +339,7 @@ class Captures(View):
         try:
             try:
                 with os.fdopen(fd, "wb") as out:
-                    size, sha = await receive(request, out, sensor)
+                    size, sha = await receive(request, out, sensor, spool_dir())
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise UploadError(507, "the spool volume filled up during the upload; retry later") from None
@@ -334,6 +358,10 @@ class Captures(View):
             plan = capture.chunks(spool.buf, idx, block_chunk_bytes(known, block_id))
             answer = {"block_id": block_id, "sensor": sensor, "chunks": len(plan), "packets": idx.packets,
                       "bytes": size}
+            if idx.error is not None:   # cut inside its last record: the whole packets before it are taken
+                answer["warning"] = (f"the capture ends inside a record at byte {idx.end}: its {idx.packets} "
+                                     f"whole packets are counted, the last {size - idx.end} bytes are not")
+                answer["truncated_at"] = idx.end
             if known is not None and ranges.contains_all(known["done"], len(plan)):
                 progress.mark("ingest", duplicates=1)
                 return 200, {**answer, "duplicate": True}

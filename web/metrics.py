@@ -51,6 +51,8 @@ def families() -> dict[str, tuple[str, list[tuple[dict, float]]]]:
     status = flows_agent.status()
     for p, n in status["open_windows"].items():
         add(_name("open_windows"), "gauge", n, {"partition": p})
+    add(_name("open_flows"), "gauge", status["open_flows"])
+    add(_name("windows_closed_early"), "counter", status["windows_closed_early"])
     for sensor, clock in sorted(status["sensors"].items()):
         if clock["watermark_ms"] is not None:
             add(_name("sensor_watermark_timestamp_seconds"), "gauge", clock["watermark_ms"] / 1000,

@@ -150,3 +150,38 @@ async def test_worker_exports_every_flow_to_an_ipfix_and_a_v5_collector(deployme
     assert got == dict(want), [(k, got.get(k), want.get(k)) for k in set(got) | set(want)
                                if got.get(k) != want.get(k)][:5]
     assert "Sequence Errors: 0" in log, log
+
+
+async def test_export_turned_on_later_starts_from_then_not_from_the_retained_topic(deployment, nfcapd):
+    """Turning export on for a worker with data once replayed the whole retained flows topic to the
+    collector (5,519 datagrams at once). It starts from then on; after a restart, from where it stopped."""
+    import aiohttp
+
+    from tests.conftest import drain, upload
+    port, flowdir, stop = nfcapd
+    w = deployment()
+    w.start()
+    old, new = (str(reference.pcaps_dir() / f) for f in FILES[:2])
+    async with aiohttp.ClientSession(headers=AUTH) as s:
+        status, answer = await upload(s, w.url, open(old, "rb").read(), sensor="before")
+        assert status == 202, answer
+        await drain(s, w.url, None, lambda got: sum(r["packetDeltaCount"] for r in got
+                                                    if r["flowsight"]["sensor"] == "before") >= answer["packets"] // 2)
+    w.stop()
+    w.env["FLOWSIGHT_IPFIX"] = f"127.0.0.1:{port}"
+    w.start()
+    want = [r for batch in export.records_of_files([new], 60) for r in batch]
+    async with aiohttp.ClientSession(headers=AUTH) as s:
+        status, answer = await upload(s, w.url, open(new, "rb").read(), sensor="after")
+        assert status == 202, answer
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            async with s.get(w.url + "/v1/health") as r:
+                progress = (await r.json())["progress"].get("export", {})
+            if progress.get("records", 0) >= len(want):
+                break
+            await asyncio.sleep(1)
+    await asyncio.sleep(1)
+    stop()
+    assert progress.get("skipped_before_start", 0) > 0
+    assert collected(flowdir) == ours(want, v4_only=False)     # the new capture's flows, and nothing older

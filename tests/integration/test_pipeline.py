@@ -178,7 +178,7 @@ def bad_bodies() -> list[tuple[str, bytes, int, str]]:
     cases = [
         ("empty body", b"", 400, "empty"),
         ("random bytes", os.urandom(4096), 400, "magic"),
-        ("truncated file", wiki[: len(wiki) // 2], 400, "truncated"),
+        ("cut inside the file header", wiki[:20], 400, "short-header"),
         ("gzip file", gzip.compress(wiki), 400, "gzip"),
     ]
     if base.exists():
@@ -205,7 +205,8 @@ async def test_bad_input_gets_a_clear_4xx_and_the_worker_keeps_serving(deploymen
             try:
                 from app import capture
                 idx = capture.index(body)
-                damaged = idx.error is not None
+                # cut inside its last record: its whole packets are taken (as pcap2flows and tshark read them)
+                damaged = idx.error is not None and not (idx.error.kind == "truncated" and idx.packets)
             except capture.CaptureError:
                 damaged = True
             if damaged or len(body) > 512 * 1024:

@@ -53,8 +53,20 @@ def test_sessions_are_signed_expire_and_never_hold_the_token(tmp_path):
     assert k.session(f"{name}.{int(expiry) + 10**6}.{mac}", now=1001.0) is None   # a longer life, forged
     other = Keyring(cluster_secret="another-cluster-secret-xxxxx")
     assert other.session(cookie, now=1001.0) is None                       # another cluster's secret
-    for junk in ("", "a.b", "a.b.c.d", "!!.1.x"):
+    for junk in ("", "a.b", "a.b.c.d", "!!.1.x", "a.1.\u00e9", "\udcff.1.x"):
         assert k.session(junk) is None
+    assert k.principal("\udcff") is None and k.principal("\xff") is None
+
+
+def test_a_session_dies_with_its_sign_out_and_with_its_token(tmp_path):
+    k = ring(tmp_path, {}, {"ana": "reader-token", "bob": "bob-token"})
+    old, bobs = k.issue_session("ana", now=1000.0), k.issue_session("bob", now=1000.0)
+    k.sign_out("ana", 1500_000)                                           # ana signed out at 1500 s
+    assert k.session(old, now=1600.0) is None and k.session(bobs, now=1600.0).name == "bob"
+    assert k.session(k.issue_session("ana", now=1500.5), now=1600.0).name == "ana"   # a later sign-in
+    gone = ring(tmp_path, {}, {"ana": "reader-token"})                     # bob's token was removed
+    gone.cluster_secret = k.cluster_secret
+    assert gone.session(bobs, now=1600.0) is None
 
 
 @pytest.mark.parametrize("line", ["tap1", "tap1:md5$00$00", "tap 1:sha256$00$" + "0" * 64, ":sha256$00$" + "0" * 64,

@@ -460,3 +460,17 @@ def test_an_announced_file_of_one_chunk_holds_its_sensors_clock_until_it_is_deco
            now_ms=3)
     assert not [r for r in h.out if r["flowsight"]["late"]] and len(h.out) == 16   # windows 0..15 closed
     assert not h.merger.clocks[0]["s"].holds
+
+
+def test_open_flows_past_the_workers_bound_close_the_biggest_windows_early_and_nothing_is_lost():
+    """A capture of a million distinct flows once grew a worker by 239 MB; the open flows are bounded."""
+    h = Harness()
+    h.merger.max_open_flows = 100
+    keys = [skey("s", i) for i in range(150)]
+    h.feed(msg("b", 0, *[part(0, k, packets=1) for k in keys]), now_ms=0)
+    assert h.merger.open_flows[0] == 0 and h.merger.spilled == 1      # closed at once: 150 > 100
+    assert [r["flowEndReason"] for r in h.out] == [END_FORCED] * 150
+    h.feed(msg("b", 1, part(0, keys[0], packets=2), part(W, keys[1], packets=3)), now_ms=1)
+    h.feed({"tick": 1}, now_ms=100_000)
+    assert h.totals()[("s", "10.0.0.0", "10.0.0.2", 6, 1, 2, 0, 0)] == 3   # the later part: a late record
+    assert sum(h.totals().values()) == 150 + 2 + 3

@@ -22,6 +22,7 @@ function needLogin() {
   if (loginShown) return;
   loginShown = true;
   $("app").hidden = true;
+  $("signout").hidden = true;
   $("login").hidden = false;
   $("token").focus();
 }
@@ -32,6 +33,12 @@ $("login").addEventListener("submit", async (ev) => {
     body: JSON.stringify({ token: $("token").value }) });
   if (r.ok) { location.reload(); return; }
   $("login-error").textContent = (await r.json()).error;
+});
+
+// signing out ends every session of this token's name, on every worker
+$("signout").addEventListener("click", async () => {
+  await fetch("/v1/logout", { method: "POST", headers: { "X-Flowsight-Page": "1" } });
+  location.reload();
 });
 
 async function longPoll(path, onRecords) {
