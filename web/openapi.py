@@ -10,6 +10,10 @@ from faust.web import View
 VERSION = "0.1.0"
 
 
+#: The page's own header: a cross-site form cannot send it.
+_PAGE = {"name": "X-Flowsight-Page", "in": "header", "required": True, "schema": {"type": "string", "enum": ["1"]}}
+
+
 def _error(description: str, retry: bool = False) -> dict:
     out: dict = {"description": description,
                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -136,15 +140,20 @@ DOCUMENT: dict = {
                           "404": _error("No such file.")}}},
         "/v1/login": {"post": {
             "summary": "Sign the page in with an API token (sets an HttpOnly session cookie)", "security": [],
+            "parameters": [_PAGE],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}}}}},
             "responses": {"200": {"description": "Signed in.", "content": {"application/json": {"schema": {
                 "type": "object"}}}},
                           "400": _error("No token in the body."),
                           "401": _error("Not an API token."),
+                          "403": _error("Not sent by the page (no X-Flowsight-Page header, or another origin)."),
                           "429": _error("Too many failed sign-ins from this address.", retry=True)}}},
-        "/v1/logout": {"post": {"summary": "Clear the session cookie", "security": [], "responses": {
-            "200": {"description": "Signed out.", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+        "/v1/logout": {"post": {"summary": "End every session of the signed-in name and clear the cookie",
+                                "security": [], "parameters": [_PAGE], "responses": {
+            "200": {"description": "Signed out.", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "403": _error("Not sent by the page (no X-Flowsight-Page header, or another origin)."),
+            "503": _error("Kafka is unavailable; sign out again.", retry=True)}}},
     },
     "components": {
         "securitySchemes": {

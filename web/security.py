@@ -22,7 +22,7 @@ import logging
 import secrets
 import ssl
 
-from aiohttp import web
+from aiohttp import web, web_protocol, web_server
 from aiohttp.web_runner import AppRunner
 from faust.web.drivers import aiohttp as faust_aiohttp
 
@@ -174,16 +174,41 @@ http_log = logging.getLogger("flowsight.http")
 http_log.addFilter(_BadRequestsQuiet())
 
 
-async def _harden(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """Every response, those of aiohttp's own parser errors too (they skip the middleware): the security
-    headers, no server version, HSTS under TLS, and a parser error that does not echo what the client sent."""
+def harden(response: web.StreamResponse) -> web.StreamResponse:
+    """What every response carries: the security headers, no server version, HSTS under TLS."""
     for k, v in HEADERS.items():
         response.headers.setdefault(k, v)
     response.headers["Server"] = "flowsight"
     if settings.tls_cert:
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-    if isinstance(response, web.Response) and response.status == 400 and response.content_type == "text/plain":
-        response.text = "400 Bad Request: the request is malformed (its line, headers or body framing)"
+    return response
+
+
+async def _harden(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    harden(response)
+
+
+class _ErrorsHardened(web_protocol.RequestHandler):
+    """aiohttp answers a request it cannot parse itself, past every middleware and signal: that answer
+    gets the security headers too, and says what was wrong without echoing what the client sent."""
+
+    def handle_error(self, request, status=500, exc=None, message=None):
+        response = super().handle_error(request, status, exc, message)
+        if isinstance(response, web.Response) and 400 <= response.status < 500:
+            response.text = f"{response.status} {response.reason}: the request is malformed"
+        return harden(response)
+
+
+class _Server(web_server.Server):
+    def __call__(self) -> web_protocol.RequestHandler:
+        return _ErrorsHardened(self, loop=self._loop, **self._kwargs)
+
+
+class _Runner(AppRunner):
+    async def _make_server(self) -> web_server.Server:
+        server = await super()._make_server()
+        server.__class__ = _Server   # the same server; only the handler class of its connections differs
+        return server
 
 
 class FlowsightWeb(faust_aiohttp.Web):
@@ -195,8 +220,8 @@ class FlowsightWeb(faust_aiohttp.Web):
         self.web_app.on_response_prepare.append(_harden)
         # keepalive_timeout also bounds a new connection's wait for a complete request head
         # a cursor names every partition: long enough for 1024 of them in the request line
-        self._runner = AppRunner(self.web_app, access_log=None, keepalive_timeout=settings.client_idle_timeout_s,
-                                 max_line_size=65536, logger=http_log)
+        self._runner = _Runner(self.web_app, access_log=None, keepalive_timeout=settings.client_idle_timeout_s,
+                               max_line_size=65536, logger=http_log)
 
     async def on_start(self) -> None:
         if settings.auth and not (keyring.sensor_entries or keyring.api_entries):

@@ -83,7 +83,7 @@ async def test_parser_level_errors_carry_the_security_headers_and_echo_nothing(d
     answer = (await asyncio.wait_for(reader.read(65536), 10)).decode(errors="replace")
     writer.close()
     head, _, body = answer.partition("\r\n\r\n")
-    assert head.startswith("HTTP/1.1 400"), answer
+    assert head.split()[1] == "400", answer
     assert "X-Content-Type-Options: nosniff" in head and "X-Frame-Options: DENY" in head, head
     assert "aiohttp" not in head and "Python" not in head, head
     assert "evil" not in body and "script" not in body, body
