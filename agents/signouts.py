@@ -1,22 +1,22 @@
 """Sign-outs, heard by every worker: a session cookie is void everywhere once its name signed out.
 
 POST /v1/logout (web/dashboard.py) writes ``{"action": "logout", "name", "at_ms"}`` to topic ``actions``.
-Every worker (not only the leader) follows that topic from its beginning, so a worker that restarts
-learns every sign-out again from Kafka, and voids the sessions issued before it (app/auth.py).
+Every worker (not only the leader) follows that topic from its beginning with a consumer of its own (no
+group), so a worker that restarts learns every sign-out again from Kafka, and voids the sessions issued
+before it (app/auth.py).
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from app import cursor as cursors
 from app.main import app, settings
 from app.topics import actions
 
 log = logging.getLogger(__name__)
-_state: dict = {"cursor": None}
 
 
 def apply(records: list[dict]) -> int:
@@ -31,15 +31,36 @@ def apply(records: list[dict]) -> int:
     return n
 
 
+async def _follow() -> None:
+    tp = TopicPartition(actions.get_topic_name(), 0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest", request_timeout_ms=15000, **settings.kafka_kwargs())
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        while True:
+            batch = await consumer.getmany(tp, timeout_ms=2000, max_records=1000)
+            records = []
+            for m in batch.get(tp, []):
+                try:
+                    records.append(json.loads(m.value))
+                except ValueError:
+                    continue
+            if apply(records):
+                log.info("sign-outs applied; sessions issued before them are void")
+    finally:
+        await consumer.stop()
+
+
 if settings.auth:
-    @app.timer(interval=2.0)
+    @app.task
     async def follow_signouts() -> None:
-        from web.egress import poll
-        cur = None if _state["cursor"] is None else cursors.decode(_state["cursor"])
-        try:
-            body = await poll(actions.get_topic_name(), cur, 0.2, 5000, from_end=False, partitions=1)
-        except (KafkaError, OSError, asyncio.TimeoutError):
-            return  # an exception in a timer would stop the worker; the next tick tries again
-        _state["cursor"] = body["cursor"]
-        if apply(body["records"]):
-            log.info("sign-outs applied; sessions issued before them are void")
+        while True:   # an exception in a task would stop the worker: start again after a pause
+            try:
+                await _follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("following sign-outs failed (%r); again in 5 s", exc)
+                await asyncio.sleep(5)

@@ -36,16 +36,18 @@ async def test_while_the_broker_is_down_uploads_get_503_and_the_shipper_retries_
             async with s.get(w.url + "/v1/health") as r:
                 h = await r.json()
                 assert r.status == 503 and h["status"] == "degraded" and h["kafka"]["reachable"] is False, h
-            # the same block id as the shipper's (the file name): a 503'd upload may still land later,
+            # the same block id as the shipper's (name, size and cksum): a 503'd upload may still land later,
             # and only the same id makes its retry count once
+            path = tmp_path / "wiki.pcap"
+            path.write_bytes(body)
+            crc, size = subprocess.run(["cksum"], stdin=open(path, "rb"), capture_output=True,
+                                       text=True).stdout.split()[:2]
             async with s.put(w.url + "/v1/captures", data=body,
-                             headers={"X-Sensor": sensor_of(rel), "X-Block-Id": "wiki.pcap"}) as r:
+                             headers={"X-Sensor": sensor_of(rel), "X-Block-Id": f"wiki.pcap-{size}-{crc}"}) as r:
                 assert r.status == 503, await r.text()
                 assert int(r.headers["Retry-After"]) > 0
                 assert "retry" in (await r.json())["error"].lower()
             # the shipper keeps retrying while the broker is down, and succeeds once it is back
-            path = tmp_path / "wiki.pcap"
-            path.write_bytes(body)
             shipper = subprocess.Popen([str(SHIP_SH), "-u", w.url, "-s", sensor_of(rel), "-r", str(path)],
                                        stderr=subprocess.PIPE, text=True, env={**os.environ, "FLOWSIGHT_TOKEN": TOKEN})
             await asyncio.sleep(12)
