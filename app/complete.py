@@ -116,6 +116,14 @@ class Completer:
         if "late" in msg:
             self._late_notice(msg)
             return
+        if "windows" in msg:   # the summaries of many windows of one sensor, closed at once
+            for w, summ, ahead in msg["windows"]:
+                self._summary({"window": w, "windowLengthMs": msg.get("windowLengthMs"), "partition": msg["partition"],
+                               "sensors": {msg["sensor"]: summ}, **({"ahead": True} if ahead else {})})
+            return
+        self._summary(msg)
+
+    def _summary(self, msg: dict) -> None:
         w, p = int(msg["window"]), int(msg["partition"])
         for sensor, summ in msg["sensors"].items():
             prog = self._progress(sensor)

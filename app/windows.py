@@ -62,6 +62,8 @@ from app.summary import Home, Summary
 #: limit is 1 MB; one record is about 500 bytes, more when it names many blocks).
 BATCH_RECORDS = 500
 BATCH_BYTES = 512 * 1024
+#: Window summaries per window-summaries message stay under this (a message holds those of many windows).
+SUMMARY_BYTES = 256 * 1024
 SLICE, CLOSED = "o", "c"
 SOURCE_SEP = "~"  # in neither a sensor name nor a block id
 MARK_PREFIX = "p"
@@ -461,6 +463,7 @@ class Merger:
             return
         home, window_ms, opened = self.home, self.window_ms, self.open[p][sensor]
         sensor_json = json.dumps(sensor)
+        summaries: list[list] = []
         for w in sorted(windows):
             win = opened.pop(w)
             self.open_flows[p] -= len(win.flows)
@@ -479,12 +482,8 @@ class Merger:
             plan.ends[reason] += len(records)
             for batch in batches(records):
                 plan.emit.append(("flows", f"{w}{SEP}{p}", batch))
-            if records and window_ms > 0:
-                summary = {"window": w, "windowLengthMs": window_ms, "partition": p,
-                           "sensors": {sensor: stats.to_json()}}
-                if clock.far_ahead(w, self.max_jump_ms):
-                    summary["ahead"] = True      # a damaged capture time: counted, never scored
-                plan.emit.append(("window-summaries", f"{w}{SEP}{p}", summary))
+            if records and window_ms > 0:   # far ahead: a damaged capture time, counted and never scored
+                summaries.append([w, stats.to_json(), clock.far_ahead(w, self.max_jump_ms)])
             applied: dict[str, list] = {}
             for source, chunk in sorted(win.applied):
                 applied[source] = ranges.add(applied.get(source), chunk)
@@ -495,5 +494,33 @@ class Merger:
             self.expiry[p].append((now_ms, sensor, w))
             for source, chunk in win.applied:
                 plan.writes[slice_key(p, w, source, chunk)] = None
+        self._summaries(p, sensor, summaries, plan)
         if not opened:
             del self.open[p][sensor]
+
+    def _summaries(self, p: int, sensor: str, summaries: list[list], plan: Plan) -> None:
+        """The summaries of the windows just closed, for the scorer: one message for one window; for many (a
+        replay closes thousands at once) messages of several, under SUMMARY_BYTES each, so the scorer
+        handles a few messages per chunk, not one per window and partition."""
+        if len(summaries) == 1:
+            w, summ, ahead = summaries[0]
+            msg = {"window": w, "windowLengthMs": self.window_ms, "partition": p, "sensors": {sensor: summ}}
+            if ahead:
+                msg["ahead"] = True
+            plan.emit.append(("window-summaries", f"{w}{SEP}{p}", msg))
+            return
+        batch: list[list] = []
+        size = 0
+        for entry in summaries:
+            n = len(json.dumps(entry[1]))
+            if batch and size + n > SUMMARY_BYTES:
+                self._emit_summaries(p, sensor, batch, plan)
+                batch, size = [], 0
+            batch.append(entry)
+            size += n
+        if batch:
+            self._emit_summaries(p, sensor, batch, plan)
+
+    def _emit_summaries(self, p: int, sensor: str, batch: list[list], plan: Plan) -> None:
+        plan.emit.append(("window-summaries", f"{batch[0][0]}{SEP}{p}",
+                          {"windows": batch, "windowLengthMs": self.window_ms, "partition": p, "sensor": sensor}))

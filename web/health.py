@@ -59,7 +59,7 @@ class Readyz(View):
         reasons = []
         if not producer_connected():
             reasons.append("producer not connected")
-        elif not watchdog.kafka_reachable()[0]:
+        if not watchdog.kafka_reachable()[0]:
             reasons.append("Kafka does not answer")
         if app.rebalancing:
             reasons.append("rebalancing")

@@ -33,6 +33,9 @@ class Harness:
                 self.out.extend(records)
             elif "sensors" in value:
                 self.stats.append(value)
+            elif "windows" in value:   # the summaries of several windows closed at once, one each here
+                self.stats += [{"window": w, "partition": value["partition"], "sensors": {value["sensor"]: summ},
+                                **({"ahead": True} if ahead else {})} for w, summ, ahead in value["windows"]]
         for k, v in plan.writes.items():
             if v is None:
                 self.rows.pop(k, None)
@@ -474,3 +477,17 @@ def test_open_flows_past_the_workers_bound_close_the_biggest_windows_early_and_n
     h.feed({"tick": 1}, now_ms=100_000)
     assert h.totals()[("s", "10.0.0.0", "10.0.0.2", 6, 1, 2, 0, 0)] == 3   # the later part: a late record
     assert sum(h.totals().values()) == 150 + 2 + 3
+
+
+def test_windows_closed_at_once_go_to_the_scorer_in_few_messages_under_their_size():
+    from app.windows import SUMMARY_BYTES
+    h = Harness()
+    keys = [skey("s", i) for i in range(60)]
+    h.merger.ensure_index(0, {}.items(), {}, 0)
+    plan = h.merger.on_parts(0, msg("b", 0, *[part(w * W, k, t=w * W + 1) for w in range(400)
+                                             for k in keys[:w % 60 + 1]]), None, 0)
+    batches_ = [v for topic, _, v in plan.emit if topic == "window-summaries" and "windows" in v]
+    assert 1 < len(batches_) < 50 and all(len(json.dumps(b)) < SUMMARY_BYTES + 64 * 1024 for b in batches_)
+    assert sorted(w for b in batches_ for w, _, _ in b["windows"]) == [w * W for w in range(398)]   # 398, 399 open
+    frontier = [i for i, (topic, _, v) in enumerate(plan.emit) if topic == "window-summaries" and "frontier" in v]
+    assert frontier and frontier[0] > max(i for i, (t, _, v) in enumerate(plan.emit) if isinstance(v, dict) and "windows" in v)
