@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 TAP1 = {"Authorization": f"Bearer {SENSOR_TOKENS['tap1']}"}
 READER = {"Authorization": f"Bearer {SENSOR_TOKENS['reader']}"}
 WRONG = {"Authorization": "Bearer fs_" + "A" * 43}
+PAGE = {"X-Flowsight-Page": "1"}
 PUBLIC = {("/healthz", "get"), ("/readyz", "get"), ("/openapi.json", "get"), ("/", "get"), ("/ui/{name}", "get"),
           ("/v1/login", "post"), ("/v1/logout", "post")}
 SECRETS = [TOKEN, *SENSOR_TOKENS.values(), (AUTH_DIR / "secret").read_text().strip()]
@@ -63,8 +64,8 @@ async def test_auth_matrix_on_every_endpoint(deployment):
             for method in item:
                 url = w.url + concrete(path)
                 label = f"{method.upper()} {path}"
-                if (path, method) in PUBLIC:
-                    status, body, _ = await request(s, method, url, {})
+                if (path, method) in PUBLIC:   # sign-in and sign-out take the page's header (login CSRF)
+                    status, body, _ = await request(s, method, url, PAGE if path.startswith("/v1/log") else {})
                     assert status not in (401, 403), label
                     continue
                 for name, headers in (("no token", {}), ("a wrong token", WRONG)):
@@ -86,9 +87,9 @@ async def test_auth_matrix_on_every_endpoint(deployment):
             answer = await r.json()
             assert r.status == 202 and answer["sensor"] == "tap1", answer
         # the reader's token signs the page in: the session reads but does not upload
-        async with s.post(w.url + "/v1/login", json={"token": SENSOR_TOKENS["tap1"]}) as r:
+        async with s.post(w.url + "/v1/login", json={"token": SENSOR_TOKENS["tap1"]}, headers=PAGE) as r:
             assert r.status == 401
-        async with s.post(w.url + "/v1/login", json={"token": SENSOR_TOKENS["reader"]}) as r:
+        async with s.post(w.url + "/v1/login", json={"token": SENSOR_TOKENS["reader"]}, headers=PAGE) as r:
             assert r.status == 200
             cookie = r.cookies["flowsight_session"]
             assert cookie["httponly"] and cookie["samesite"] == "Strict"
@@ -99,7 +100,7 @@ async def test_auth_matrix_on_every_endpoint(deployment):
                          headers={"Content-Type": "application/vnd.tcpdump.pcap"}) as r:
             assert r.status == 403
         # a cross-site write riding on the cookie is refused; the page's own is not
-        ack = {"action": "ack", "id": "x"}
+        ack = {"action": "ack", "id": "tap1|traffic|tap1|1767600000000"}
         async with s.post(w.url + "/v1/actions", json=ack, cookies=jar, headers={"Origin": "https://evil.example"}) as r:
             assert r.status == 403
         async with s.post(w.url + "/v1/actions", json=ack, cookies=jar, headers={"X-Flowsight-Page": "1"}) as r:
