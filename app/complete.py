@@ -77,13 +77,17 @@ class Completer:
 
     ``changed``: table rows to write (``None`` deletes), collected since the agent last took them:
     ``clock|SENSOR`` -> :meth:`SensorProgress.to_json`; ``pending|SENSOR|window|partition`` -> that
-    partition's summary of the window, as the window-summaries message it came in."""
+    partition's summary of the window, as the window-summaries message it came in;
+    ``pending|SENSOR|partition|first window|batch`` -> the summaries of many windows closed at once, as the
+    message came, until every window of it that was pending is scored."""
 
     partitions: int
     progress: dict[str, SensorProgress] = field(default_factory=dict)
     pending: dict[str, dict[int, dict[int, dict]]] = field(default_factory=dict)  #: sensor -> w -> p -> summary
     changed: dict[str, dict | None] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)              #: sensors whose windows may have completed
+    batch_rows: dict[str, set[int]] = field(default_factory=dict)   #: batch row -> its windows still pending
+    row_of: dict[tuple[str, int, int], str] = field(default_factory=dict)  #: (sensor, w, p) -> its batch row
     first: dict[str, int] = field(default_factory=dict)       #: sensor -> its oldest pending window
 
     PENDING = "pending|"
@@ -116,14 +120,66 @@ class Completer:
         if "late" in msg:
             self._late_notice(msg)
             return
-        if "windows" in msg:   # the summaries of many windows of one sensor, closed at once
-            for w, summ, ahead in msg["windows"]:
-                self._summary({"window": w, "windowLengthMs": msg.get("windowLengthMs"), "partition": msg["partition"],
-                               "sensors": {msg["sensor"]: summ}, **({"ahead": True} if ahead else {})})
+        if "windows" in msg:
+            self._batch(msg)
             return
         self._summary(msg)
 
-    def _summary(self, msg: dict) -> None:
+    def _batch(self, msg: dict) -> None:
+        """The summaries of many windows of one sensor, closed at once (a replay): kept as one row, the
+        message as it came, deleted once every window of it that was pending is scored."""
+        sensor, p = msg["sensor"], int(msg["partition"])
+        key = self.batch_key(sensor, p, int(msg["windows"][0][0]))
+        held = set()
+        for w, summ, ahead in msg["windows"]:
+            if self._summary({"window": w, "windowLengthMs": msg.get("windowLengthMs"), "partition": p,
+                              "sensors": {sensor: summ}, **({"ahead": True} if ahead else {})}, row=False):
+                held.add(int(w))
+                self.row_of[(sensor, int(w), p)] = key
+        if held:
+            self.batch_rows[key] = held
+            self.changed[key] = msg
+        elif key in self.batch_rows:
+            del self.batch_rows[key]
+            self.changed[key] = None
+
+    def _restore_batch(self, msg: dict) -> None:
+        """A batch row read back: its windows still pending, nothing counted again."""
+        sensor, p = msg["sensor"], int(msg["partition"])
+        key = self.batch_key(sensor, p, int(msg["windows"][0][0]))
+        prog = self._progress(sensor)
+        held = set()
+        for w, summ, ahead in msg["windows"]:
+            w = int(w)
+            if not ahead and w > prog.scored_ms and p not in prog.scored.get(w, ()):
+                self.pending.setdefault(sensor, {}).setdefault(w, {})[p] = summ
+                self.row_of[(sensor, w, p)] = key
+                held.add(w)
+        if held:
+            self.batch_rows[key] = held
+        else:
+            self.changed[key] = None
+
+    @classmethod
+    def batch_key(cls, sensor: str, p: int, first_w: int) -> str:
+        return f"{cls.PENDING}{sensor}|{p}|{first_w}|batch"
+
+    def _done(self, sensor: str, w: int, p: int) -> None:
+        """A pending summary was scored: delete its row, or take it out of its batch row."""
+        key = self.row_of.pop((sensor, w, p), None)
+        if key is None:
+            self.changed[self.pending_key(sensor, w, p)] = None
+            return
+        held = self.batch_rows.get(key)
+        if held is not None:
+            held.discard(w)
+            if not held:
+                del self.batch_rows[key]
+                self.changed[key] = None
+
+    def _summary(self, msg: dict, row: bool = True) -> bool:
+        """One summary message; whether it left a summary pending."""
+        pending = False
         w, p = int(msg["window"]), int(msg["partition"])
         for sensor, summ in msg["sensors"].items():
             prog = self._progress(sensor)
@@ -142,9 +198,12 @@ class Completer:
                 self.pending.setdefault(sensor, {}).setdefault(w, {})[p] = summ
                 self.first[sensor] = min(self.first.get(sensor, w), w)
                 self.dirty.add(sensor)
-                # the row is the message as it came when it holds this sensor alone
-                self.changed[self.pending_key(sensor, w, p)] = msg if len(msg["sensors"]) == 1 else \
-                    {"window": w, "partition": p, "windowLengthMs": msg.get("windowLengthMs"), "sensors": {sensor: summ}}
+                pending = True
+                if row:   # the row is the message as it came when it holds this sensor alone
+                    self.changed[self.pending_key(sensor, w, p)] = msg if len(msg["sensors"]) == 1 else \
+                        {"window": w, "partition": p, "windowLengthMs": msg.get("windowLengthMs"),
+                         "sensors": {sensor: summ}}
+        return pending
 
     def _late_notice(self, msg: dict) -> None:
         notice = f"{msg['partition']}|{msg['source']}|{msg['chunk']}|{msg['window']}"
@@ -175,7 +234,7 @@ class Completer:
                     merged.merge(Summary.from_json(windows[w][p]))
                 prog.scored[w] = sorted(windows[w])
                 for p in windows.pop(w):
-                    self.changed[self.pending_key(sensor, w, p)] = None
+                    self._done(sensor, w, p)
                 prog.scored_ms = max(prog.scored_ms, w)
                 prog.windows += 1
                 out.append((sensor, w, merged))
@@ -199,11 +258,14 @@ class Completer:
         """From the rows of :meth:`take` (rows of other shapes are ignored). Rows of an older version (one
         ``completer`` row, ``pending|window|partition`` rows holding several sensors) are read and rewritten."""
         c = cls(partitions)
+        batches = []
         for key, v in rows:
             if not v:
                 continue
             if key.startswith(cls.CLOCK):
                 c.progress[key[len(cls.CLOCK):]] = SensorProgress.from_json(v)
+            elif key.startswith(cls.PENDING) and key.endswith("|batch"):
+                batches.append(v)
             elif key.startswith(cls.PENDING):
                 f = key[len(cls.PENDING):].split("|")
                 if len(f) == 3:
@@ -220,6 +282,8 @@ class Completer:
                     c._progress(sensor).scored_ms = max(c._progress(sensor).scored_ms, w)
                     c.changed[cls.CLOCK + sensor] = c.progress[sensor]
                 c.changed[key] = None
+        for msg in batches:   # after the clock rows: what was scored already is no longer pending
+            c._restore_batch(msg)
         c.dirty = set(c.pending)
         c.first = {sensor: min(ws) for sensor, ws in c.pending.items()}
         return c

@@ -180,3 +180,21 @@ def test_every_window_of_every_sensor_is_scored_once_and_equals_its_records(data
         assert [summ.flows, summ.packets, summ.bytes] == on_time[(s, w)]
     late = sum(1 for r in records if r["flowsight"]["late"])
     assert sum(prog.late_records for prog in completer.progress.values()) == late
+
+
+def test_a_batch_of_windows_is_one_row_until_its_last_pending_window_is_scored_and_survives_a_restart():
+    c = Completer(partitions=1)
+    batch = {"windows": [[w * W, summary_msg(w * W, 0, w + 1)["sensors"]["s"], False] for w in range(5)],
+             "windowLengthMs": W, "partition": 0, "sensor": "s"}
+    c.on_message(batch)
+    rows = c.take()
+    key = Completer.batch_key("s", 0, 0)
+    assert rows[key] is batch and not [k for k in rows if k.startswith("pending|") and k != key]
+    c.on_message(front(3 * W, 0))
+    assert done(c) == [("s", 0, 1), ("s", W, 2), ("s", 2 * W, 3)]
+    rows = json.loads(json.dumps({**rows, **c.take()}))
+    assert rows[key] == batch                                       # two windows of it still pending
+    again = Completer.from_rows(1, rows.items())                    # a restart: the rest, once, nothing recounted
+    again.on_message(front(5 * W, 0))
+    assert done(again) == [("s", 3 * W, 4), ("s", 4 * W, 5)]
+    assert again.take()[key] is None and again.progress["s"].late_records == 0
