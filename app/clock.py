@@ -199,6 +199,13 @@ class SensorClock:
 
     # -- holds
     def hold(self, source: str, chunks: int, top: int | None, now_ms: int) -> Hold:
+        """Hold the clock for a block from its first capture time ``top`` (None: from its first chunk on), but
+        never behind where the clock already is: a block older than the clock is late where it is older
+        (a replay of 2011 after 2020 is late, not a reason to reopen nine years), and it keeps the clock
+        from moving on until it is through."""
+        now_at = self.watermark(0)
+        if now_at != NEVER:
+            top = now_at if top is None else max(top, now_at)
         h = self.holds[source] = Hold(chunks, top, now_ms)
         return h
 

@@ -491,3 +491,16 @@ def test_windows_closed_at_once_go_to_the_scorer_in_few_messages_under_their_siz
     assert sorted(w for b in batches_ for w, _, _ in b["windows"]) == [w * W for w in range(398)]   # 398, 399 open
     frontier = [i for i, (topic, _, v) in enumerate(plan.emit) if topic == "window-summaries" and "frontier" in v]
     assert frontier and frontier[0] > max(i for i, (t, _, v) in enumerate(plan.emit) if isinstance(v, dict) and "windows" in v)
+
+
+def test_a_file_older_than_its_sensors_clock_holds_the_clock_where_it_is_and_comes_out_late():
+    """A 2011 capture announced after 2020's was decoded: late where it is older, never a reason to move the
+    sensor's clock back nine years (and with it every partition's frontier)."""
+    h = Harness()
+    new, old = 1_600_000_000_000, 1_300_000_000_000
+    h.feed({**msg("n", 0, part(new - new % W, t=new)), "chunks": 1}, now_ms=0)
+    wm = h.merger.watermark(0, "s")
+    h.feed({"announce": True, "block": "o", "sensor": "s", "chunks": 2, "top": old, "parts": []}, now_ms=1)
+    assert h.merger.watermark(0, "s") == wm
+    h.feed({**msg("o", 0, part(old - old % W, key=skey("s", 5), t=old)), "chunks": 2}, now_ms=2)
+    assert [r["flowsight"]["late"] for r in h.out if r["flowsight"]["window"] < new - W] == [True]
