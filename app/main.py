@@ -89,29 +89,37 @@ class JsonFormatter(logging.Formatter):
 
 JsonFormatter.converter = time.gmtime
 
-class EscapeControls(logging.Filter):
-    """Escapes control characters in every message a handler writes (tracebacks stay as they are): what a
-    client sent (a path with ``%0a``, a header) can never start a line of its own in the plain-text log."""
+def escape_controls(text: str) -> str:
+    """``text`` with every non-printable character (a newline too) written as its escape."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode() for c in text)
 
-    def filter(self, record: logging.LogRecord) -> bool:
+
+class EscapeControls(logging.Formatter):
+    """Wraps a handler's formatter: control characters in a record's message are escaped (its traceback stays
+    as it is), so what a client sent (a path with ``%0a``, a header) can never start a line of its own in the
+    plain-text log. The record itself is left alone (other handlers and filters see it as it was)."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = self.inner.format(record)
         try:
             msg = record.getMessage()
-        except Exception:  # a message that cannot be formatted: logging reports it itself
-            return True
-        if not msg.isprintable():
-            record.msg = "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode()
-                                 for c in msg)
-            record.args = None
-        return True
+        except Exception:  # logging reports a message it cannot format itself
+            return out
+        if msg.isprintable():
+            return out
+        return out.replace(msg, escape_controls(msg), 1) if msg in out else escape_controls(out)
 
 
 @app.task
 async def _print_settings() -> None:
     """A starting worker prints its settings (redacted) to stderr; commands stay quiet."""
     for handler in logging.getLogger().handlers:
-        handler.addFilter(EscapeControls())
-        if settings.log_json:
-            handler.setFormatter(JsonFormatter())
+        # JSON lines escape control characters by themselves
+        handler.setFormatter(JsonFormatter() if settings.log_json else EscapeControls(handler.formatter))
     if not settings.quiet:
         print("flowsight settings: " + json.dumps(settings.redacted(), sort_keys=True), file=sys.stderr, flush=True)
 
