@@ -437,7 +437,9 @@ class Merger:
                     del clocks[sensor]            # its row keeps it; read back when it sends again
                 continue
             changed = clock.expire_holds(now_ms, self.hold_ms)
-            if clock.is_idle(now_ms, self.idle_flush_ms, self.live_idle_ms):
+            # not while a block of the sensor is known to be on its way (announced, or part-way through): its
+            # capture has not ended, a worker that decodes it is only slow (a rebalance after a crash, say)
+            if not clock.holds and clock.is_idle(now_ms, self.idle_flush_ms, self.live_idle_ms):
                 self._close(p, sensor, clock, list(opened.get(sensor, ())), plan, now_ms, END_FORCED)
                 clock.flush_floor(self.window_ms)
                 changed = True

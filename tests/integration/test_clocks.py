@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections import defaultdict
@@ -64,7 +65,14 @@ async def models_when(s: aiohttp.ClientSession, workers: list[Worker], done, tim
             if done(models):
                 return models
         await asyncio.sleep(1)
-    raise AssertionError(f"scoring did not get there in {timeout_s} s: {models}")
+    seen = {}
+    for w in workers:
+        try:
+            h = await health(s, w)
+            seen[w.url] = {"scoring": h["scoring"], "flows": h["flows"], "assigned": h["assigned"]}
+        except (aiohttp.ClientError, KeyError) as exc:
+            seen[w.url] = repr(exc)
+    raise AssertionError(f"scoring did not get there in {timeout_s} s: {json.dumps(seen)[:6000]}")
 
 
 def by_window(records: list[dict]) -> dict[tuple[str, int], list[int]]:
@@ -211,14 +219,17 @@ async def run_replay(workers: list[Worker], kill_after: int | None) -> tuple[set
     """Ship the six files oldest first; after file ``kill_after`` kill -9 the second worker, and restart it.
     Returns (alert ids, flowId -> (window, key, packets), models)."""
     files = replay_files()
+    restart = None
     async with aiohttp.ClientSession(headers=AUTH) as s:
         for i, body in enumerate(files):
             status, answer = await upload(s, workers[0].url, body, sensor="site-r")
             assert status == 202, answer
-            if i == kill_after:
+            if i == kill_after:   # the shipper goes on with the survivor while the killed worker comes back
                 workers[1].proc.kill()
                 workers[1].proc.wait()
-                workers[1].start(wait_partitions=False)
+                restart = asyncio.ensure_future(asyncio.to_thread(workers[1].start, wait_partitions=False))
+        if restart is not None:
+            await restart
         models = await models_when(s, workers, lambda m: m.get("site-r", {}).get("scored_windows") == WINDOWS,
                                    timeout_s=240)
         want = sum(1 for _ in dpkt.pcap.Reader(__import__("io").BytesIO(capture())))

@@ -504,3 +504,22 @@ def test_a_file_older_than_its_sensors_clock_holds_the_clock_where_it_is_and_com
     assert h.merger.watermark(0, "s") == wm
     h.feed({**msg("o", 0, part(old - old % W, key=skey("s", 5), t=old)), "chunks": 2}, now_ms=2)
     assert [r["flowsight"]["late"] for r in h.out if r["flowsight"]["window"] < new - W] == [True]
+
+
+def test_a_sensor_with_a_block_on_its_way_is_not_flushed_as_idle_until_the_hold_runs_out():
+    """After a crash the worker that decodes a sensor's next file can be half a minute away (a rebalance):
+    the file was announced, so the sensor's capture has not ended, and its last window must wait for it."""
+    h = Harness()
+    h.feed({**msg("f0", 0, part(0, packets=2, t=50_000)), "chunks": 1}, now_ms=0)
+    h.feed({"announce": True, "block": "f1", "sensor": "s", "chunks": 1, "top": 55_000, "parts": []}, now_ms=1_000)
+    h.feed({"tick": 1}, now_ms=30_000)                      # idle for 29 s, but f1 is on its way
+    assert h.out == []
+    h.feed({**msg("f1", 0, part(0, key=skey("s", 4), packets=3, t=58_000)), "chunks": 1}, now_ms=31_000)
+    h.feed({"tick": 1}, now_ms=31_000 + h.merger.live_idle_ms)
+    assert sorted((r["packetDeltaCount"], r["flowsight"]["late"]) for r in h.out) == [(2, False), (3, False)]
+    h2 = Harness()
+    h2.merger.hold_ms = 20_000
+    h2.feed({"announce": True, "block": "gone", "sensor": "s", "chunks": 1, "top": 1, "parts": []}, now_ms=0)
+    h2.feed({**msg("f0", 0, part(0, packets=2, t=50_000)), "chunks": 1}, now_ms=0)
+    h2.feed({"tick": 1}, now_ms=25_000)                     # the hold ran out: flushed after all
+    assert [r["packetDeltaCount"] for r in h2.out] == [2]
