@@ -222,7 +222,11 @@ async def run_replay(workers: list[Worker], kill_after: int | None) -> tuple[set
     restart = None
     async with aiohttp.ClientSession(headers=AUTH) as s:
         for i, body in enumerate(files):
-            status, answer = await upload(s, workers[0].url, body, sensor="site-r")
+            for _ in range(120):   # as a shipper does: a 503 (the block's owner is down) is tried again
+                status, answer = await upload(s, workers[0].url, body, sensor="site-r")
+                if status != 503:
+                    break
+                await asyncio.sleep(1)
             assert status == 202, answer
             if i == kill_after:   # the shipper goes on with the survivor while the killed worker comes back
                 workers[1].proc.kill()
