@@ -42,7 +42,6 @@ clock is dropped from memory and read back from its row when it sends again.
 """
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 
 from app import ranges
@@ -55,18 +54,24 @@ SUPPORT_PACKETS = 64
 
 
 def robust_top(times: list[int], max_jump_ms: int) -> int | None:
-    """A chunk's highest capture time, leaving out the times more than ``max_jump_ms`` past its median (a
-    packet stamped years ahead among ordinary ones); None for no times.
+    """A chunk's highest capture time, leaving out the few times above its median that lie past a gap of
+    more than ``max_jump_ms`` (a packet stamped years ahead among ordinary ones). A chunk that spans days
+    of sparse traffic keeps its whole span: only a gap marks a damaged stamp. None for no times.
 
     >>> robust_top([10, 11, 12, 4_000_000_000_000], 3_600_000)
     12
-    >>> robust_top([5], 1) is None, robust_top([], 1)
-    (False, None)
+    >>> robust_top([0, 5_000_000, 10_000_000, 15_000_000], 3_600_000 * 2)   # a long span, no gap
+    15000000
+    >>> robust_top([5], 1), robust_top([], 1)
+    (5, None)
     """
     if not times:
         return None
     s = sorted(times)
-    return s[bisect.bisect_right(s, s[len(s) // 2] + max_jump_ms) - 1]
+    for i in range(max(1, len(s) // 2), len(s)):
+        if s[i] - s[i - 1] > max_jump_ms:
+            return s[i - 1]
+    return s[-1]
 
 
 @dataclass(slots=True)
@@ -191,10 +196,11 @@ class SensorClock:
         return self.last_part_ms is not None and \
             now_ms - self.last_part_ms >= self.idle_after_ms(idle_flush_ms, live_idle_ms)
 
-    def flush_floor(self, window_ms: int) -> None:
-        """The capture has ended: every window up to the one of the highest capture time is closed."""
+    def flush_floor(self, window_ms: int, closed_upto_ms: int = NEVER) -> None:
+        """The capture has ended: every window up to the one of the highest capture time is closed, and up
+        to ``closed_upto_ms`` (the end of the last window the flush closed, far-ahead ones left out)."""
         if self.high_ms != NEVER and window_ms > 0:
-            self.floor_ms = max(self.floor_ms, self.high_ms - self.high_ms % window_ms + window_ms)
+            self.floor_ms = max(self.floor_ms, self.high_ms - self.high_ms % window_ms + window_ms, closed_upto_ms)
         self.flushed = True
 
     # -- holds

@@ -440,8 +440,11 @@ class Merger:
             # not while a block of the sensor is known to be on its way (announced, or part-way through): its
             # capture has not ended, a worker that decodes it is only slow (a rebalance after a crash, say)
             if not clock.holds and clock.is_idle(now_ms, self.idle_flush_ms, self.live_idle_ms):
-                self._close(p, sensor, clock, list(opened.get(sensor, ())), plan, now_ms, END_FORCED)
-                clock.flush_floor(self.window_ms)
+                flushed = list(opened.get(sensor, ()))
+                self._close(p, sensor, clock, flushed, plan, now_ms, END_FORCED)
+                # the frontier covers every window the flush closed (but those far ahead, never scored)
+                ends = [w + self.window_ms for w in flushed if not clock.far_ahead(w, self.max_jump_ms)]
+                clock.flush_floor(self.window_ms, max(ends, default=NEVER))
                 changed = True
             elif self.window_ms > 0:   # a damaged stamp's window would otherwise wait for the clock for ever
                 far = [w for w, win in opened.get(sensor, {}).items()

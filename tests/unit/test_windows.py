@@ -523,3 +523,15 @@ def test_a_sensor_with_a_block_on_its_way_is_not_flushed_as_idle_until_the_hold_
     h2.feed({**msg("f0", 0, part(0, packets=2, t=50_000)), "chunks": 1}, now_ms=0)
     h2.feed({"tick": 1}, now_ms=25_000)                     # the hold ran out: flushed after all
     assert [r["packetDeltaCount"] for r in h2.out] == [2]
+
+
+def test_an_idle_flush_reports_a_frontier_past_every_window_it_closed():
+    """A window the flush closes past the sensor's clock (its chunk said a lower top) must still reach the
+    scorer as complete: the frontier covers it, or it waits for ever."""
+    h = Harness()
+    h.feed({**msg("b", 0, part(0, t=1), part(10 * W, key=skey("s", 2), t=10 * W + 1)), "top": 1}, now_ms=0)
+    plan = h.merger.on_tick(0, h.rows, 100_000)
+    fronts = [v["frontier"] for topic, _, v in plan.emit if topic == "window-summaries" and "frontier" in v]
+    closed = [w for topic, _, v in plan.emit if topic == "window-summaries" and "windows" in v
+              for w, _, _ in v["windows"]]
+    assert sorted(closed) == [0, 10 * W] and fronts and fronts[-1] >= 11 * W
