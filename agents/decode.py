@@ -20,8 +20,12 @@ import logging
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from app import capture, decode, flows, progress, ranges
-from app.clock import robust_top
+from app.capture import pcap
+from app.flows import decode
+from app.flows import parts as flows
+from app.runtime import progress
+from app.flows import ranges
+from app.flows.clock import robust_top
 from app.main import app, settings
 from agents.gaps import GapFinder
 from agents.send import send_all
@@ -65,7 +69,7 @@ def header_map(headers) -> dict[str, str]:
 
 
 def decode_chunk(data: bytes, sensor: str) -> tuple[dict[int, list], decode.Packets]:
-    idx = capture.index(data)
+    idx = pcap.index(data)
     pk = decode.decode(data, idx)
     more = (decode.decode(data, idx, inner=True),) if settings.inner_tunnels else ()
     return flows.split_by_partition(flows.parts(sensor, pk, settings.window_ms, *more), settings.partitions), pk
@@ -137,7 +141,7 @@ async def handle(value: bytes, headers) -> None:
     loop = asyncio.get_running_loop()
     try:
         by_partition, pk = await loop.run_in_executor(None, decode_chunk, value, sensor)
-    except capture.CaptureError as exc:  # ingest checked the chunk; this is a bug or a corrupt message
+    except pcap.CaptureError as exc:  # ingest checked the chunk; this is a bug or a corrupt message
         log.error("chunk %s/%s of sensor %s is unreadable: %s", block, chunk, sensor, exc)
         by_partition, pk = {}, None
     # every partition hears of every chunk and how far its capture time went, parts for it or not: each
@@ -155,9 +159,9 @@ async def handle(value: bytes, headers) -> None:
 def _warm_up() -> None:
     """Load the decoder's compiled code (numba's cache) and scipy.stats once, at start: not with the
     first chunk or the first scored window, whose latency it would add to."""
-    import scipy.stats  # noqa: F401  (app.score uses it for alert limits)
+    import scipy.stats  # noqa: F401  (app.detect.scorer uses it for alert limits)
 
-    from app import synth
+    from app.capture import synth
     decode_chunk(synth.generate(seed=1, conversations=4, packets=40).pcap, "warm-up")
 
 

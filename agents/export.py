@@ -15,8 +15,8 @@ import json
 
 import time
 
-from app import progress
-from app.export import Exporter, parse_collectors
+from app.runtime import progress
+from app.export.netflow import Exporter, parse_collectors
 from app.main import app, settings
 from app.topics import flows
 from tables import export_marks

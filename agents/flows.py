@@ -1,6 +1,6 @@
 """merge_flow_parts: flow-parts -> table flows -> topics flows and window-summaries.
 
-All logic is in app.windows.Merger; this agent sends what a plan emits, awaits
+All logic is in app.flows.windows.Merger; this agent sends what a plan emits, awaits
 the acks, and only then writes the plan's rows. Flow record batches go to the
 flows partition of the same number as their flow-parts partition.
 """
@@ -11,12 +11,12 @@ import logging
 
 from agents.gaps import GapFinder
 from agents.send import send_all
-from app import progress
+from app.runtime import progress
 from app.main import app, settings
-from app.flows import END_ACTIVE_TIMEOUT, END_FORCED
-from app.summary import Home
+from app.flows.parts import END_ACTIVE_TIMEOUT, END_FORCED
+from app.flows.summary import Home
 from app.topics import flow_parts, flows as flows_topic, window_summaries
-from app.windows import Merger
+from app.flows.windows import Merger
 from tables import flows, watermarks
 
 log = logging.getLogger(__name__)

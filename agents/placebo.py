@@ -10,14 +10,15 @@ Placebo flows carry sensor ``placebo``, which scoring leaves out of every baseli
 """
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 
 import aiohttp
 from aiokafka.errors import KafkaError
 
-from app import cursor as cursors, progress, synth
+from app.api import cursor as cursors
+from app.runtime import progress
+from app.capture import synth
 from app.main import app, settings
 from app.topics import flows as flows_topic, heartbeats
 
@@ -71,7 +72,7 @@ if settings.placebo_source:
                         state.sent.append((now, int(tr.packets.sum())))
                         state.sent = state.sent[-1000:]
                         progress.mark("placebo-source", uploads=1)
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             pass
 
 
@@ -85,7 +86,7 @@ if settings.placebo_sink:
             # it reads every record: 50,000 per 2 s keeps up with a bulk replay (a few per cent of a core)
             body = await poll(flows_topic.get_topic_name(), cur, 0.5, 50_000, from_end=state.cursor is None,
                               batched=True)
-        except (KafkaError, OSError, asyncio.TimeoutError):
+        except (TimeoutError, KafkaError, OSError):
             return  # an exception in a timer would stop the worker; the round trip just is not passing
         state.cursor = body["cursor"]
         n = sum(r["packetDeltaCount"] for r in body["records"] if r["flowsight"]["sensor"] == PLACEBO)

@@ -1,6 +1,6 @@
 """score_windows: window-summaries -> table scoring -> topics anomalies and alerts.
 
-All logic is in app.complete (Completer: whole windows per sensor) and app.score
+All logic is in app.flows.complete (Completer: whole windows per sensor) and app.detect.scorer
 (SensorScorer). This agent sends what a window yields, awaits the acks, and only
 then writes the new state, so a crash can repeat an anomaly or alert (same
 ``id``) but never lose one. Placebo traffic is never scored. Every sensor is
@@ -15,10 +15,10 @@ from collections import defaultdict
 
 from agents.gaps import GapFinder
 from agents.send import send_all
-from app import progress
+from app.runtime import progress
 from app.main import app, settings
-from app.complete import Completer
-from app.score import ScoreConfig, SensorScorer
+from app.flows.complete import Completer
+from app.detect.scorer import ScoreConfig, SensorScorer
 from app.topics import actions, alerts, anomalies, window_summaries
 from tables import scoring
 

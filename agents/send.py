@@ -13,7 +13,7 @@ import logging
 
 from aiokafka.errors import KafkaError
 
-from app import progress
+from app.runtime import progress
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 10.0
@@ -37,7 +37,7 @@ async def send_all(sends: list[tuple], what: str) -> None:
         for item, fut in futures:
             try:
                 await fut
-            except (KafkaError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, KafkaError) as exc:
                 failed.append((item, exc))
         if not failed:
             return

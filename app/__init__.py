@@ -1,8 +1,8 @@
 """Flowsight: packet captures to NetFlow-style flow records on Kafka.
 
 ``faust -A app worker`` finds the Faust application as ``app.app``. It is loaded
-lazily, so the pure modules of this package (``app.capture``, ``app.decode``,
-``app.flows``, ...) import no Faust and run without a broker.
+lazily, so the pure modules of this package (``app.capture.pcap``, ``app.flows.decode``,
+``app.flows.parts``, ...) import no Faust and run without a broker.
 """
 
 

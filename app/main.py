@@ -17,7 +17,8 @@ import time
 
 import faust
 
-from app import kafka_wire, memory
+from app.runtime import compat
+from app.runtime import memory
 from app.settings import Settings, SettingsError
 
 try:
@@ -26,7 +27,7 @@ except SettingsError as exc:
     sys.exit(f"flowsight: {exc}")
 log = logging.getLogger("flowsight")
 memory.keep_freed(settings.malloc_keep_mb)
-kafka_wire.install()
+compat.install()
 
 # The web server: Faust's aiohttp driver with our middleware, client timeouts and TLS (web/security.py).
 from faust.web.drivers import DRIVERS  # noqa: E402
@@ -128,4 +129,4 @@ async def _print_settings() -> None:
 from agents import decode as _decode, export as _export, flows as _flows, placebo as _placebo  # noqa: E402,F401
 from agents import score as _score, signouts as _signouts, ticks as _ticks, watchdog as _watchdog  # noqa: E402,F401
 from web import routes as _routes  # noqa: E402,F401
-from app import commands as _commands  # noqa: E402,F401
+from app.cli import commands as _commands  # noqa: E402,F401

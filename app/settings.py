@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, fields
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 PREFIX = "FLOWSIGHT_"
@@ -162,7 +162,7 @@ class Settings:
     kafka_ssl_cafile: str = ""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """From ``env`` (default: the process environment, over what ``make run`` started, see
         :func:`deployment_defaults`)."""
         env = {**deployment_defaults(os.environ), **os.environ} if env is None else env
@@ -202,11 +202,11 @@ class Settings:
         if self.topic_prefix and not all(c.isalnum() or c in "._-" for c in self.topic_prefix):
             raise SettingsError(f"{PREFIX}TOPIC_PREFIX={self.topic_prefix!r}: use letters, digits, '.', '_' and '-'")
         try:
-            self.home_networks
+            _ = self.home_networks
         except ValueError as exc:
             raise SettingsError(f"{PREFIX}HOME_NETS={self.home_nets!r}: expected CIDRs separated by commas ({exc})") \
                 from None
-        from app.export import parse_collectors
+        from app.export.netflow import parse_collectors
         for name in ("netflow_v5", "ipfix"):
             try:
                 parse_collectors(getattr(self, name))

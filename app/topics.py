@@ -22,7 +22,7 @@
 |                |                          | records (app/windows.py; one partition)           |
 | anomalies      | sensor                   | every scored window over a threshold (app/score.py) |
 | alerts         | sensor                   | what attention control lets through              |
-| actions        | alert id or entity       | an analyst's ``ack`` of an alert or ``suppress`` of an entity (one partition) |
+| actions        | alert id or entity       | ``ack`` of an alert, ``suppress`` of an entity (one partition) |
 | heartbeats     | worker address           | ``{worker, at_ms, progress: {component: {...}}}`` |
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ pcap_chunks = app.topic(_pre + "pcap-chunks", key_type=bytes, value_type=bytes, 
 # JSON, encoded and decoded by the agents (raw here: the merge keeps a message's bytes as its slice)
 flow_parts = app.topic(_pre + "flow-parts", key_type=bytes, key_serializer="raw", value_serializer="raw",
                        partitions=_n, config=_big, internal=True)
-# values are JSON written by app.windows (raw here: encoded once, by the code that knows their shape)
+# values are JSON written by app.flows.windows (raw here: encoded once, by the code that knows their shape)
 flows = app.topic(_pre + "flows", key_type=bytes, key_serializer="raw", value_serializer="raw", partitions=_n,
                    internal=True)
 heartbeats = app.topic(_pre + "heartbeats", key_type=bytes, key_serializer="raw", value_serializer="json",

@@ -25,7 +25,7 @@ gen() {  # gen NAME INSIDE OUTSIDE
   if [ -f "$f" ] && [ "$(cat "$meta" 2>/dev/null)" = "$want" ]; then return; fi
   $py - "$f" "$size_mb" "$2" "$3" <<'PY'
 import sys
-from app import synth
+from app.capture import synth
 path, size_mb, inside, outside = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 scale = size_mb / 1024
 synth.generate(seed=42, conversations=int(200_000 * scale), packets=int(1_900_000 * scale), inside=inside,
@@ -53,7 +53,7 @@ measure() {  # measure LABEL FILE CMD... -> "cpu_s rss_kb"
   printf '%s\n' "${runs[@]}" | sort -n | sed -n 2p
 }
 
-packets() { $py -c "from app import capture; import numpy as np; print(capture.index(np.fromfile('$1', np.uint8)).packets)"; }
+packets() { $py -c "from app.capture import pcap; import numpy as np; print(pcap.index(np.fromfile('$1', np.uint8)).packets)"; }
 
 report() {  # report TOOL FILE CMD...
   local tool=$1 file=$2; shift 2

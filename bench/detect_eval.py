@@ -47,9 +47,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from app.attention import Attention, AttentionConfig, calibrate  # noqa: E402
-from app.score import ScoreConfig, SensorScorer  # noqa: E402
-from app.summary import summarize_columns  # noqa: E402
+from app.detect.attention import Attention, AttentionConfig, calibrate
+from app.detect.scorer import ScoreConfig, SensorScorer
+from app.flows.summary import summarize_columns
 
 W_MS = 300_000
 PER_DAY = 288
@@ -222,7 +222,7 @@ def host_ip(h: int) -> str:
 
 
 def run_seed(seed: int) -> dict:
-    """Every window's scores at every rung, from the shipped scorer (app.score), and the events."""
+    """Every window's scores at every rung, from the shipped scorer (app.detect.scorer), and the events."""
     site = Site(seed)
     scorer = SensorScorer(ScoreConfig(W_MS), "site")
     scores = []
@@ -313,9 +313,9 @@ def ip_of(h: int) -> str:
 def run_records(seed: int, days: int) -> dict:
     """Feed a seed's flow records through the shipped path: flow parts -> Merger (per partition) ->
     window summaries -> Completer -> SensorScorer with its own rolling calibration and attention control."""
-    from app.flows import SEP, partition_for
-    from app.complete import Completer
-    from app.windows import Merger
+    from app.flows.parts import SEP, partition_for
+    from app.flows.complete import Completer
+    from app.flows.windows import Merger
     partitions = 8
     site = Site(seed)
     merger = Merger(W_MS, 0, 10 ** 12)
@@ -365,7 +365,7 @@ def run_records(seed: int, days: int) -> dict:
 
 def aggregate_rate(seed: int = 1, windows: int = 48) -> float:
     """Flow records per second into the scoring aggregates (Summary.add, as the flows agent calls it)."""
-    from app.summary import Home, Summary
+    from app.flows.summary import Home, Summary
     site = Site(seed)
     home = Home()
     recs = []

@@ -25,11 +25,13 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from app import capture, decode, flows as flowlib  # noqa: E402
-from app.detect import DAY_MS  # noqa: E402
-from app.score import ScoreConfig, SensorScorer  # noqa: E402
-from app.summary import Home, Summary  # noqa: E402
-from detect_eval import OUT_BASE, PER_DAY, T0_MS, W_MS, WARM_DAYS, Site, ip_of  # noqa: E402
+from app.capture import pcap
+from app.flows import decode
+from app.flows import parts as flowlib
+from app.detect.models import DAY_MS
+from app.detect.scorer import ScoreConfig, SensorScorer
+from app.flows.summary import Home, Summary
+from detect_eval import OUT_BASE, PER_DAY, T0_MS, W_MS, WARM_DAYS, Site, ip_of
 
 CAPTURES = [
     "stopddos-pkt.TCP.synflood.spoofed.pcap", "stopddos-pkt.TCP.DOMINATE.syn.ecn.cwr.pcapng",
@@ -52,7 +54,7 @@ def site_summary(cols: dict, home: Home) -> Summary:
 
 def capture_windows(path: Path) -> dict[int, list]:
     data = path.read_bytes()
-    parts = flowlib.parts("x", decode.decode(data, capture.index(data)), W_MS)
+    parts = flowlib.parts("x", decode.decode(data, pcap.index(data)), W_MS)
     out: dict[int, list] = {}
     for p in parts:
         out.setdefault(p[0], []).append(p)

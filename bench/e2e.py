@@ -45,8 +45,9 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app import ship, synth  # noqa: E402
-from app.auth import hash_token, new_token  # noqa: E402
+from app.capture import ship  # noqa: E402
+from app.capture import synth  # noqa: E402
+from app.api.auth import hash_token, new_token  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 KAFKA_SH = ROOT / "compose" / "kafka" / "kafka.sh"
@@ -173,7 +174,7 @@ class Worker:
         self.headers = tokens.headers
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         self.datadir.mkdir(parents=True, exist_ok=True)
         log = open(self.datadir / "worker.log", "ab")
         # BENCH_PROFILE=1: sample the worker with py-spy (its own CPU is not the worker's: py-spy is the parent)

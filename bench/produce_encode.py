@@ -18,10 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiokafka.protocol import produce  # noqa: E402
-from aiokafka.protocol.struct import Struct  # noqa: E402
+from aiokafka.protocol import produce
+from aiokafka.protocol.struct import Struct
 
-from app import kafka_wire, memory  # noqa: E402
+from app.runtime import compat
+from app.runtime import memory
 
 
 def per_call_ms(fn, arg, n: int) -> float:
@@ -46,9 +47,9 @@ def main() -> int:
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 50
     batch = os.urandom(mib << 20)
     req = produce.ProduceRequest_v8(None, -1, 30000, [("pcap-chunks", [(0, batch), (1, b"x" * 1000)])])
-    assert kafka_wire.encode_produce(req) == Struct.encode(req)
+    assert compat.encode_produce(req) == Struct.encode(req)
     print(f"one produce request with a record batch of {mib} MiB, {n} times:")
-    for name, fn in (("aiokafka's schema", Struct.encode), ("kafka_wire.encode_produce", kafka_wire.encode_produce),
+    for name, fn in (("aiokafka's schema", Struct.encode), ("kafka_wire.encode_produce", compat.encode_produce),
                      ("one copy of the batch", bytes)):
         arg = bytearray(batch) if fn is bytes else req
         print(f"  {name:26} {per_call_ms(fn, arg, n):6.2f} ms per request, peak {peak_mib(fn, arg):5.1f} MiB allocated")

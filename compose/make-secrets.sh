@@ -15,7 +15,7 @@ py=${PYTHON:-$root/.venv/bin/python}
 [ -x "$py" ] || py=python3
 PYTHONPATH=$root "$py" - "$dir" "$@" <<'PY'
 import os, secrets, sys
-from app.auth import add_token
+from app.api.auth import add_token
 folder, sensors = sys.argv[1], sys.argv[2:]
 secret = os.path.join(folder, "cluster-secret")
 if not os.path.exists(secret):

@@ -34,7 +34,7 @@ if [ ! -s "$auth/dev-token" ]; then
   mkdir -p "$auth" && chmod 700 "$auth"
   PYTHONPATH=. .venv/bin/python - "$auth" <<'PY'
 import os, secrets, sys
-from app.auth import hash_token, new_token
+from app.api.auth import hash_token, new_token
 d = sys.argv[1]
 token = new_token()
 def write(name, text):

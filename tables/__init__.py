@@ -11,13 +11,13 @@
                 "a": {"sensor~block": [[lo, hi], ...]} chunks applied}`` for a closed window of a sensor
                 (app/windows.py; an older version wrote ``"c|partition|window_ms"`` for every sensor at once)
 ``export_marks`` ``"p<partition>"`` -> when export to collectors began on that flows partition (ms; agents/export.py)
-``watermarks``  ``"p<partition>|sensor"`` -> :meth:`app.clock.SensorClock.to_json`, that sensor's capture clock
+``watermarks``  ``"p<partition>|sensor"`` -> :meth:`app.flows.clock.SensorClock.to_json`, that sensor's capture clock
                 on the partition: highest capture time, flushed floor, blocks in flight, a jump held as damaged
-``scoring``     ``"clock|SENSOR"`` -> :meth:`app.complete.SensorProgress.to_json` (every partition's frontier of
+``scoring``     ``"clock|SENSOR"`` -> :meth:`app.flows.complete.SensorProgress.to_json` (every partition's frontier of
                 the sensor, windows scored, records that missed their score); ``"pending|SENSOR|window|partition"``
                 -> that partition's summary of a window not scored yet: the window-summaries message as it came
                 (``{window, partition, sensors: {SENSOR: Summary}}``); ``"sensor|NAME"`` ->
-                :meth:`app.score.SensorScorer.state`; ``"actions"`` -> the analysts' acks and suppressions.
+                :meth:`app.detect.scorer.SensorScorer.state`; ``"actions"`` -> the analysts' acks and suppressions.
                 Rows of an older version (``completer``, ``pending|window|partition``) are read and rewritten.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ _rocks = {"block_cache_size": 8 << 20, "block_cache_compressed_size": 0}
 blocks = app.Table("blocks", default=None, partitions=_n, key_type=str,
                    options=_rocks, help="Which chunks of each uploaded block were decoded.")
 # a slice holds up to a whole chunk's parts for one partition
-# rows are JSON written by app.windows (value_type bytes: raw, as a slice is often the message as it came)
+# rows are JSON written by app.flows.windows (value_type bytes: raw, as a slice is often the message as it came)
 flows = app.Table("flows", default=None, partitions=_n, key_type=str, value_type=bytes,
                   options=_rocks,
                   extra_topic_configs={"max.message.bytes": str(settings.chunk_bytes + (1 << 20))},

@@ -6,7 +6,6 @@ had, every test that needs the broker fails and says why: nothing is skipped.
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -33,7 +32,7 @@ def _make_tokens() -> tuple[Path, str, dict[str, str]]:
     """Token files for every worker of the session: TOKEN relays any sensor and reads; one token per tap."""
     import tempfile
 
-    from app.auth import hash_token, new_token
+    from app.api.auth import hash_token, new_token
 
     folder = Path(tempfile.mkdtemp(prefix="flowsight-auth-"))
     token = new_token()
@@ -99,7 +98,7 @@ class Worker:
         self.url = f"http://127.0.0.1:{self.port}"
         self.command_prefix: list[str] = []  # e.g. ["ip", "netns", "exec", NAME]
 
-    def start(self, timeout_s: float = 90, wait_partitions: bool = True) -> "Worker":
+    def start(self, timeout_s: float = 90, wait_partitions: bool = True) -> Worker:
         """Start the worker and wait until it serves (and, by default, holds every flow-parts partition)."""
         self.wait_partitions = wait_partitions
         self.datadir.mkdir(parents=True, exist_ok=True)

@@ -70,11 +70,13 @@ def pcapng(packets: list[tuple[float, bytes]], tsresol: int | None = None) -> by
 def read_through(data: bytes):
     """Index, decode and aggregate a capture, as the pipeline does; ``None`` for an unreadable header.
     Raises whatever else the reader raises (a test that calls it wants nothing else)."""
-    from app import capture, decode, flows
+    from app.capture import pcap
+    from app.flows import decode
+    from app.flows import parts as flows
 
     try:
-        idx = capture.index(data)
-    except capture.CaptureError:
+        idx = pcap.index(data)
+    except pcap.CaptureError:
         return None
     flows.aggregate_arrays(decode.decode(data, idx), 60_000)
     return idx

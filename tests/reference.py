@@ -1,4 +1,4 @@
-"""An independent flow table for tests: a plain per-packet dpkt loop, nothing shared with app.decode.
+"""An independent flow table for tests: a plain per-packet dpkt loop, nothing shared with app.flows.decode.
 
 Keys are ``(src, dst, proto, sport, dport, vlan, tos)`` with text addresses; values
 ``[packets, bytes]`` with bytes = IP total length, following the rules DESIGN.md

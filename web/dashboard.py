@@ -17,7 +17,7 @@ from pathlib import Path
 from aiokafka.errors import KafkaError
 from faust.web import View
 
-from app.auth import SESSION_COOKIE, SESSION_S, RateLimiter
+from app.api.auth import SESSION_COOKIE, SESSION_S, RateLimiter
 from app.main import settings
 from app.topics import actions
 
@@ -64,7 +64,7 @@ NOTE_CHARS = 500
 
 def check_action(body) -> dict:
     """An analyst's action, checked: every field bounded in length and characters, types from a closed set."""
-    from app.score import FAMILIES
+    from app.detect.scorer import FAMILIES
     if not isinstance(body, dict):
         raise ValueError("expected a JSON object")
     kind = body.get("action")

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.web import View
 
-from app import cursor as cursors
+from app.api import cursor as cursors
 from app.main import settings
 
 MAX_TIMEOUT_S = 60
@@ -108,7 +108,7 @@ async def poll(topic: str, cur: dict[int, cursors.Position] | None, timeout_s: f
     finally:
         try:   # a consumer whose fetcher died must not hold the answer, nor the poll's slot
             await asyncio.wait_for(consumer.stop(), STOP_S)
-        except (asyncio.TimeoutError, KafkaError, OSError):
+        except (TimeoutError, KafkaError, OSError):
             pass
 
 
@@ -137,7 +137,7 @@ def poll_view(topic: str, partitions: int | None = None, batched: bool = False) 
                     return self.json(await bounded_poll(topic, cur, timeout, limit, from_end, partitions, batched))
             except PollError as exc:
                 return self.json({"error": exc.message}, status=exc.status)
-            except (KafkaError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, KafkaError) as exc:
                 return self.json({"error": f"Kafka is unavailable ({type(exc).__name__}); retry with the same cursor"},
                                  status=503, headers={"Retry-After": "5"})
 

@@ -7,7 +7,7 @@ from faust.web import View
 import time
 
 from agents import export as export_agent, flows as flows_agent, placebo, score as score_agent, watchdog
-from app import progress
+from app.runtime import progress
 from app.main import app, settings
 from app.topics import flow_parts, pcap_chunks
 

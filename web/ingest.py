@@ -4,7 +4,7 @@ The body is streamed to a spool file (never whole in memory, no 1 MiB limit),
 checked, cut into deterministic chunks at packet boundaries and produced with
 acks=all. Only then the answer is 202. The spool file is removed either way.
 
-    curl -T capture.pcap -H 'X-Sensor: tap1' http://localhost:6066/v1/captures
+    curl -T pcap.pcap -H 'X-Sensor: tap1' http://localhost:6066/v1/captures
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import logging
 import math
 import mmap
 import os
-import re
 import tempfile
 
 import aiohttp
@@ -27,7 +26,11 @@ from aiokafka.errors import KafkaError
 from agents.watchdog import kafka_producer
 from faust.web import View
 
-from app import capture, decode, progress, ranges
+from app.capture import pcap
+from app.flows import decode
+from app.records import NAME
+from app.runtime import progress
+from app.flows import ranges
 from app.main import app, settings
 from app.topics import flow_parts, pcap_chunks
 from agents.decode import block_key, chunk_partition
@@ -38,7 +41,6 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPES = {"application/octet-stream", "application/vnd.tcpdump.pcap", "application/x-pcapng",
                  "application/vnd.tcpdump.pcapng"}
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 #: Chunks in flight before ingest waits for their acks: about 32 MiB in all on this worker, whatever the
 #: number of uploads. It bounds the worker's memory and the size of a produce request: a request carries
 #: a batch per partition, and a block's chunks go to every partition (the broker reads a request whole).
@@ -96,7 +98,7 @@ async def receive(request, out, sensor: str, spool: str | None = None) -> tuple[
         while True:
             try:
                 piece = await asyncio.wait_for(request.content.readany(), settings.client_idle_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise UploadError(408, f"nothing received for {settings.client_idle_timeout_s} s after {size} "
                                   "bytes; send the upload again") from None
             if not piece:
@@ -123,11 +125,11 @@ async def receive(request, out, sensor: str, spool: str | None = None) -> tuple[
         raise UploadError(400, f"the body was cut off after {size} bytes; send it again") from None
 
 
-def check_capture(buf) -> capture.Index:
+def check_capture(buf) -> pcap.Index:
     """Index a spooled capture, or raise UploadError saying what is wrong with it."""
     try:
-        idx = capture.index(buf)
-    except capture.CaptureError as exc:
+        idx = pcap.index(buf)
+    except pcap.CaptureError as exc:
         raise UploadError(400, f"not a readable capture: {exc}", kind=exc.kind) from None
     # a capture cut inside its last record (a capture server stopped mid-write) keeps its whole packets, as
     # pcap2flows and tshark read them; any other damage is refused whole
@@ -150,7 +152,7 @@ def _orphan_done(task: asyncio.Task) -> None:
         log.info("a timed-out upload's chunks finally failed: %r", task.exception())
 
 
-async def announce(plan: capture.Chunks, block_id: str, sensor: str) -> None:
+async def announce(plan: pcap.Chunks, block_id: str, sensor: str) -> None:
     """Tell every flow-parts partition that a block is coming, and from what capture time, before any of its
     chunks can reach them: its sensor's clock waits for it (app/clock.py), so a newer upload decoded first
     (on another worker, say) does not make this one late. A shipper's files come one after another, and
@@ -191,7 +193,7 @@ class Spool:
             self.map.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
 
-async def produce(plan: capture.Chunks, block_id: str, sensor: str, sha256: str,
+async def produce(plan: pcap.Chunks, block_id: str, sensor: str, sha256: str,
                   release=lambda start, stop: None) -> int:
     """Produce a block's chunks (its announce first), each to its lane's partition (agents/decode.py),
     while fewer than IN_FLIGHT of this worker's chunks await acks; ``release(start, stop)`` is told which
@@ -236,7 +238,7 @@ async def block_state(key: str) -> dict | None:
                 if r.status in (401, 403):
                     log.error("the worker owning block %s refused this worker's request (%d): every worker "
                               "needs the same FLOWSIGHT_CLUSTER_SECRET_FILE", key, r.status)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             pass
     raise UploadError(503, "the worker that owns this block id is not reachable; retry the same upload later")
 
@@ -253,7 +255,7 @@ class Blocks(View):
                 raise ConnectionError("the producer has not started")
             await producer.partitions_for(blocks.changelog_topic.get_topic_name())
             return await self._routed(request, key=key)
-        except (ConnectionError, aiohttp.ClientError, asyncio.TimeoutError, KafkaError):
+        except (TimeoutError, ConnectionError, aiohttp.ClientError, KafkaError):
             # the owner of this key is gone (a rebalance is coming): the uploader retries
             return self.json({"error": "the worker owning this block is not reachable"}, status=503,
                              headers={"Retry-After": "5"})
@@ -355,7 +357,7 @@ class Captures(View):
             if known is not None and known["sha256"] != sha:
                 raise UploadError(409, f"block id {block_id} was uploaded before with other content "
                                   f"(sha256 {known['sha256']}, this body {sha}); use a new X-Block-Id")
-            plan = capture.chunks(spool.buf, idx, block_chunk_bytes(known, block_id))
+            plan = pcap.chunks(spool.buf, idx, block_chunk_bytes(known, block_id))
             answer = {"block_id": block_id, "sensor": sensor, "chunks": len(plan), "packets": idx.packets,
                       "bytes": size}
             if idx.error is not None:   # cut inside its last record: the whole packets before it are taken
@@ -373,9 +375,9 @@ class Captures(View):
                 if not done:
                     _orphans.add(task)
                     task.add_done_callback(_orphan_done)
-                    raise asyncio.TimeoutError()
+                    raise TimeoutError()
                 chunks = task.result()
-            except (KafkaError, asyncio.TimeoutError, ConnectionError) as exc:
+            except (TimeoutError, KafkaError, ConnectionError) as exc:
                 log.warning("upload %s from %s: Kafka unavailable: %r", block_id, sensor, exc,
                             extra={"block_id": block_id, "sensor": sensor})
                 raise UploadError(503, "Kafka is unavailable; retry the same upload later") from None

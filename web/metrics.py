@@ -18,7 +18,7 @@ import re
 import time
 
 from agents import flows as flows_agent, placebo, score as score_agent, watchdog
-from app import progress
+from app.runtime import progress
 
 _BAD = re.compile(r"[^a-zA-Z0-9_]")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from faust.web import View
 
+from app.records import NAME_PATTERN
+
 VERSION = "0.1.0"
 
 
@@ -65,9 +67,9 @@ _upload = {
     "summary": "Upload a pcap or pcapng file (idempotent by block id)",
     "security": [{"bearer": []}],
     "parameters": [
-        {"name": "X-Sensor", "in": "header", "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"},
+        {"name": "X-Sensor", "in": "header", "schema": {"type": "string", "pattern": NAME_PATTERN},
          "description": "The capture point (default: the one the token is for)."},
-        {"name": "X-Block-Id", "in": "header", "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"},
+        {"name": "X-Block-Id", "in": "header", "schema": {"type": "string", "pattern": NAME_PATTERN},
          "description": "Stable id of this file; the same id and content is counted once (default: its sha256)."},
     ],
     "requestBody": _capture_body,

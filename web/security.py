@@ -26,7 +26,7 @@ from aiohttp import web, web_protocol, web_server
 from aiohttp.web_runner import AppRunner
 from faust.web.drivers import aiohttp as faust_aiohttp
 
-from app.auth import SESSION_COOKIE, AuthError, Keyring, Principal, RateLimiter
+from app.api.auth import SESSION_COOKIE, AuthError, Keyring, Principal, RateLimiter
 from app.main import settings
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,8 @@ async def _guarded(request: web.Request, handler):
     p = who(request)
     if p is None:
         reason = "a token is required" if not bearer(request) else "the token is not valid"
-        return _error(401, f"{reason}: send Authorization: Bearer TOKEN", **{"WWW-Authenticate": 'Bearer realm="flowsight"'})
+        return _error(401, f"{reason}: send Authorization: Bearer TOKEN",
+                      **{"WWW-Authenticate": 'Bearer realm="flowsight"'})
     why = allowed(request, p)
     if why is not None:
         return _error(403, why)

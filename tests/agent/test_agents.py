@@ -7,7 +7,9 @@ from unittest.mock import AsyncMock, patch
 
 import pytest
 
-from app import capture, decode, flows as flowlib
+from app.capture import pcap
+from app.flows import decode
+from app.flows import parts as flowlib
 from tests import pcapgen
 
 
@@ -114,7 +116,7 @@ async def test_merge_emits_closed_windows_and_skips_replays(faust_app):
     from agents import flows as flows_agent
 
     data = sample_chunk()
-    parts = flowlib.parts("tap", decode.decode(data, capture.index(data)), 60_000)
+    parts = flowlib.parts("tap", decode.decode(data, pcap.index(data)), 60_000)
     msg = {"block": "b", "chunk": 0, "sensor": "tap", "parts": parts}
     later = {"block": "b", "chunk": 1, "sensor": "tap",
              "parts": [[1_600_000_200_000 - 1_600_000_200_000 % 60_000, parts[0][1], 1, 40, 1_600_000_200_000,
@@ -154,7 +156,7 @@ async def test_gap_finder_fetches_what_the_stream_skipped(faust_app):
 
 async def test_score_waits_for_every_partition_then_scores_each_sensor_once(faust_app):
     from agents import score as score_agent
-    from app.summary import Summary
+    from app.flows.summary import Summary
     from tables import scoring
 
     w0 = 1_767_571_200_000

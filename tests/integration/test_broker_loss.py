@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from tests import reference
-from tests.conftest import AUTH, TOKEN, Worker, drain, upload
+from tests.conftest import AUTH, TOKEN, Worker, drain
 from tests.integration.test_pipeline import expected, per_sensor, sensor_of
 from tests.integration.test_shipper import SHIP_SH
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-import socket
 from collections import defaultdict
 
 import aiohttp
 import pytest
 
-from app.flows import record_key
+from app.flows.parts import record_key
 from tests import reference
 from tests.conftest import AUTH, drain, upload
 from tests.integration.test_pipeline import expected, sensor_of

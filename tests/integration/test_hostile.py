@@ -189,6 +189,6 @@ async def test_a_capture_cut_inside_its_last_packet_is_taken_as_pcap2flows_reads
             x["packetDeltaCount"] for x in got if x["flowsight"]["sensor"] == "tap3") >= answer["packets"])
     got = sum(x["packetDeltaCount"] for x in {x["flowId"]: x for x in records}.values()
               if x["flowsight"]["sensor"] == "tap3")
-    from app import capture
-    assert answer["packets"] == capture.index(full).packets - 1          # every whole packet, the cut one not
+    from app.capture import pcap
+    assert answer["packets"] == pcap.index(full).packets - 1          # every whole packet, the cut one not
     assert got == offline_packets > 0                                      # the same flows as pcap2flows

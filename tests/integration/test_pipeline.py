@@ -16,8 +16,8 @@ from collections import defaultdict
 import aiohttp
 import pytest
 
-from app import cursor as cursors
-from app.flows import record_key
+from app.api import cursor as cursors
+from app.flows.parts import record_key
 from tests import reference
 from tests.conftest import AUTH, drain, upload
 
@@ -203,11 +203,11 @@ async def test_bad_input_gets_a_clear_4xx_and_the_worker_keeps_serving(deploymen
                 assert status == want and words in answer["error"], (name, status, answer)
                 continue
             try:
-                from app import capture
-                idx = capture.index(body)
+                from app.capture import pcap
+                idx = pcap.index(body)
                 # cut inside its last record: its whole packets are taken (as pcap2flows and tshark read them)
                 damaged = idx.error is not None and not (idx.error.kind == "truncated" and idx.packets)
-            except capture.CaptureError:
+            except pcap.CaptureError:
                 damaged = True
             if damaged or len(body) > 512 * 1024:
                 assert 400 <= status < 500 and answer["error"], (name, status, answer)

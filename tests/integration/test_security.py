@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from app import synth
+from app.capture import synth
 from tests.conftest import AUTH, AUTH_DIR, ROOT, SENSOR_TOKENS, TOKEN, drain, upload
 from web.openapi import DOCUMENT
 
@@ -177,7 +177,7 @@ async def test_limits_and_slow_clients_leave_the_worker_serving_and_lose_nothing
             try:
                 answer = trickle.recv(4096).decode(errors="replace")
                 break
-            except socket.timeout:
+            except TimeoutError:
                 continue
         trickle.close()
         assert answer.startswith("HTTP/1.1 408") and "too slow" in answer, answer
@@ -209,7 +209,7 @@ def read_answer(sock: socket.socket, timeout_s: float) -> str:
     sock.settimeout(timeout_s)
     try:
         return sock.recv(4096).decode(errors="replace")
-    except socket.timeout:
+    except TimeoutError:
         return ""
     finally:
         sock.close()
@@ -223,7 +223,7 @@ def trickle_headers(sock: socket.socket, seconds: int) -> bool:
             sock.sendall(b"X")
             if sock.recv(4096) == b"":
                 return True
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             return True

@@ -12,7 +12,6 @@ import pytest
 from tests import reference
 from tests.conftest import AUTH, SENSOR_TOKENS, ROOT, drain
 from tests.integration.test_faults import exact
-from tests.integration.test_pipeline import expected
 
 pytestmark = pytest.mark.integration
 SHIP_SH = ROOT / "compose" / "shipper" / "ship.sh"

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from app.auth import AuthError, Keyring, RateLimiter, add_token, hash_token, read_tokens
+from app.api.auth import AuthError, Keyring, RateLimiter, add_token, hash_token, read_tokens
 from app.settings import Settings, SettingsError
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app import capture, decode
+from app.capture import pcap
+from app.flows import decode
 from tests import pcapgen, reference
 
 
@@ -16,7 +17,7 @@ def frames(n: int) -> list[tuple[float, bytes]]:
 @pytest.mark.parametrize("big_endian", [False, True])
 def test_pcap_byte_orders_and_resolutions(nano, big_endian):
     data = pcapgen.pcap(frames(10), nano=nano, big_endian=big_endian)
-    idx = capture.index(data)
+    idx = pcap.index(data)
     assert idx.packets == 10 and idx.error is None
     assert idx.ts_ns[1] - idx.ts_ns[0] == 250_000_000
     assert idx.ts_ns[0] == 1_600_000_000 * 10**9
@@ -25,7 +26,7 @@ def test_pcap_byte_orders_and_resolutions(nano, big_endian):
 @pytest.mark.parametrize("tsresol", [None, 6, 9])
 def test_pcapng_timestamp_resolution(tsresol):
     data = pcapgen.pcapng(frames(5), tsresol=tsresol)
-    idx = capture.index(data)
+    idx = pcap.index(data)
     assert idx.packets == 5
     assert list(idx.ts_ns[:2]) == [1_600_000_000 * 10**9, 1_600_000_000 * 10**9 + 250_000_000]
 
@@ -34,15 +35,15 @@ def test_pcapng_timestamp_resolution(tsresol):
 @pytest.mark.parametrize("chunk_bytes", [300, 4096, 1 << 20])
 def test_chunks_hold_every_packet_once_and_are_deterministic(fmt, chunk_bytes):
     data = (pcapgen.pcap if fmt == "pcap" else pcapgen.pcapng)(frames(200))
-    idx = capture.index(data)
-    first = [c.data for c in capture.chunks(data, idx, chunk_bytes)]
-    again = [c.data for c in capture.chunks(data, capture.index(data), chunk_bytes)]
+    idx = pcap.index(data)
+    first = [c.data for c in pcap.chunks(data, idx, chunk_bytes)]
+    again = [c.data for c in pcap.chunks(data, pcap.index(data), chunk_bytes)]
     assert first == again
     assert len(first) > 1 or chunk_bytes >= len(data)
-    ts = np.concatenate([capture.index(c).ts_ns for c in first])
+    ts = np.concatenate([pcap.index(c).ts_ns for c in first])
     assert np.array_equal(ts, idx.ts_ns)
     for c in first:  # a chunk is a capture of its own, no bigger than asked unless one packet is
-        sub = capture.index(c)
+        sub = pcap.index(c)
         assert sub.error is None
         assert len(c) <= chunk_bytes or sub.packets == 1
 
@@ -50,11 +51,11 @@ def test_chunks_hold_every_packet_once_and_are_deterministic(fmt, chunk_bytes):
 def test_multi_interface_pcapng_chunks_keep_their_interfaces():
     path = reference.pcaps_dir() / "edge" / "zeek-ldap-modify-request.pcapng"
     data = path.read_bytes()
-    idx = capture.index(data)
+    idx = pcap.index(data)
     whole = decode.decode(data, idx)
     parts = []
-    for c in capture.chunks(data, idx, 4096):
-        sub = capture.index(c.data)
+    for c in pcap.chunks(data, idx, 4096):
+        sub = pcap.index(c.data)
         parts.append(decode.decode(c.data, sub).linktype)
     assert np.array_equal(np.concatenate(parts), whole.linktype)
 
@@ -66,15 +67,15 @@ def test_multi_interface_pcapng_chunks_keep_their_interfaces():
     (b"\xd4\xc3\xb2\xa1\x02\x00", "short-header"),
 ])
 def test_unreadable_headers_raise_capture_error(body, kind):
-    with pytest.raises(capture.CaptureError) as exc:
-        capture.index(body)
+    with pytest.raises(pcap.CaptureError) as exc:
+        pcap.index(body)
     assert exc.value.kind == kind
 
 
 def test_damage_after_good_records_keeps_the_good_ones():
     data = pcapgen.pcap(frames(10))
     cut = data[: len(data) - 30]
-    idx = capture.index(cut)
+    idx = pcap.index(cut)
     assert idx.packets == 9
     assert idx.error.kind == "truncated" and idx.error.offset > 24
 
@@ -91,7 +92,7 @@ def test_broken_corpus_reports_documented_kinds():
         "tcpdump-timestamp_invalid_nano.pcap": (1, "bad-timestamp"),
     }
     for name, (packets, kind) in expected.items():
-        idx = capture.index((base / name).read_bytes())
+        idx = pcap.index((base / name).read_bytes())
         assert (idx.packets, idx.error.kind if idx.error else None) == (packets, kind), name
 
 
@@ -104,5 +105,5 @@ def test_every_capture_in_the_corpus_reads_without_a_foreign_exception():
 def test_snaplen_truncated_packets_count_true_bytes():
     frame = pcapgen.ipv4_tcp("10.0.0.1", "10.0.0.2", 1, 2, payload=b"z" * 1000)
     data = pcapgen.pcap([(1.0, frame)], snaplen=64)
-    pk = decode.decode(data, capture.index(data))
+    pk = decode.decode(data, pcap.index(data))
     assert pk.status[0] == decode.OK and pk.nbytes[0] == len(frame) - 14 and pk.sport[0] == 1

@@ -7,9 +7,9 @@ from collections import defaultdict
 
 from hypothesis import given, settings as hsettings, strategies as st
 
-from app.complete import Completer
-from app.summary import Summary
-from app.windows import Merger
+from app.flows.complete import Completer
+from app.flows.summary import Summary
+from app.flows.windows import Merger
 
 W = 60_000
 

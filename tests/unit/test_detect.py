@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from app.attention import Attention, AttentionConfig, calibrate, count_alerts
-from app.detect import (LogSeasonal, Persistence, PersistenceConfig, Seasonal, SeasonalConfig, Welford, combine,
+from app.detect.attention import Attention, AttentionConfig, calibrate, count_alerts
+from app.detect.models import (LogSeasonal, Persistence, PersistenceConfig, Seasonal, SeasonalConfig, Welford, combine,
                         day_of_week, nb_sf, surprise)
-from app.score import ScoreConfig, SensorScorer
-from app.summary import METRICS, Home, Summary, summarize_columns
+from app.detect.scorer import ScoreConfig, SensorScorer
+from app.flows.summary import METRICS, Home, Summary, summarize_columns
 
 MON = 1_767_571_200_000   # Monday 2026-01-05 00:00 UTC
 W = 300_000

@@ -6,7 +6,9 @@ import tracemalloc
 import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from app import capture, decode, synth
+from app.capture import pcap
+from app.flows import decode
+from app.capture import synth
 from tests import pcapgen, reference
 
 SEEDS = [synth.generate(seed=s, conversations=20, packets=120, v6_share=0.5, vlan_share=0.5).pcap for s in (1, 2)]
@@ -41,8 +43,8 @@ def _run_all(data: bytes) -> None:
     if idx is None:
         return
     total = 0
-    for c in capture.chunks(data, idx, 4096):
-        sub = capture.index(c.data)
+    for c in pcap.chunks(data, idx, 4096):
+        sub = pcap.index(c.data)
         assert sub.error is None
         total += sub.packets
         decode.decode(c.data, sub)

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from app import capture, decode, flows
+from app.capture import pcap
+from app.flows import decode
+from app.flows import parts as flows
 from tests import reference
 
 SHARED = reference.SHARED
@@ -13,7 +15,7 @@ SHARED = reference.SHARED
 
 def ours(path: Path) -> dict[tuple, list[int]]:
     data = path.read_bytes()
-    pk = decode.decode(data, capture.index(data))
+    pk = decode.decode(data, pcap.index(data))
     out = {}
     for _w, key, packets, nbytes, _f, _l, _fl in flows.aggregate(pk, 0):
         k = flows.key_string("s", key).split(flows.SEP)[1:]

@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import capture, decode, flows
+from app.capture import pcap
+from app.flows import decode
+from app.flows import parts as flows
 from tests import reference
 
 FRAGMENTS = "tshark reassembles the fragments and counts only the completing frame in the stream"
@@ -54,7 +56,7 @@ def edge_files() -> list:
 
 def innermost(data: bytes) -> tuple[decode.Packets, int]:
     """Packets decoded with tunnels replaced by their innermost packet; and how many were tunnels."""
-    idx = capture.index(data)
+    idx = pcap.index(data)
     outer, inner = decode.decode(data, idx), decode.decode(data, idx, inner=True)
     tun = inner.status != decode.NOT_TUNNEL
     merged = {}

@@ -1,7 +1,7 @@
 """The table inspector's view of the blocks table."""
 from __future__ import annotations
 
-from app.inspect import blocks_rows
+from app.cli.inspect import blocks_rows
 
 
 def test_a_blocks_lane_rows_are_joined_with_its_own_row():
@@ -22,8 +22,8 @@ def test_a_blocks_lane_rows_are_joined_with_its_own_row():
 def test_open_flow_rows_leave_out_the_windows_a_sensor_closed_and_keep_the_other_sensors():
     import json
 
-    from app.inspect import open_flow_rows
-    part = lambda sensor: [[0, f"{sensor}|10.0.0.1|10.0.0.2|6|1|2|0|0", 3, 300, 1, 2, 2]]  # noqa: E731
+    from app.cli.inspect import open_flow_rows
+    part = lambda sensor: [[0, f"{sensor}|10.0.0.1|10.0.0.2|6|1|2|0|0", 3, 300, 1, 2, 2]]
     table = {"o|0|0|0|a~b": json.dumps(part("a")).encode(), "o|0|0|0|c~b": json.dumps(part("c")).encode(),
              "c|0|0|a": json.dumps({"closed_ms": 1, "a": {"a~b": [[0, 0]]}}).encode()}
     assert [r["flow"].split("|")[0] for r in open_flow_rows({k: json.loads(v) for k, v in table.items()})] == ["c"]

@@ -12,7 +12,7 @@ from aiokafka.protocol.struct import Struct
 from aiokafka.protocol.types import Array, Int32, Schema
 from hypothesis import given, settings, strategies as st
 
-from app import kafka_wire
+from app.runtime import compat
 
 batches = st.one_of(st.none(), st.binary(max_size=64))
 partitions = st.lists(st.tuples(st.integers(0, 2**31 - 1), batches), max_size=4)
@@ -23,19 +23,19 @@ aiokafka_bytes = Struct.encode   # aiokafka's own encoding, whatever install() d
 
 
 @settings(max_examples=300, deadline=None)
-@given(version=st.sampled_from(kafka_wire.VERSIONS), tid=st.one_of(st.none(), st.text(max_size=10)),
+@given(version=st.sampled_from(compat.VERSIONS), tid=st.one_of(st.none(), st.text(max_size=10)),
        acks=st.sampled_from([-1, 0, 1]), timeout=st.integers(0, 2**31 - 1), topics=topics)
 def test_a_produce_request_encodes_to_the_bytes_of_aiokafkas_schema(version, tid, acks, timeout, topics):
     req = getattr(produce, f"ProduceRequest_v{version}")(tid, acks, timeout, topics)
-    assert kafka_wire.encode_produce(req) == aiokafka_bytes(req)
+    assert compat.encode_produce(req) == aiokafka_bytes(req)
 
 
 def test_install_takes_every_version_and_the_requests_encode_with_it():
-    assert kafka_wire.install() == list(kafka_wire.VERSIONS)
-    assert kafka_wire.install() == list(kafka_wire.VERSIONS)   # twice is the same
-    for v in kafka_wire.VERSIONS:
+    assert compat.install() == list(compat.VERSIONS)
+    assert compat.install() == list(compat.VERSIONS)   # twice is the same
+    for v in compat.VERSIONS:
         cls = getattr(produce, f"ProduceRequest_v{v}")
-        assert cls.encode is kafka_wire.encode_produce
+        assert cls.encode is compat.encode_produce
         req = cls("tx", -1, 1000, [("pcap-chunks", [(3, b"batch")])])
         assert req.encode() == aiokafka_bytes(req)
 
@@ -48,7 +48,7 @@ def test_a_version_whose_schema_changed_keeps_aiokafkas_encoding(monkeypatch):
         def __init__(self, *args):
             super().__init__(*args, [])
     monkeypatch.setattr(produce, "ProduceRequest_v8", Changed)
-    assert 8 not in kafka_wire.install()
+    assert 8 not in compat.install()
     assert "encode" not in Changed.__dict__
 
 
@@ -66,13 +66,13 @@ def test_a_record_batch_is_copied_once(batch_mib):
     batch = os.urandom(batch_mib << 20)
     req = produce.ProduceRequest_v8(None, -1, 30000, [("pcap-chunks", [(0, batch), (1, b"small")])])
     size = len(batch)
-    assert peak_bytes(kafka_wire.encode_produce, req) < 1.1 * size     # the joined request only
+    assert peak_bytes(compat.encode_produce, req) < 1.1 * size     # the joined request only
     assert peak_bytes(aiokafka_bytes, req) > 1.9 * size                 # nested joins hold two at a time
 
 
 def test_the_worker_encodes_its_produce_requests_so():
     # in a process of its own: this one may have installed it already
-    probe = ("import app.main\nfrom aiokafka.protocol import produce\nfrom app import kafka_wire\n"
-             "print(produce.ProduceRequest_v8.encode is kafka_wire.encode_produce)")
+    probe = ("import app.main\nfrom aiokafka.protocol import produce\nfrom app.runtime import compat\n"
+             "print(produce.ProduceRequest_v8.encode is compat.encode_produce)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.stdout.split()[-1:] == ["True"], out.stderr[-2000:]

@@ -8,7 +8,7 @@ import sys
 # minor page faults that took. ``keep`` 0 is glibc's defaults.
 PROBE = """
 import os, resource, sys
-from app import memory
+from app.runtime import memory
 took = memory.keep_freed(int(sys.argv[1]))
 data = os.urandom(8 << 20)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -36,5 +36,5 @@ def test_kept_memory_is_reused_rather_than_faulted_in_again():
 
 
 def test_nothing_is_tuned_with_keep_0():
-    from app import memory
+    from app.runtime import memory
     assert memory.keep_freed(0) is False

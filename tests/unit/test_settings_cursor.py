@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from app import cursor, ranges
+from app.api import cursor
+from app.flows import ranges
 from app.settings import Settings, SettingsError
 
 

@@ -17,12 +17,12 @@ import hashlib
 import socket
 import zlib
 from dataclasses import dataclass
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
-from app.aggregate import Grouper, pack_small, unpack_small
-from app.decode import OK, Packets
+from app.flows.aggregate import Grouper, pack_small, unpack_small
+from app.flows.decode import OK, Packets
 
 #: Separates the fields of a flow key string.
 SEP = "|"

@@ -24,9 +24,9 @@ What misses its window's score is counted per sensor, never silently dropped:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from collections.abc import Iterable
 
-from app.summary import Summary
+from app.flows.summary import Summary
 
 NEVER = -(1 << 62)
 #: Late notices remembered per sensor, so that a notice sent again (a replay) counts once.
@@ -57,7 +57,7 @@ class SensorProgress:
                 "scored": {str(w): ps for w, ps in self.scored.items()}}
 
     @classmethod
-    def from_json(cls, d: dict) -> "SensorProgress":
+    def from_json(cls, d: dict) -> SensorProgress:
         return cls({int(p): f for p, f in d.get("frontier", {}).items()}, d.get("scored_ms", NEVER),
                    d.get("windows", 0), d.get("late_records", 0), d.get("late_packets", 0), d.get("late_bytes", 0),
                    d.get("ahead_records", 0), list(d.get("notices", [])),
@@ -254,7 +254,7 @@ class Completer:
         return out
 
     @classmethod
-    def from_rows(cls, partitions: int, rows: Iterable[tuple[str, dict | None]]) -> "Completer":
+    def from_rows(cls, partitions: int, rows: Iterable[tuple[str, dict | None]]) -> Completer:
         """From the rows of :meth:`take` (rows of other shapes are ignored). Rows of an older version (one
         ``completer`` row, ``pending|window|partition`` rows holding several sensors) are read and rewritten."""
         c = cls(partitions)

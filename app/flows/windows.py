@@ -6,7 +6,7 @@ applies ``plan.writes`` and ``plan.marks`` to its tables. A crash in between can
 repeat an emitted record (same deterministic ``flowId``) but never lose one.
 
 Clocks. Every window belongs to one sensor, and closes by that sensor's capture
-clock on this partition (:class:`app.clock.SensorClock`: watermark, lateness,
+clock on this partition (:class:`app.flows.clock.SensorClock`: watermark, lateness,
 holds for blocks in flight, idle flush, damaged times). One sensor's time never
 closes another sensor's windows or makes its data late (DESIGN.md invariant 2).
 
@@ -38,7 +38,7 @@ Flow records go out in batches (``{"records": [...]}``, at most
 :data:`BATCH_RECORDS` each, written as JSON text directly) on the partition's own flows
 partition, as an IPFIX exporter packs many records into one message.
 
-For scoring, each closed (window, sensor) also yields a :class:`~app.summary.Summary`
+For scoring, each closed (window, sensor) also yields a :class:`~app.flows.summary.Summary`
 of this partition's records, and the partition reports each sensor's *frontier*
 (its watermark: every window of the sensor ending at or before it is closed here)
 whenever that moves to another window, so that the scorer knows when a window of
@@ -51,12 +51,12 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
-from app import ranges
-from app.clock import NEVER, SensorClock
-from app.flows import END_ACTIVE_TIMEOUT, END_FORCED, SEP, flow_id, record_json
-from app.summary import Home, Summary
+from app.flows import ranges
+from app.flows.clock import NEVER, SensorClock
+from app.flows.parts import END_ACTIVE_TIMEOUT, END_FORCED, SEP, flow_id, record_json
+from app.flows.summary import Home, Summary
 
 #: Flow records per message on the flows topic, and the size a message stays under (Kafka's default
 #: limit is 1 MB; one record is about 500 bytes, more when it names many blocks).
@@ -345,7 +345,8 @@ class Merger:
             if mark is None:
                 mark = {"closed_ms": now_ms, "a": {}}
                 self.expiry[p].append((now_ms, sensor, w))
-            mark = {"closed_ms": mark["closed_ms"], "a": {**mark["a"], source: ranges.add(mark["a"].get(source), chunk)}}
+            applied = {**mark["a"], source: ranges.add(mark["a"].get(source), chunk)}
+            mark = {"closed_ms": mark["closed_ms"], "a": applied}
             closed[(sensor, w)] = mark
             plan.writes[closed_key(p, w, sensor)] = json.dumps(mark).encode()
         if not opened:
@@ -375,7 +376,7 @@ class Merger:
             return
         sizes = sorted(((len(win.flows), sensor, w) for sensor, ws in self.open[p].items() for w, win in ws.items()),
                        reverse=True)
-        for n, sensor, w in sizes:
+        for _, sensor, w in sizes:
             if self.open_flows[p] <= share * 3 // 4:
                 break
             self._close(p, sensor, self.clocks[p][sensor], [w], plan, now_ms, END_FORCED)

@@ -19,7 +19,7 @@ _M3 = np.uint64(0x94D049BB133111EB)
 
 def pack_small(ver, proto, sport, dport, vlan, tos) -> np.ndarray:
     """One uint64 per row: IPv6 flag (1 bit), protocol, source port, destination port, VLAN (12 bits), ToS."""
-    u = lambda a: np.asarray(a).astype(np.uint64)  # noqa: E731
+    u = lambda a: np.asarray(a).astype(np.uint64)
     return ((u(ver) == 6).astype(np.uint64) << np.uint64(60)) | (u(proto) << np.uint64(52)) | \
         (u(sport) << np.uint64(36)) | (u(dport) << np.uint64(20)) | ((u(vlan) & np.uint64(0xFFF)) << np.uint64(8)) | \
         u(tos)
@@ -28,7 +28,7 @@ def pack_small(ver, proto, sport, dport, vlan, tos) -> np.ndarray:
 def unpack_small(small: np.ndarray):
     """(ver, proto, sport, dport, vlan, tos) columns of packed words."""
     s = small.astype(np.uint64)
-    f = lambda shift, mask, t: ((s >> np.uint64(shift)) & np.uint64(mask)).astype(t)  # noqa: E731
+    f = lambda shift, mask, t: ((s >> np.uint64(shift)) & np.uint64(mask)).astype(t)
     return (np.where(f(60, 1, np.uint8) == 1, 6, 4).astype(np.uint8), f(52, 0xFF, np.uint8), f(36, 0xFFFF, np.uint16),
             f(20, 0xFFFF, np.uint16), f(8, 0xFFF, np.uint16), f(0, 0xFF, np.uint8))
 

@@ -28,10 +28,10 @@ class Result:
 
 def first_time_ns(path: str | Path) -> int | None:
     """The earliest capture time in the first MiB of a capture file; None if it holds no readable packet."""
-    from app import capture
+    from app.capture import pcap
     try:
         with open(path, "rb") as f:
-            idx = capture.index(f.read(1 << 20))
+            idx = pcap.index(f.read(1 << 20))
     except (OSError, ValueError):
         return None
     return int(idx.ts_ns[:idx.packets].min()) if idx.packets else None
@@ -95,7 +95,7 @@ async def ship_file(session: aiohttp.ClientSession, url: str, path: Path, sensor
                     status = r.status
         except FileNotFoundError:
             return Result(str(path), -1, {"error": "no such file (removed before it was shipped); skipped"})
-        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError, ValueError):
+        except (TimeoutError, aiohttp.ClientError, ConnectionError, ValueError):
             status, answer = 0, {"error": "no answer"}
         if not retried(status):
             return Result(str(path), status, answer)
@@ -140,7 +140,7 @@ async def ship(files: list[str], url: str, sensor: str | None, *, remove: bool =
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from app.offline import ProgressBar
+    from app.cli.pcap2flows import ProgressBar
 
     ap = argparse.ArgumentParser(prog="flowsight-ship", description="Upload capture files to Flowsight.")
     ap.add_argument("files", nargs="+", help="capture files or folders of them (shipped oldest capture first)")

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from app.capture import Index, as_bytes_array
+from app.capture.pcap import Index, as_bytes_array
 
 OK, NON_IP, UNSUPPORTED_LINK, TRUNCATED, BAD_IP, UNSUPPORTED_ENCAP, NOT_TUNNEL = range(7)
 #: Why a packet gave no flow, by status code (a closed set).

@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from app import ranges
+from app.flows import ranges
 
 
 async def read_changelog(bootstrap: str, topic: str, **kafka: object) -> dict[str, object]:
@@ -34,7 +34,7 @@ async def read_changelog(bootstrap: str, topic: str, **kafka: object) -> dict[st
         out: dict[str, object] = {}
         remaining = {tp for tp in tps if ends[tp] > 0}
         while remaining:
-            for tp, msgs in (await c.getmany(*remaining, timeout_ms=2000)).items():
+            for msgs in (await c.getmany(*remaining, timeout_ms=2000)).values():
                 for m in msgs:
                     key = json.loads(m.key) if m.key else None
                     if m.value is None:
@@ -69,7 +69,7 @@ def blocks_rows(table: dict) -> list[dict]:
 
 def open_flow_rows(table: dict) -> list[dict]:
     """The flows of windows not closed yet, merged from the table's slices."""
-    from app.windows import SLICE, Window, parse_key, sensor_of, slice_parts
+    from app.flows.windows import SLICE, Window, parse_key, sensor_of, slice_parts
 
     opened: dict[tuple[int, int, str], Window] = {}
     closed = set()
@@ -93,8 +93,8 @@ def open_flow_rows(table: dict) -> list[dict]:
 
 
 def baseline_rows(table: dict) -> list[dict]:
-    from app.detect import Seasonal
-    from app.summary import METRICS
+    from app.detect.models import Seasonal
+    from app.flows.summary import METRICS
 
     rows = []
     for key, v in sorted(table.items()):

@@ -1,7 +1,7 @@
 """Captures to flow records without Kafka: the engine of ``faust -A app pcap2flows``.
 
-Pure code (no Faust). It runs the pipeline's own functions -- capture.index,
-capture.chunks, decode.decode, flows.aggregate_arrays -- chunk by chunk, and
+Pure code (no Faust). It runs the pipeline's own functions -- pcap.index,
+pcap.chunks, decode.decode, flows.aggregate_arrays -- chunk by chunk, and
 merges the chunks' aggregates, so it prints the records the pipeline would emit
 once every window has closed.
 """
@@ -14,11 +14,15 @@ import sys
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import IO, Iterable
+from typing import IO
+from collections.abc import Iterable
 
 import numpy as np
 
-from app import capture, decode, flows, textout
+from app.capture import pcap
+from app.flows import decode
+from app.flows import parts as flows
+from app.export import text as textout
 
 #: Packets decoded at a time: bounds the memory of the per-packet columns.
 BATCH_PACKETS = 1 << 20
@@ -59,7 +63,7 @@ def file_aggregate(path: str, into: flows.Aggregator, summary: Summary, progress
         try:
             with open(path, "rb") as f:
                 head = f.read(28)
-                if head[:4] in (capture.PCAP_US_LE, capture.PCAP_US_BE, capture.PCAP_NS_LE, capture.PCAP_NS_BE):
+                if head[:4] in (pcap.PCAP_US_LE, pcap.PCAP_US_BE, pcap.PCAP_NS_LE, pcap.PCAP_NS_BE):
                     f.seek(0)
                     summary.files += 1
                     return _stream_pcap(path, f, into, summary, progress)
@@ -92,10 +96,10 @@ def file_aggregate(path: str, into: flows.Aggregator, summary: Summary, progress
 def _aggregate(path, data, mm, into, summary, progress) -> None:
     if mm is not None:
         mm.madvise(mmap.MADV_SEQUENTIAL)
-    buf = capture.as_bytes_array(data)
+    buf = pcap.as_bytes_array(data)
     try:
-        idx = capture.index(buf)
-    except capture.CaptureError as exc:
+        idx = pcap.index(buf)
+    except pcap.CaptureError as exc:
         summary.errors.append(f"{path}: {exc}")
         return None
     if idx.error is not None and idx.error.kind == "truncated" and idx.packets:
@@ -122,8 +126,8 @@ def _stream_pcap(path: str, f, into: flows.Aggregator, summary: Summary, progres
     size = os.fstat(f.fileno()).st_size
     head = f.read(24)
     try:
-        capture.check_header(head)
-    except capture.CaptureError as exc:
+        pcap.check_header(head)
+    except pcap.CaptureError as exc:
         summary.errors.append(f"{path}: {exc}")
         return None
     buf = bytearray(head) + bytearray(BLOCK_BYTES)
@@ -131,7 +135,7 @@ def _stream_pcap(path: str, f, into: flows.Aggregator, summary: Summary, progres
     consumed = 24  # file offset of buf[24]
     while have > 24:
         view = np.frombuffer(buf, np.uint8, count=have)
-        idx = capture.index(view)
+        idx = pcap.index(view)
         eof = have < len(buf)
         if idx.packets:
             _add(summary, into, view, idx)
@@ -157,7 +161,7 @@ def _stream_pcap(path: str, f, into: flows.Aggregator, summary: Summary, progres
             progress(path, consumed, size)
 
 
-def _add(summary: Summary, into: flows.Aggregator, buf, idx: capture.Index) -> None:
+def _add(summary: Summary, into: flows.Aggregator, buf, idx: pcap.Index) -> None:
     pk = decode.decode(buf, idx)
     if into.inner_tunnels:
         inner = decode.decode(buf, idx, inner=True)
@@ -228,7 +232,7 @@ class ProgressBar:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m app.offline FILE...``: the same as ``faust -A app pcap2flows``, without loading Faust."""
+    """``python -m app.cli.pcap2flows FILE...``: the same as ``faust -A app pcap2flows``, without loading Faust."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="pcap2flows", description="Print the flow records of capture files.")

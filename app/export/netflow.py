@@ -186,11 +186,11 @@ def records_of_files(paths: list[str], window_s: int, sensor: str = "default"):
     """The flow records of capture files, as the pipeline would emit them (no broker), in batches."""
     import json
 
-    from app import offline
+    from app.cli import pcap2flows
 
-    summary = offline.Summary()
-    agg = offline.aggregate_files(paths, window_s * 1000, sensor, summary)
+    summary = pcap2flows.Summary()
+    agg = pcap2flows.aggregate_files(paths, window_s * 1000, sensor, summary)
     if agg is None:
         return
-    for piece in offline.lines(agg, "jsonl", sensor, window_s * 1000):
+    for piece in pcap2flows.lines(agg, "jsonl", sensor, window_s * 1000):
         yield [json.loads(line) for line in piece.decode().splitlines() if line]

@@ -105,7 +105,7 @@ class Attention:
                 "suppressed": self.suppressed, "capped": self.capped}
 
     @classmethod
-    def from_state(cls, cfg: AttentionConfig, s: dict) -> "Attention":
+    def from_state(cls, cfg: AttentionConfig, s: dict) -> Attention:
         a = cls(cfg)
         for t, e, start, last, peak, windows, alerted, alert_ms in s.get("episodes", []):
             a.episodes[(t, e)] = Episode(t, e, start, last, peak, windows, alerted, alert_ms)

@@ -89,7 +89,7 @@ class Welford:
         return {"n": self.n, "mean": self.mean.tolist(), "m2": self.m2.tolist()}
 
     @classmethod
-    def from_state(cls, s: dict) -> "Welford":
+    def from_state(cls, s: dict) -> Welford:
         w = cls(len(s["mean"]))
         w.n, w.mean, w.m2 = s["n"], np.array(s["mean"], float), np.array(s["m2"], float)
         return w
@@ -235,7 +235,7 @@ class Seasonal:
                 "disp": self.disp.tolist(), "n": self.n.tolist()}
 
     @classmethod
-    def from_state(cls, s: dict, cfg: SeasonalConfig = SeasonalConfig()) -> "Seasonal":
+    def from_state(cls, s: dict, cfg: SeasonalConfig = SeasonalConfig()) -> Seasonal:
         m = cls(len(s["loglevel"]), cfg)
         m.a, m.b = np.array(s["a"], float), np.array(s["b"], float)
         m.loglevel, m.disp, m.n = (np.array(s[k], float) for k in ("loglevel", "disp", "n"))
@@ -309,7 +309,7 @@ class Persistence:
         return {"logodds": self.logodds.tolist()}
 
     @classmethod
-    def from_state(cls, s: dict, cfg: PersistenceConfig = PersistenceConfig()) -> "Persistence":
+    def from_state(cls, s: dict, cfg: PersistenceConfig = PersistenceConfig()) -> Persistence:
         m = cls(len(s["logodds"]), cfg)
         m.logodds = np.array(s["logodds"], float)
         return m
@@ -416,7 +416,7 @@ class LogSeasonal:
         return {"a": self.a.tolist(), "b": self.b.tolist(), "var": self.var.tolist(), "n": self.n.tolist()}
 
     @classmethod
-    def from_state(cls, s: dict, cfg: LogSeasonalConfig = LogSeasonalConfig()) -> "LogSeasonal":
+    def from_state(cls, s: dict, cfg: LogSeasonalConfig = LogSeasonalConfig()) -> LogSeasonal:
         m = cls(len(s["var"]), cfg)
         m.a, m.b, m.var, m.n = (np.array(s[k], float) for k in ("a", "b", "var", "n"))
         return m

@@ -31,7 +31,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-NAME = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9._:-]{0,127})$")
+from app.records import NAME_PATTERN
+
+#: a token's sensor: a sensor name, or ``*`` for every sensor
+NAME = re.compile(r"^(\*|" + NAME_PATTERN[1:-1] + r")$")
 SESSION_COOKIE = "flowsight_session"
 SESSION_S = 12 * 3600
 
@@ -125,7 +128,7 @@ class Keyring:
     signed_out: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, sensor_file: str = "", api_file: str = "", secret_file: str = "") -> "Keyring":
+    def load(cls, sensor_file: str = "", api_file: str = "", secret_file: str = "") -> Keyring:
         ring = cls(read_tokens(sensor_file), read_tokens(api_file))
         if secret_file:
             try:

@@ -74,9 +74,9 @@ class Index:
     def packets(self) -> int:
         return len(self.data_off)
 
-    def slice(self, lo: int, hi: int) -> "Index":
+    def slice(self, lo: int, hi: int) -> Index:
         """The packets lo..hi-1 of this index, over the same bytes (interfaces and headers kept)."""
-        cut = lambda a: a[lo:hi]  # noqa: E731
+        cut = lambda a: a[lo:hi]
         return Index(self.format, cut(self.record_start), cut(self.data_off), cut(self.caplen), cut(self.wirelen),
                      cut(self.ts_ns), cut(self.iface), self.if_linktype, self.if_snaplen, self.end, self.header_off,
                      self.header_len, self.header_section, cut(self.section), self.error)
@@ -286,7 +286,8 @@ def check_header(head: bytes) -> str:
         if head[8:12] not in (b"\x4d\x3c\x2b\x1a", b"\x1a\x2b\x3c\x4d"):
             raise CaptureError("bad-header", 8, "the pcapng byte-order magic is wrong")
         return "pcapng"
-    raise CaptureError("bad-magic", 0, f"magic number {magic.hex()} is neither pcap (a1b2c3d4, a1b23c4d) nor pcapng (0a0d0d0a)")
+    raise CaptureError("bad-magic", 0,
+                       f"magic number {magic.hex()} is neither pcap (a1b2c3d4, a1b23c4d) nor pcapng (0a0d0d0a)")
 
 
 def pcap_linktype(buf: np.ndarray) -> tuple[int, int, bool, bool]:
@@ -305,13 +306,13 @@ def index(data: bytes | memoryview | np.ndarray) -> Index:
     """Index every readable packet of a capture. Raises CaptureError only for an unreadable file header."""
     buf = as_bytes_array(data)
     fmt = check_header(bytes(buf[:28]))
-    z = lambda n, t=np.int64: np.zeros(n, dtype=t)  # noqa: E731
+    z = lambda n, t=np.int64: np.zeros(n, dtype=t)
     if fmt == "pcap":
         linktype, snaplen, be, nano = pcap_linktype(buf)
         args = (buf, be, nano, snaplen)
         if len(buf) <= SINGLE_PASS_BYTES:  # at most one record per 16 bytes: allocate that, walk once
             cap = (len(buf) - 24) // 16 + 1
-            e = lambda: np.empty(cap, np.int64)  # noqa: E731
+            e = lambda: np.empty(cap, np.int64)
             rec, dat, cl, wl, ts = e(), e(), e(), e(), e()
             n, err, end = _walk_pcap(*args, cap, rec, dat, cl, wl, ts)
             rec, dat, cl, wl, ts = rec[:n], dat[:n], cl[:n], wl[:n], ts[:n]

@@ -23,7 +23,8 @@ import sys
 
 from faust.cli import argument, option
 
-from app import offline, ship as shipper
+from app.cli import pcap2flows as offline
+from app.capture import ship as shipper
 from app.main import app
 
 
@@ -83,17 +84,17 @@ async def export(self, files: tuple[str, ...], v5: str, ipfix: str, window: int 
     """Send the flow records of capture files to NetFlow v5 / IPFIX collectors."""
     import asyncio
 
-    from app import export as exp
+    from app.export import netflow
     from app.main import settings
 
     try:
-        exporter = exp.Exporter(exp.parse_collectors(v5), exp.parse_collectors(ipfix))
+        exporter = netflow.Exporter(netflow.parse_collectors(v5), netflow.parse_collectors(ipfix))
     except ValueError as exc:
-        raise self.UsageError(str(exc))
+        raise self.UsageError(str(exc)) from None
     if not v5 and not ipfix:
         raise self.UsageError("give --v5 and/or --ipfix collectors")
     n = 0
-    for batch in exp.records_of_files(list(files), settings.window_s if window is None else window, sensor):
+    for batch in netflow.records_of_files(list(files), settings.window_s if window is None else window, sensor):
         for lo in range(0, len(batch), 30):
             exporter.send(batch[lo:lo + 30])
             await asyncio.sleep(pace)
@@ -104,7 +105,7 @@ async def export(self, files: tuple[str, ...], v5: str, ipfix: str, window: int 
 
 
 async def _table_command(name: str, rows_of, as_json: bool) -> None:
-    from app import inspect
+    from app.cli import inspect
     from app.main import settings
 
     topic = f"{settings.app_id}-{name}-changelog"
@@ -119,21 +120,21 @@ async def _table_command(name: str, rows_of, as_json: bool) -> None:
 @app.command(option("--json", "as_json", is_flag=True, default=False, help="One JSON object per line."))
 async def blocks(self, as_json: bool) -> None:
     """Uploaded blocks and how many of their chunks were decoded (from the blocks changelog)."""
-    from app import inspect
+    from app.cli import inspect
     await _table_command("blocks", inspect.blocks_rows, as_json)
 
 
 @app.command(option("--json", "as_json", is_flag=True, default=False, help="One JSON object per line."))
 async def flows_open(self, as_json: bool) -> None:
     """Flow rows of windows not closed yet (from the flows changelog)."""
-    from app import inspect
+    from app.cli import inspect
     await _table_command("flows", inspect.open_flow_rows, as_json)
 
 
 @app.command(option("--json", "as_json", is_flag=True, default=False, help="One JSON object per line."))
 async def baselines(self, as_json: bool) -> None:
     """Each sensor's models: L0 mean and sd, L1 expectation, level and dispersion, thresholds."""
-    from app import inspect
+    from app.cli import inspect
     await _table_command("scoring", inspect.baseline_rows, as_json)
 
 
@@ -145,10 +146,10 @@ async def baselines(self, as_json: bool) -> None:
 )
 async def token(self, name: str, path: str, kind: str) -> None:
     """Make a token: append its salted hash to a token file and print the token once."""
-    from app.auth import AuthError, add_token
+    from app.api.auth import AuthError, add_token
     try:
         print(add_token(path, name))
     except (AuthError, OSError) as exc:
-        raise self.UsageError(str(exc))
+        raise self.UsageError(str(exc)) from None
     print(f"{kind} token for {name!r}: its hash is in {path}; this is the only copy of the token",
           file=sys.stderr)

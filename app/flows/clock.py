@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app import ranges
+from app.flows import ranges
 
 NEVER = -(1 << 62)
 #: A capture clock within this of the wall clock (the message times) is live.
@@ -93,7 +93,7 @@ class Hold:
         return [self.seen, self.chunks, self.at_ms, self.touched_ms, self.ahead]
 
     @classmethod
-    def from_json(cls, v: list) -> "Hold":
+    def from_json(cls, v: list) -> Hold:
         seen, chunks, at_ms, touched_ms, ahead = [*v, {}][:5]   # rows of an older version lack ``ahead``
         return cls(chunks, at_ms, touched_ms, seen, dict(ahead))
 
@@ -136,7 +136,7 @@ class SensorClock:
                 "ahead": self.ahead, "held_jumps": self.held_jumps, "flushed": self.flushed}
 
     @classmethod
-    def from_json(cls, d: dict) -> "SensorClock":
+    def from_json(cls, d: dict) -> SensorClock:
         return cls(d.get("max_ms", NEVER), d.get("floor_ms", NEVER), d.get("last_part_ms"), d.get("pause_ms", 0),
                    {k: Hold.from_json(v) for k, v in (d.get("inflight") or {}).items()}, d.get("ahead"),
                    d.get("held_jumps", 0), d.get("flushed", False))

@@ -87,7 +87,7 @@ class Summary:
             self.top.sort(key=lambda f: -f[0])
             del self.top[TOP_FLOWS:]
 
-    def merge(self, other: "Summary") -> None:
+    def merge(self, other: Summary) -> None:
         self.flows += other.flows
         self.packets += other.packets
         self.bytes += other.bytes
@@ -107,7 +107,7 @@ class Summary:
                 "src_bytes": dict(self.src_bytes.most_common(TOP_HOSTS)), "top": self.top}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Summary":
+    def from_json(cls, d: dict) -> Summary:
         return cls(d["flows"], d["packets"], d["bytes"], d["failed"], set(d["dports"]), Counter(d["dst_flows"]),
                    Counter(d["src_bytes"]), [list(f) for f in d["top"]])
 

@@ -1,20 +1,20 @@
 """Scoring one sensor's windows: every rung's scores, anomalies, and alerts after attention control.
 
 Pure code (no Faust). The scoring agent keeps one :class:`SensorScorer` per
-sensor, feeds it every complete window (the merged :class:`~app.summary.Summary`
+sensor, feeds it every complete window (the merged :class:`~app.flows.summary.Summary`
 of all partitions) in capture-time order, and publishes what it returns. The
 evaluation harness (bench/detect_eval.py) drives the same class.
 
 Two detector families share the budget B of alerts per day half and half:
 
-- ``traffic`` on the sensor's metrics (:data:`app.summary.METRICS`), entity = the sensor;
+- ``traffic`` on the sensor's metrics (:data:`app.flows.summary.METRICS`), entity = the sensor;
 - ``host-bytes`` on the bytes each inside host sent, entity = the host address.
 
 Per family and rung, a window's score is: L0, the largest z of the metrics;
 L1, ``-log10`` of the Bonferroni-combined NB p-value; L2, the log10-odds of an
 event from the persistence filter. The shipped detector is L2 (``rung``).
 Thresholds are calibrated once per capture day from the last ``calib_days`` of
-scores (:func:`app.attention.calibrate`); before a day of history the defaults hold.
+scores (:func:`app.detect.attention.calibrate`); before a day of history the defaults hold.
 
 When a host's unusual bytes (an anomaly of its own, or a p-value below 1e-3)
 account for at least half of the sensor's excess bytes, they
@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.attention import Attention, AttentionConfig, calibrate
-from app.detect import LogSeasonal, Persistence, Seasonal, Welford, combine, surprise
-from app.summary import METRICS, Summary
+from app.detect.attention import Attention, AttentionConfig, calibrate
+from app.detect.models import LogSeasonal, Persistence, Seasonal, Welford, combine, surprise
+from app.flows.summary import METRICS, Summary
 
 FAMILIES = ("traffic", "host-bytes")
 SERIES = 36
@@ -310,7 +310,7 @@ class SensorScorer:
                 "attention": self.attention.state(), "recent": self.recent}
 
     @classmethod
-    def from_state(cls, cfg: ScoreConfig, s: dict) -> "SensorScorer":
+    def from_state(cls, cfg: ScoreConfig, s: dict) -> SensorScorer:
         sc = cls(cfg, s["sensor"])
         sc.windows, sc.last_ms = s["windows"], s["last_ms"]
         sc.l0, sc.l1, sc.l2 = Welford.from_state(s["l0"]), Seasonal.from_state(s["l1"]), Persistence.from_state(s["l2"])
