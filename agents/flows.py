@@ -13,7 +13,7 @@ from agents.gaps import GapFinder
 from agents.send import send_all
 from app.runtime import progress
 from app.main import app, settings
-from app.flows.parts import END_ACTIVE_TIMEOUT, END_FORCED
+from app.records import END_ACTIVE_TIMEOUT, END_FORCED
 from app.flows.summary import Home
 from app.topics import flow_parts, flows as flows_topic, window_summaries
 from app.flows.windows import Merger

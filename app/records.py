@@ -1,10 +1,349 @@
-"""Every format Flowsight writes, defined once: names, flow keys, flowIds, flow records, table rows and
-messages. Pure code (no Faust).
+"""Every format Flowsight writes, defined once: names, flow keys, flowIds, flow records, table rows and the
+versions of messages. Pure code (no Faust).
+
+The encoders elsewhere are generated from what is here: the pipeline's JSON text (:func:`record_json`), the
+offline command's compiled JSON and CSV writer (app/export/text.py) and the IPFIX templates
+(app/export/netflow.py) all read :data:`FLOW_FIELDS`; the offline command and the pipeline compute the same
+flowId (:func:`flow_ids`).
+
+>>> key = flow_key("tap1", "10.0.0.1", "10.0.0.2", 6, 40000, 22, 0, 0)
+>>> key
+'tap1|10.0.0.1|10.0.0.2|6|40000|22|0|0'
+>>> FlowKey.parse(key).dport
+22
+>>> flow_id(key, 60_000, 61_234) == flow_ids([id_text(key, 60_000, 61_234)])[0]
+True
 """
 from __future__ import annotations
 
 import re
+import zlib
+from typing import NamedTuple
+from collections.abc import Callable, Iterable
+
+import numpy as np
+from numba import njit
 
 #: A sensor name or a block id: what a capture server may call itself and its uploads.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 NAME = re.compile(NAME_PATTERN)
+
+# ---------------------------------------------------------------------------------------------------------
+# Flow keys
+
+#: Separates the fields of a flow key, and of table row keys.
+SEP = "|"
+#: Separates a sensor from a block id in a *source* (``sensor~block``): in neither name.
+SOURCE_SEP = "~"
+
+
+class FlowKey(NamedTuple):
+    """A unidirectional flow's key (NetFlow semantics); addresses in text form."""
+
+    sensor: str
+    src: str
+    dst: str
+    proto: int
+    sport: int
+    dport: int
+    vlan: int
+    tos: int
+
+    def text(self) -> str:
+        """The key as the pipeline carries it: ``sensor|src|dst|proto|sport|dport|vlan|tos``."""
+        return flow_key(*self)
+
+    @classmethod
+    def parse(cls, text: str) -> FlowKey:
+        sensor, src, dst, proto, sport, dport, vlan, tos = text.split(SEP)
+        return cls(sensor, src, dst, int(proto), int(sport), int(dport), int(vlan), int(tos))
+
+
+def flow_key(sensor: str, src: str, dst: str, proto: int, sport: int, dport: int, vlan: int, tos: int) -> str:
+    """:meth:`FlowKey.text` without building the tuple (the hot path makes millions)."""
+    return f"{sensor}{SEP}{src}{SEP}{dst}{SEP}{proto}{SEP}{sport}{SEP}{dport}{SEP}{vlan}{SEP}{tos}"
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """Stable partition of a flow key (the same in every process, unlike ``hash``)."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+def source(sensor: str, block: str) -> str:
+    """What a window remembers it applied: ``sensor~block`` (two sensors may upload the same block id)."""
+    return f"{sensor}{SOURCE_SEP}{block}"
+
+
+def source_sensor(src: str) -> str:
+    return src.split(SOURCE_SEP, 1)[0]
+
+
+def source_block(src: str) -> str:
+    return src.split(SOURCE_SEP, 1)[-1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# flowIds: one scheme, offline and in the pipeline
+
+def id_text(key: str, window_ms: int, first_ms: int) -> str:
+    """What a record's flowId hashes: its flow key, its window and its first packet's time. A flow seen again
+    in a later capture (a window of 0 s, say) starts at another time, so it gets another id."""
+    return f"{key}{SEP}{window_ms}{SEP}{first_ms}"
+
+
+def late_id_text(key: str, window_ms: int, first_ms: int, block: str, chunk: int) -> str:
+    """A *late* delta record (its window was closed when its part came) also names the (block, chunk) it came
+    from, so that it never shares an id with the window's record or with another late delta."""
+    return f"{id_text(key, window_ms, first_ms)}{SEP}late{SEP}{block}{SEP}{chunk}"
+
+
+@njit(cache=True, nogil=True)
+def _hash_lines(buf, out):
+    """FNV-1a over each ``\\n``-ended line of ``buf``, then a SplitMix64 finish, as 63-bit ints."""
+    h = np.uint64(0xCBF29CE484222325)
+    prime = np.uint64(0x100000001B3)
+    n = 0
+    for i in range(buf.shape[0]):
+        c = buf[i]
+        if c == 10:
+            z = h + np.uint64(0x9E3779B97F4A7C15)
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            z = z ^ (z >> np.uint64(31))
+            out[n] = np.int64(z >> np.uint64(1))
+            n += 1
+            h = np.uint64(0xCBF29CE484222325)
+        else:
+            h = (h ^ np.uint64(c)) * prime
+    return n
+
+
+def hash_lines(buf: np.ndarray, count: int) -> np.ndarray:
+    """The flowId of each of ``count`` id texts in ``buf`` (uint8, each ended by ``\\n``)."""
+    out = np.empty(count, np.int64)
+    n = _hash_lines(buf, out)
+    assert n == count, (n, count)
+    return out
+
+
+def flow_ids(texts: list[str]) -> list[int]:
+    """The flowId of each id text (:func:`id_text`, :func:`late_id_text`): unsigned 63-bit, the same in every
+    process and in the offline command."""
+    if not texts:
+        return []
+    buf = np.frombuffer(("\n".join(texts) + "\n").encode(), np.uint8)
+    return hash_lines(buf, len(texts)).tolist()
+
+
+def flow_id(key: str, window_ms: int, first_ms: int, *late: object) -> int:
+    """One flowId; ``late``: (block, chunk) of a late delta record."""
+    text = late_id_text(key, window_ms, first_ms, *late) if late else id_text(key, window_ms, first_ms)
+    return flow_ids([text])[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Flow records
+
+#: The record's version; a consumer may check ``flowsight.v`` (absent: version 1, the same fields).
+RECORD_VERSION = 1
+
+#: IPFIX flowEndReason values used here (RFC 5102).
+END_ACTIVE_TIMEOUT = 2   # the capture-time window ended
+END_FORCED = 4           # flushed: the capture went idle (end of capture)
+
+
+class Field(NamedTuple):
+    """One field of a flow record: its IPFIX information element (the JSON name too), its IPFIX id and length
+    (IPv4 and IPv6 records differ only in their addresses), and what it is made of (``column``: a flow key
+    field, a count, or something of the record itself)."""
+
+    name: str
+    ie: int
+    size: int
+    column: str
+    ie6: int = 0
+    size6: int = 0
+
+    def for_family(self, ver: int) -> tuple[str, int, int]:
+        if ver == 6 and self.ie6:
+            return self.name.replace("IPv4", "IPv6"), self.ie6, self.size6
+        return self.name, self.ie, self.size
+
+
+#: The fields of a flow record, in the order every encoder writes them.
+FLOW_FIELDS: tuple[Field, ...] = (
+    Field("sourceIPv4Address", 8, 4, "src", 27, 16),
+    Field("destinationIPv4Address", 12, 4, "dst", 28, 16),
+    Field("sourceTransportPort", 7, 2, "sport"),
+    Field("destinationTransportPort", 11, 2, "dport"),
+    Field("protocolIdentifier", 4, 1, "proto"),
+    Field("ipClassOfService", 5, 1, "tos"),
+    Field("vlanId", 58, 2, "vlan"),
+    Field("flowStartMilliseconds", 152, 8, "first"),
+    Field("flowEndMilliseconds", 153, 8, "last"),
+    Field("packetDeltaCount", 2, 8, "packets"),
+    Field("octetDeltaCount", 1, 8, "bytes"),
+    Field("tcpControlBits", 6, 2, "flags"),
+    Field("flowEndReason", 136, 1, "end"),
+    Field("flowId", 148, 8, "id"),
+)
+#: What the record says of itself besides IPFIX's fields, under ``"flowsight"``.
+FLOWSIGHT_FIELDS = ("sensor", "window", "windowLengthMs", "late", "blockIds")
+#: Fields an IPFIX collector gets (the flowId is Flowsight's own business).
+IPFIX_FIELDS = tuple(f for f in FLOW_FIELDS if f.column != "id")
+#: The CSV columns of the offline command: IPFIX names, one address column per direction for both families.
+CSV_COLUMNS = ("flowStartMilliseconds", "flowEndMilliseconds", "sourceAddress", "destinationAddress",
+               "sourceTransportPort", "destinationTransportPort", "protocolIdentifier", "vlanId", "ipClassOfService",
+               "packetDeltaCount", "octetDeltaCount", "tcpControlBits", "window", "flowId")
+#: The flow key fields in key order (after the sensor), and the counts in a window's order.
+KEY_COLUMNS = ("src", "dst", "proto", "sport", "dport", "vlan", "tos")
+COUNT_COLUMNS = ("packets", "bytes", "first", "last", "flags")
+
+
+def ipfix_template(ver: int) -> list[tuple[str, int, int]]:
+    """``[(name, IE id, length)]`` of the IPFIX template for IPv4 (4) or IPv6 (6) records."""
+    return [f.for_family(ver) for f in IPFIX_FIELDS]
+
+
+def _json_template(ver: int) -> str:
+    """The record as a %-format: each field's value comes from :func:`record_json`'s columns, in field order."""
+    out = []
+    for f in FLOW_FIELDS:
+        name = f.for_family(ver)[0]
+        fmt = '"%s"' if f.column in ("src", "dst") else "%s" if f.column in KEY_COLUMNS else "%d"
+        out.append(f'"{name}":{fmt}')
+    meta = '"flowsight":{"sensor":%s,"window":%d,"windowLengthMs":%d,"late":%s,"blockIds":%s}'
+    return "{" + ",".join(out) + "," + meta + "}"
+
+
+_JSON = {4: _json_template(4), 6: _json_template(6)}
+
+
+_ARG = {"src": "src", "dst": "dst", "proto": "proto", "sport": "sport", "dport": "dport", "vlan": "vlan",
+        "tos": "tos", "packets": "counts[0]", "bytes": "counts[1]", "first": "counts[2]", "last": "counts[3]",
+        "flags": "counts[4]", "end": "end_reason", "id": "fid"}
+_RECORD_JSON = f"""
+def record_json(window_ms, key_fields, counts, window_len_ms, end_reason, late, sensor_json, blocks_json, fid):
+    _, src, dst, proto, sport, dport, vlan, tos = key_fields
+    return _JSON[6 if ":" in src else 4] % ({", ".join(_ARG[f.column] for f in FLOW_FIELDS)}, sensor_json,
+        window_ms, window_len_ms, "true" if late else "false", blocks_json)
+"""
+_made: dict = {"_JSON": _JSON}
+exec(compile(_RECORD_JSON, __file__, "exec"), _made)  # the arguments follow FLOW_FIELDS, with no per-record lookup
+record_json: Callable[[int, list[str], list[int], int, int, bool, str, str, int], str] = _made["record_json"]
+record_json.__doc__ = """:func:`record` as JSON text, written directly (the hot path writes hundreds of thousands).
+
+``key_fields``: the flow key split at :data:`SEP`; ``counts``: packets, bytes, first, last and flags;
+``sensor_json`` and ``blocks_json``: the sensor name and the sorted block ids, JSON-encoded."""
+
+
+def record(window_ms: int, key: str, counts: list[int], window_len_ms: int, *, end_reason: int,
+           late: bool = False, blocks: Iterable[str] = (), fid: int | None = None) -> dict:
+    """One flow record as a dict (the same as :func:`record_json` decoded)."""
+    k = FlowKey.parse(key)
+    ver = 6 if ":" in k.src else 4
+    col = {**k._asdict(), **dict(zip(COUNT_COLUMNS, counts)), "end": end_reason,
+           "id": fid if fid is not None else flow_id(key, window_ms, counts[2])}
+    rec: dict = {f.for_family(ver)[0]: col[f.column] for f in FLOW_FIELDS}
+    rec["flowsight"] = {"sensor": k.sensor, "window": window_ms, "windowLengthMs": window_len_ms, "late": late,
+                        "blockIds": sorted(blocks)}
+    return rec
+
+
+def record_key(rec: dict) -> tuple:
+    """The flow key of a record: (sensor, src, dst, proto, sport, dport, vlan, tos)."""
+    src = rec.get("sourceIPv4Address") or rec.get("sourceIPv6Address")
+    dst = rec.get("destinationIPv4Address") or rec.get("destinationIPv6Address")
+    return (rec["flowsight"]["sensor"], src, dst, rec["protocolIdentifier"], rec["sourceTransportPort"],
+            rec["destinationTransportPort"], rec["vlanId"], rec["ipClassOfService"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Messages
+
+#: Flow records per message on the flows topic, and the size a message stays under (Kafka's default
+#: limit is 1 MB; one record is about 500 bytes, more when it names many blocks).
+BATCH_RECORDS = 500
+BATCH_BYTES = 512 * 1024
+#: The version of each JSON message Flowsight writes (its ``"v"``; absent: version 1).
+MESSAGE_VERSIONS = {"flows": 1, "flow-parts": 1, "window-summaries": 1, "anomalies": 1, "alerts": 1,
+                    "actions": 1, "heartbeats": 1}
+
+
+def batches(records: list[str]) -> list[bytes]:
+    """Messages of the flows topic, ``{"records": [...]}``, from records as JSON text: at most
+    :data:`BATCH_RECORDS` records and about :data:`BATCH_BYTES` each (a record naming many blocks is long)."""
+    out, start, size = [], 0, 0
+    for i, rec in enumerate(records):
+        if i > start and (i - start >= BATCH_RECORDS or size + len(rec) > BATCH_BYTES):
+            out.append(('{"records":[' + ",".join(records[start:i]) + "]}").encode())
+            start, size = i, 0
+        size += len(rec) + 1
+    if start < len(records):
+        out.append(('{"records":[' + ",".join(records[start:]) + "]}").encode())
+    return out
+
+
+def entity_key(kind: str, entity: str) -> str:
+    """``type|entity``: what an alert is about, as acknowledgements and suppressions name it."""
+    return f"{kind}{SEP}{entity}"
+
+
+def alert_id(sensor: str, family: str, entity: str, t_ms: int) -> str:
+    return f"{sensor}{SEP}{family}{SEP}{entity}{SEP}{t_ms}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Table rows (tables/__init__.py says what each row holds)
+
+class FlowsRows:
+    """Row keys of table ``flows``: a *slice* per (partition, window, chunk, source) of the parts one message
+    brought, and a *closed* row per (partition, window, sensor)."""
+
+    SLICE, CLOSED = "o", "c"
+
+    @classmethod
+    def slice(cls, p: int, w: int, src: str, chunk: int) -> str:
+        return SEP.join((cls.SLICE, str(p), str(w), str(chunk), src))
+
+    @classmethod
+    def closed(cls, p: int, w: int, sensor: str) -> str:
+        return SEP.join((cls.CLOSED, str(p), str(w), sensor))
+
+    @classmethod
+    def parse(cls, key: str) -> tuple[str, int, int, int | None, str | None] | None:
+        """``(kind, partition, window, chunk, sensor~block)`` of a slice key, ``(kind, partition, window, None,
+        sensor)`` of a closed key (sensor None: a row of an older version, for every sensor); None for a key
+        of another shape."""
+        f = key.split(SEP, 4)
+        try:
+            if f[0] == cls.SLICE and len(f) == 5:
+                return cls.SLICE, int(f[1]), int(f[2]), int(f[3]), f[4]
+            if f[0] == cls.CLOSED and len(f) in (3, 4):
+                return cls.CLOSED, int(f[1]), int(f[2]), None, f[3] if len(f) == 4 else None
+        except ValueError:
+            pass
+        return None
+
+
+def watermark_key(p: int, sensor: str) -> str:
+    """The ``watermarks`` row of a sensor's clock on partition ``p``."""
+    return f"p{p}{SEP}{sensor}"
+
+
+class ScoringRows:
+    """Row keys of table ``scoring``."""
+
+    CLOCK = f"clock{SEP}"          #: + sensor: its progress over partitions
+    PENDING = f"pending{SEP}"      #: + sensor|window|partition, or sensor|partition|first window|batch
+    SENSOR = f"sensor{SEP}"        #: + sensor: its scorer's state
+    SUPPRESS = f"suppress{SEP}"    #: + type|entity: suppressed until (ms)
+    BATCH = f"{SEP}batch"
+
+    @classmethod
+    def pending(cls, sensor: str, w: int, p: int) -> str:
+        return f"{cls.PENDING}{sensor}{SEP}{w}{SEP}{p}"
+
+    @classmethod
+    def pending_batch(cls, sensor: str, p: int, first_w: int) -> str:
+        return f"{cls.PENDING}{sensor}{SEP}{p}{SEP}{first_w}{cls.BATCH}"

@@ -313,7 +313,7 @@ def ip_of(h: int) -> str:
 def run_records(seed: int, days: int) -> dict:
     """Feed a seed's flow records through the shipped path: flow parts -> Merger (per partition) ->
     window summaries -> Completer -> SensorScorer with its own rolling calibration and attention control."""
-    from app.flows.parts import SEP, partition_for
+    from app.records import SEP, partition_for
     from app.flows.complete import Completer
     from app.flows.windows import Merger
     partitions = 8

@@ -11,7 +11,6 @@ import io
 import mmap
 import os
 import sys
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO
@@ -23,6 +22,7 @@ from app.capture import pcap
 from app.flows import decode
 from app.flows import parts as flows
 from app.export import text as textout
+from app.records import NAME
 
 #: Packets decoded at a time: bounds the memory of the per-packet columns.
 BATCH_PACKETS = 1 << 20
@@ -174,14 +174,14 @@ def _add(summary: Summary, into: flows.Aggregator, buf, idx: pcap.Index) -> None
     into.add_packets(pk)
 
 
-def aggregate_files(paths: Iterable[str], window_ms: int, sensor: str, summary: Summary,
+def aggregate_files(paths: Iterable[str], window_ms: int, summary: Summary,
                     progress=None, inner_tunnels: bool = False) -> flows.Aggregate | None:
-    """All packets of all files, as flows with ids salted by the sensor name."""
+    """All packets of all files, as flows."""
     into = flows.Aggregator(window_ms)
     into.inner_tunnels = inner_tunnels
     for path in paths:
         file_aggregate(path, into, summary, progress)
-    agg = into.result(id_salt=zlib.crc32(sensor.encode()))
+    agg = into.result()
     summary.flows = len(agg)
     return agg if len(agg) else None
 
@@ -192,7 +192,8 @@ def lines(agg: flows.Aggregate, fmt: str, sensor: str, window_ms: int):
         raise ValueError(f"format {fmt!r}: expected jsonl or csv")
     if fmt == "csv":
         yield (",".join(textout.CSV_FIELDS) + "\n").encode()
-    fid = agg.ids
+    fid = textout.flow_ids(agg.ver, agg.src, agg.dst, agg.sport, agg.dport, agg.proto, agg.vlan, agg.tos,
+                           agg.first_ms, agg.w, sensor)
     step = 200_000
     for lo in range(0, len(agg), step):
         sl = slice(lo, lo + step)
@@ -251,7 +252,11 @@ def run(files: list[str], window_s: int, fmt: str, sensor: str, out: IO | None =
         print("pcap2flows: --window must be 0 or more seconds", file=sys.stderr)
         return 2
     summary = Summary()
-    agg = aggregate_files(files, window_s * 1000, sensor, summary, ProgressBar(), inner_tunnels)
+    if not NAME.match(sensor):
+        print(f"pcap2flows: --sensor {sensor!r}: use letters, digits, '.', '_', ':' and '-' (at most 128)",
+              file=sys.stderr)
+        return 2
+    agg = aggregate_files(files, window_s * 1000, summary, ProgressBar(), inner_tunnels)
     if agg is not None:
         write(lines(agg, fmt, sensor, window_s * 1000), out or sys.stdout)
     print(summary.text(), file=sys.stderr)

@@ -22,19 +22,14 @@ import socket
 import struct
 from dataclasses import dataclass, field
 
+from app.records import ipfix_template
+
 V5_MAX = 30
 EPOCH_MS = 1 << 31
 U32 = (1 << 32) - 1
 
-# (IE id, length) in template order; names as in the JSON records
-_COMMON = [("sourceTransportPort", 7, 2), ("destinationTransportPort", 11, 2), ("protocolIdentifier", 4, 1),
-           ("ipClassOfService", 5, 1), ("vlanId", 58, 2), ("tcpControlBits", 6, 2),
-           ("packetDeltaCount", 2, 8), ("octetDeltaCount", 1, 8), ("flowStartMilliseconds", 152, 8),
-           ("flowEndMilliseconds", 153, 8), ("flowEndReason", 136, 1)]
-TEMPLATES = {
-    256: [("sourceIPv4Address", 8, 4), ("destinationIPv4Address", 12, 4)] + _COMMON,
-    257: [("sourceIPv6Address", 27, 16), ("destinationIPv6Address", 28, 16)] + _COMMON,
-}
+#: ``template id -> [(name, IE id, length)]``: IPv4 records use 256, IPv6 records 257 (app/records.py)
+TEMPLATES = {256: ipfix_template(4), 257: ipfix_template(6)}
 
 
 def _v5_chunks(rec: dict) -> list[tuple[int, int]]:
@@ -189,7 +184,7 @@ def records_of_files(paths: list[str], window_s: int, sensor: str = "default"):
     from app.cli import pcap2flows
 
     summary = pcap2flows.Summary()
-    agg = pcap2flows.aggregate_files(paths, window_s * 1000, sensor, summary)
+    agg = pcap2flows.aggregate_files(paths, window_s * 1000, summary)
     if agg is None:
         return
     for piece in pcap2flows.lines(agg, "jsonl", sensor, window_s * 1000):

@@ -2,7 +2,8 @@
 
 Pure code (no Faust). IPv4 addresses and all numbers are written by a numba
 kernel; IPv6 addresses (rarer) are formatted once each in Python and passed in
-as a blob with offsets.
+as a blob with offsets. The layouts of a row (JSON, CSV) and of its flowId's
+text come from the field list of app/records.py.
 """
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import socket
 import numpy as np
 from numba import njit
 
-CSV_FIELDS = ["flowStartMilliseconds", "flowEndMilliseconds", "sourceAddress", "destinationAddress",
-              "sourceTransportPort", "destinationTransportPort", "protocolIdentifier", "vlanId",
-              "ipClassOfService", "packetDeltaCount", "octetDeltaCount", "tcpControlBits", "window", "flowId"]
+from app.records import CSV_COLUMNS, END_FORCED, FLOW_FIELDS, KEY_COLUMNS, NAME, SEP, hash_lines
+
+CSV_FIELDS = list(CSV_COLUMNS)
 
 
 @njit(inline="always")
@@ -107,28 +108,73 @@ def _template(parts: list[str | int]) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return np.frombuffer(b"".join(consts), np.uint8), starts, codes
 
 
+#: Row index of each column in the integer block :func:`render` and :func:`flow_ids` build (addresses: -1, -2).
+_INT_COLUMNS = ("first", "last", "sport", "dport", "proto", "vlan", "tos", "packets", "bytes", "flags", "window", "id")
+_CODE = {**{c: i for i, c in enumerate(_INT_COLUMNS)}, "src": -1, "dst": -2}
+_CSV_CODE = {"flowStartMilliseconds": "first", "flowEndMilliseconds": "last", "sourceAddress": "src",
+             "destinationAddress": "dst", "window": "window",
+             **{f.name: f.column for f in FLOW_FIELDS if f.column not in ("src", "dst")}}
+
+
+def _csv_layout() -> list:
+    parts: list = [""]
+    for i, name in enumerate(CSV_COLUMNS):
+        parts += [_CODE[_CSV_CODE[name]], "," if i < len(CSV_COLUMNS) - 1 else "\n"]
+    return parts
+
+
+def _json_layout(ver: int, sensor: str, window_len_ms: int) -> list:
+    """The JSON line of a record, as :func:`app.records.record_json` writes it (END_FORCED: the offline
+    command ends every flow with its capture)."""
+    parts: list = ["{"]
+    for f in FLOW_FIELDS:
+        name = f.for_family(ver)[0]
+        if f.column == "end":
+            parts[-1] += f'"{name}":{END_FORCED},'
+            continue
+        quote = '"' if f.column in ("src", "dst") else ""
+        parts[-1] += f'"{name}":{quote}'
+        parts += [_CODE[f.column], f"{quote},"]
+    parts[-1] += '"flowsight":{"sensor":%s,"window":' % json.dumps(sensor)
+    parts += [_CODE["window"], ',"windowLengthMs":%d,"late":false,"blockIds":[]}}\n' % window_len_ms]
+    return parts
+
+
+def _id_layout(sensor: str) -> list:
+    """:func:`app.records.id_text` of a record, one per line."""
+    parts: list = [sensor + SEP]
+    for c in KEY_COLUMNS + ("window", "first"):
+        parts += [_CODE[c], SEP]
+    parts[-1] = "\n"
+    return parts
+
+
+def _ints(first, last, sport, dport, proto, vlan, tos, packets, nbytes, flags, window, fid) -> np.ndarray:
+    return np.stack([np.asarray(c, dtype=np.int64) for c in
+                     (first, last, sport, dport, proto, vlan, tos, packets, nbytes, flags, window, fid)])
+
+
+def flow_ids(ver, src, dst, sport, dport, proto, vlan, tos, first, window, sensor: str) -> np.ndarray:
+    """The flowId of every row, as the pipeline computes it (:func:`app.records.flow_ids`): the id texts are
+    written by the same compiled kernel as the rows, then hashed."""
+    if not NAME.match(sensor):
+        raise ValueError(f"sensor name {sensor!r}: use letters, digits, '.', '_', ':' and '-' (at most 128)")
+    zero = np.zeros(len(ver), np.int64)
+    ints = _ints(first, zero, sport, dport, proto, vlan, tos, zero, zero, zero, window, zero)
+    return hash_lines(np.frombuffer(_render(_id_layout(sensor), ver, src, dst, ints), np.uint8), len(ver))
+
+
 def render(fmt: str, ver, src, dst, sport, dport, proto, vlan, tos, packets, nbytes, first, last, flags, window,
            fid, sensor: str, window_len_ms: int) -> bytes:
     """All rows as one byte string (CSV without its header, or JSON lines)."""
-    ints = np.stack([np.asarray(c, dtype=np.int64) for c in
-                     (first, last, sport, dport, proto, vlan, tos, packets, nbytes, flags, window, fid)])
-    F, L, SP, DP, PR, VL, TOS, P, B, FL, W, ID = range(12)
+    ints = _ints(first, last, sport, dport, proto, vlan, tos, packets, nbytes, flags, window, fid)
     if fmt == "csv":
-        parts: list = ["", F, ",", L, ",", -1, ",", -2, ",", SP, ",", DP, ",", PR, ",", VL, ",", TOS, ",", P, ",", B,
-                       ",", FL, ",", W, ",", ID, "\n"]
-        return _render(parts, ver, src, dst, ints)
+        return _render(_csv_layout(), ver, src, dst, ints)
     out = []
     for v6 in (False, True):  # the field names differ by family; render each family, then restore row order
         sel = np.nonzero((ver == 6) == v6)[0]
-        fam = "IPv6" if v6 else "IPv4"
-        parts = ['{"source%sAddress":"' % fam, -1, '","destination%sAddress":"' % fam, -2,
-                 '","sourceTransportPort":', SP, ',"destinationTransportPort":', DP, ',"protocolIdentifier":', PR,
-                 ',"ipClassOfService":', TOS, ',"vlanId":', VL, ',"flowStartMilliseconds":', F,
-                 ',"flowEndMilliseconds":', L, ',"packetDeltaCount":', P, ',"octetDeltaCount":', B,
-                 ',"tcpControlBits":', FL, ',"flowEndReason":4,"flowId":', ID,
-                 ',"flowsight":{"sensor":%s,"window":' % json.dumps(sensor), W,
-                 ',"windowLengthMs":%d,"late":false,"blockIds":[]}}\n' % window_len_ms]
-        out.append(_render(parts, ver[sel], src[sel], dst[sel], ints[:, sel]))
+        out.append(_render(_json_layout(6 if v6 else 4, sensor, window_len_ms), ver[sel], src[sel], dst[sel],
+                           ints[:, sel]))
     return b"".join(out)
 
 

@@ -93,14 +93,6 @@ def _rehash(slots, n, gw, gs, ga, gb):
         slots[s] = g
 
 
-@njit(cache=True, nogil=True)
-def _ids(gw, gs, ga, gb, salt):
-    out = np.empty(gw.shape[0], dtype=np.int64)
-    for g in range(gw.shape[0]):
-        out[g] = np.int64((_hash6(gw[g], gs[g], ga[g, 0], ga[g, 1], gb[g, 0], gb[g, 1]) ^ salt) >> np.uint64(1))
-    return out
-
-
 class Grouper:
     """Sums of packets, bytes, min first, max last and OR of flags per key, over any number of batches."""
 
@@ -131,8 +123,3 @@ class Grouper:
             self._alloc(max(2 * len(self.w), self.n + len(sel)))
         self.n = _insert(self.slots, self.n, self.w, self.small, self.a, self.b, self.packets, self.nbytes,
                          self.first, self.last, self.flags, sel, w, small, a, b, packets, nbytes, first, last, flags)
-
-    def ids(self, salt: int) -> np.ndarray:
-        """A deterministic 63-bit id per group from its window and key, salted (e.g. by sensor)."""
-        n = self.n
-        return _ids(self.w[:n], self.small[:n], self.a[:n], self.b[:n], np.uint64(salt))

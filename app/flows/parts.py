@@ -13,9 +13,7 @@ OR-ing the flags, in any order.
 """
 from __future__ import annotations
 
-import hashlib
 import socket
-import zlib
 from dataclasses import dataclass
 from collections.abc import Iterable
 
@@ -23,9 +21,8 @@ import numpy as np
 
 from app.flows.aggregate import Grouper, pack_small, unpack_small
 from app.flows.decode import OK, Packets
+from app.records import flow_key, partition_for
 
-#: Separates the fields of a flow key string.
-SEP = "|"
 #: ``[window_start_ms, key, packets, bytes, first_ms, last_ms, tcp_flags]``
 Part = list
 
@@ -48,7 +45,6 @@ class Aggregate:
     first_ms: np.ndarray
     last_ms: np.ndarray
     flags: np.ndarray
-    ids: np.ndarray | None = None  #: deterministic id per flow, when asked for
 
     def __len__(self) -> int:
         return len(self.w)
@@ -75,13 +71,13 @@ class Aggregator:
                          np.ascontiguousarray(agg.dst).view(np.uint64), agg.packets, agg.nbytes, agg.first_ms,
                          agg.last_ms, agg.flags)
 
-    def result(self, id_salt: int | None = None) -> Aggregate:
+    def result(self) -> Aggregate:
         g = self.grouper
         n = g.n
         ver, proto, sport, dport, vlan, tos = unpack_small(g.small[:n])
         return Aggregate(g.w[:n].copy(), ver, g.a[:n].copy().view(np.uint8), g.b[:n].copy().view(np.uint8), proto,
                          sport, dport, vlan, tos, g.packets[:n].copy(), g.nbytes[:n].copy(), g.first[:n].copy(),
-                         g.last[:n].copy(), g.flags[:n].copy(), None if id_salt is None else g.ids(id_salt))
+                         g.last[:n].copy(), g.flags[:n].copy())
 
 
 def aggregate_arrays(pk: Packets, window_ms: int) -> Aggregate:
@@ -130,14 +126,10 @@ def _text(addr: bytes) -> str:
     return t
 
 
-def _key(sensor: str, src: str, dst: str, proto: int, sport: int, dport: int, vlan: int, tos: int) -> str:
-    return f"{sensor}{SEP}{src}{SEP}{dst}{SEP}{proto}{SEP}{sport}{SEP}{dport}{SEP}{vlan}{SEP}{tos}"
-
-
 def key_string(sensor: str, key: tuple) -> str:
-    """``sensor|src|dst|proto|sport|dport|vlan|tos`` with addresses in text form."""
+    """``sensor|src|dst|proto|sport|dport|vlan|tos`` with addresses in text form (:func:`app.records.flow_key`)."""
     _, src, dst, proto, sport, dport, vlan, tos = key
-    return _key(sensor, _text(src), _text(dst), proto, sport, dport, vlan, tos)
+    return flow_key(sensor, _text(src), _text(dst), proto, sport, dport, vlan, tos)
 
 
 def _texts(ver: np.ndarray, addrs: np.ndarray) -> list[str]:
@@ -160,7 +152,7 @@ def parts(sensor: str, pk: Packets, window_ms: int, *more: Packets) -> list[Part
     for p in (pk, *more):
         agg.add_packets(p)
     a = agg.result()
-    keys = [_key(sensor, s, d, pr, sp, dp, v, t) for s, d, pr, sp, dp, v, t in
+    keys = [flow_key(sensor, s, d, pr, sp, dp, v, t) for s, d, pr, sp, dp, v, t in
             zip(_texts(a.ver, a.src), _texts(a.ver, a.dst), a.proto.tolist(), a.sport.tolist(), a.dport.tolist(),
                 a.vlan.tolist(), a.tos.tolist())]
     return [[w, k, p, b, f, last, fl] for w, k, p, b, f, last, fl in
@@ -168,88 +160,9 @@ def parts(sensor: str, pk: Packets, window_ms: int, *more: Packets) -> list[Part
                 a.flags.tolist())]
 
 
-def partition_for(key: str, partitions: int) -> int:
-    """Stable partition of a flow key (the same in every process, unlike ``hash``)."""
-    return zlib.crc32(key.encode()) % partitions
-
-
 def split_by_partition(items: Iterable[Part], partitions: int) -> dict[int, list[Part]]:
-    """Parts by the partition of their flow key (:func:`partition_for`)."""
+    """Parts by the partition of their flow key (:func:`app.records.partition_for`)."""
     out: dict[int, list[Part]] = {}
     for part in items:
         out.setdefault(partition_for(part[1], partitions), []).append(part)
     return out
-
-
-def merge(row: list[int] | None, part: Part) -> list[int]:
-    """Merge a part's counts into ``[packets, bytes, first_ms, last_ms, flags]``."""
-    _, _, p, b, f, last, fl = part
-    if row is None:
-        return [p, b, f, last, fl]
-    return [row[0] + p, row[1] + b, min(row[2], f), max(row[3], last), row[4] | fl]
-
-
-def flow_id(*fields: object) -> int:
-    """A deterministic unsigned 63-bit id: the same inputs give the same id in any process."""
-    h = hashlib.blake2b(SEP.join(map(str, fields)).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "big") >> 1
-
-
-#: IPFIX flowEndReason values used here (RFC 5102).
-END_ACTIVE_TIMEOUT = 2   # the capture-time window ended
-END_FORCED = 4           # flushed: the capture went idle (end of capture)
-
-
-def record(window_ms: int, key: str, counts: list[int], window_len_ms: int, *, end_reason: int,
-           late: bool = False, blocks: Iterable[str] = (), fid: int | None = None) -> dict:
-    """One flow record with IPFIX information element names (DESIGN.md, record formats)."""
-    sensor, src, dst, proto, sport, dport, vlan, tos = key.split(SEP)
-    v6 = ":" in src
-    packets, nbytes, first, last, flags = counts
-    rec = {
-        "sourceIPv6Address" if v6 else "sourceIPv4Address": src,
-        "destinationIPv6Address" if v6 else "destinationIPv4Address": dst,
-        "sourceTransportPort": int(sport),
-        "destinationTransportPort": int(dport),
-        "protocolIdentifier": int(proto),
-        "ipClassOfService": int(tos),
-        "vlanId": int(vlan),
-        "flowStartMilliseconds": first,
-        "flowEndMilliseconds": last,
-        "packetDeltaCount": packets,
-        "octetDeltaCount": nbytes,
-        "tcpControlBits": flags,
-        "flowEndReason": end_reason,
-        "flowId": fid if fid is not None else flow_id(window_ms, key),
-        "flowsight": {"sensor": sensor, "window": window_ms, "windowLengthMs": window_len_ms, "late": late,
-                      "blockIds": sorted(blocks)},
-    }
-    return rec
-
-
-_JSON4 = ('{"sourceIPv4Address":"%s","destinationIPv4Address":"%s","sourceTransportPort":%s,'
-          '"destinationTransportPort":%s,"protocolIdentifier":%s,"ipClassOfService":%s,"vlanId":%s,'
-          '"flowStartMilliseconds":%d,"flowEndMilliseconds":%d,"packetDeltaCount":%d,"octetDeltaCount":%d,'
-          '"tcpControlBits":%d,"flowEndReason":%d,"flowId":%d,"flowsight":{"sensor":%s,"window":%d,'
-          '"windowLengthMs":%d,"late":%s,"blockIds":%s}}')
-_JSON6 = _JSON4.replace("IPv4", "IPv6")
-
-
-def record_json(window_ms: int, fields: list[str], counts: list[int], window_len_ms: int, end_reason: int,
-                late: bool, sensor_json: str, blocks_json: str, fid: int) -> str:
-    """:func:`record` as JSON text, written directly (the hot path emits hundreds of thousands).
-
-    ``fields``: the flow key split at :data:`SEP`; ``sensor_json`` and ``blocks_json``: the sensor
-    name and the sorted block ids, JSON-encoded."""
-    _, src, dst, proto, sport, dport, vlan, tos = fields
-    return (_JSON6 if ":" in src else _JSON4) % (
-        src, dst, sport, dport, proto, tos, vlan, counts[2], counts[3], counts[0], counts[1], counts[4],
-        end_reason, fid, sensor_json, window_ms, window_len_ms, "true" if late else "false", blocks_json)
-
-
-def record_key(rec: dict) -> tuple:
-    """The flow key of a record: (sensor, src, dst, proto, sport, dport, vlan, tos)."""
-    src = rec.get("sourceIPv4Address") or rec.get("sourceIPv6Address")
-    dst = rec.get("destinationIPv4Address") or rec.get("destinationIPv6Address")
-    return (rec["flowsight"]["sensor"], src, dst, rec["protocolIdentifier"], rec["sourceTransportPort"],
-            rec["destinationTransportPort"], rec["vlanId"], rec["ipClassOfService"])

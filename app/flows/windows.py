@@ -8,7 +8,7 @@ repeat an emitted record (same deterministic ``flowId``) but never lose one.
 Clocks. Every window belongs to one sensor, and closes by that sensor's capture
 clock on this partition (:class:`app.flows.clock.SensorClock`: watermark, lateness,
 holds for blocks in flight, idle flush, damaged times). One sensor's time never
-closes another sensor's windows or makes its data late (DESIGN.md invariant 2).
+closes another sensor's windows or makes its data late (docs/design.md, invariant 2).
 
 State. The merged counts of a partition's open windows live in memory. The
 table holds what rebuilds them: one *slice* row per (window, sensor, block, chunk) with
@@ -24,11 +24,12 @@ alone. Parts carry their Kafka record time, ticks carry the leader's clock, and 
 time of the last message is stored with the clock; so a worker that replays a
 partition after a crash emits exactly what was emitted before, with the same
 flowIds and the same counts, and a consumer may drop repeats by flowId. A
-record's flowId names its window, its flow key and the smallest (block, chunk)
-that contributed to it, which does not depend on the order the slices were
-applied in.
+record's flowId hashes its flow key, its window and its first packet's time
+(app/records.py), which do not depend on the order the slices were applied in,
+and which the offline command computes the same way; a late record's also names
+its (block, chunk).
 
-Idempotency (DESIGN.md invariant 1): a window remembers the (sensor~block, chunk)
+Idempotency (docs/design.md, invariant 1): a window remembers the (sensor~block, chunk)
 pairs it applied, open or closed; a part seen again is skipped. A part for a window that
 is already closed becomes a *late* delta record of its own, never dropped, and the
 scorer hears of it (a ``late`` notice), so that health can say how many records of
@@ -55,50 +56,17 @@ from collections.abc import Iterable, Mapping
 
 from app.flows import ranges
 from app.flows.clock import NEVER, SensorClock
-from app.flows.parts import END_ACTIVE_TIMEOUT, END_FORCED, SEP, flow_id, record_json
+from app.records import (END_ACTIVE_TIMEOUT, END_FORCED, SEP, FlowsRows, batches,
+                          flow_ids, id_text, late_id_text, record_json, source_block, source_sensor,
+                          watermark_key)
+from app.records import source as source_of
 from app.flows.summary import Home, Summary
 
-#: Flow records per message on the flows topic, and the size a message stays under (Kafka's default
-#: limit is 1 MB; one record is about 500 bytes, more when it names many blocks).
-BATCH_RECORDS = 500
-BATCH_BYTES = 512 * 1024
 #: Window summaries per window-summaries message stay under this (a message holds those of many windows).
 SUMMARY_BYTES = 256 * 1024
-SLICE, CLOSED = "o", "c"
-SOURCE_SEP = "~"  # in neither a sensor name nor a block id
-MARK_PREFIX = "p"
-
-
-def slice_key(p: int, w: int, source: str, chunk: int) -> str:
-    return SEP.join((SLICE, str(p), str(w), str(chunk), source))
-
-
-def closed_key(p: int, w: int, sensor: str) -> str:
-    return SEP.join((CLOSED, str(p), str(w), sensor))
-
-
-def mark_key(p: int, sensor: str) -> str:
-    """The ``watermarks`` row of a sensor's clock on partition ``p``."""
-    return f"{MARK_PREFIX}{p}{SEP}{sensor}"
-
-
-def sensor_of(source: str) -> str:
-    return source.split(SOURCE_SEP, 1)[0]
-
-
-def parse_key(key: str) -> tuple[str, int, int, int | None, str | None] | None:
-    """``(kind, partition, window, chunk, sensor~block)`` of a slice key, ``(kind, partition, window, None,
-    sensor)`` of a closed key (sensor None: a row of an older version, for every sensor); None for a key of
-    another shape."""
-    f = key.split(SEP, 4)
-    try:
-        if f[0] == SLICE and len(f) == 5:
-            return SLICE, int(f[1]), int(f[2]), int(f[3]), f[4]
-        if f[0] == CLOSED and len(f) in (3, 4):
-            return CLOSED, int(f[1]), int(f[2]), None, f[3] if len(f) == 4 else None
-    except ValueError:
-        pass
-    return None
+SLICE, CLOSED = FlowsRows.SLICE, FlowsRows.CLOSED
+slice_key, closed_key, parse_key = FlowsRows.slice, FlowsRows.closed, FlowsRows.parse
+sensor_of = source_sensor
 
 
 def slice_parts(value) -> list:
@@ -110,20 +78,6 @@ def row_value(value):
     """A flows table row as data: rows are JSON bytes (a slice: the parts, or the whole message they came
     in; a closed row: its dict)."""
     return json.loads(value) if isinstance(value, (bytes, bytearray, str)) else value
-
-
-def batches(records: list[str]) -> list[bytes]:
-    """Messages of the flows topic, ``{"records": [...]}``, from records as JSON text: at most
-    :data:`BATCH_RECORDS` records and about :data:`BATCH_BYTES` each (a record naming many blocks is long)."""
-    out, start, size = [], 0, 0
-    for i, rec in enumerate(records):
-        if i > start and (i - start >= BATCH_RECORDS or size + len(rec) > BATCH_BYTES):
-            out.append(('{"records":[' + ",".join(records[start:i]) + "]}").encode())
-            start, size = i, 0
-        size += len(rec) + 1
-    if start < len(records):
-        out.append(('{"records":[' + ",".join(records[start:]) + "]}").encode())
-    return out
 
 
 @dataclass
@@ -142,8 +96,9 @@ class Plan:
 
 class Window:
     """One open (sensor, window) of one partition: flow key -> ``[packets, bytes, first, last, flags,
-    (block, chunk), block id or {block ids}]``, the (sensor~block, chunk) pairs applied, and when it opened
-    (message time). An open flow costs about 150 bytes here, besides its key (about 90)."""
+    block id or {block ids}]`` (counts in :data:`app.records.COUNT_COLUMNS` order), the (sensor~block, chunk)
+    pairs applied, and when it opened (message time). An open flow costs about 130 bytes here, besides its key
+    (about 90)."""
 
     __slots__ = ("flows", "applied", "opened_ms")
 
@@ -157,14 +112,13 @@ class Window:
         how many flows are new to the window."""
         new = 0
         self.applied.add((source, chunk))
-        block = source.split(SOURCE_SEP, 1)[-1]
-        src = (block, chunk)
+        block = source_block(source)
         flows = self.flows
         for part in parts:
             key = part[1]
             c = flows.get(key)
             if c is None:
-                flows[key] = [part[2], part[3], part[4], part[5], part[6], src, block]
+                flows[key] = [part[2], part[3], part[4], part[5], part[6], block]
                 new += 1
             else:
                 c[0] += part[2]
@@ -174,10 +128,8 @@ class Window:
                 if part[5] > c[3]:
                     c[3] = part[5]
                 c[4] |= part[6]
-                if src < c[5]:
-                    c[5] = src
-                if c[6] != block:    # one block (a str) as a rule: a set only for a flow that spans uploads
-                    c[6] = {c[6], block} if isinstance(c[6], str) else c[6] | {block}
+                if c[5] != block:    # one block (a str) as a rule: a set only for a flow that spans uploads
+                    c[5] = {c[5], block} if isinstance(c[5], str) else c[5] | {block}
         return new
 
 
@@ -256,7 +208,7 @@ class Merger:
         self.closed[p] = closed
         self.expiry[p] = deque(sorted((v["closed_ms"], s, w) for (s, w), v in closed.items()))
         self.stale[p] = stale
-        prefix = f"{MARK_PREFIX}{p}{SEP}"
+        prefix = watermark_key(p, "")
         clocks = self.clocks[p] = {}
         for key, mark in marks.items():
             if isinstance(key, str) and key.startswith(prefix) and mark:
@@ -274,7 +226,7 @@ class Merger:
     def _clock(self, p: int, sensor: str, marks: Mapping | None) -> SensorClock:
         clock = self.clocks[p].get(sensor)
         if clock is None:
-            row = marks.get(mark_key(p, sensor)) if marks is not None else None
+            row = marks.get(watermark_key(p, sensor)) if marks is not None else None
             clock = self.clocks[p][sensor] = SensorClock.from_json(row) if row else SensorClock()
         return clock
 
@@ -317,7 +269,7 @@ class Merger:
         if msg.get("announce"):
             return self._announce(p, sensor, clock, msg, plan, now_ms)
         block, chunk = msg["block"], msg["chunk"]
-        source = f"{sensor}{SOURCE_SEP}{block}"
+        source = source_of(sensor, block)
         wm = clock.watermark(self.lateness_ms)
         by_window: dict[int, list] = {}
         for part in msg["parts"]:
@@ -384,10 +336,11 @@ class Merger:
 
     def _late(self, p: int, sensor: str, w: int, source: str, chunk: int, parts: list, plan: Plan) -> list[str]:
         """Late records for parts of a window already closed, and a notice of them for the scorer."""
-        block = source.split(SOURCE_SEP, 1)[-1]
+        block = source_block(source)
         blocks_json, sensor_json = json.dumps([block]), json.dumps(sensor)
+        ids = flow_ids([late_id_text(part[1], w, part[4], block, chunk) for part in parts])
         out = [record_json(w, part[1].split(SEP), part[2:7], self.window_ms, END_ACTIVE_TIMEOUT, True, sensor_json,
-                           blocks_json, flow_id(w, part[1], block, chunk)) for part in parts]
+                           blocks_json, fid) for part, fid in zip(parts, ids)]
         plan.ends["late"] += len(parts)
         plan.emit.append(("window-summaries", f"late{SEP}{p}",
                           {"late": {"records": len(parts), "packets": sum(part[2] for part in parts),
@@ -398,10 +351,10 @@ class Merger:
     def _announce(self, p: int, sensor: str, clock: SensorClock, msg: dict, plan: Plan, now_ms: int) -> Plan:
         """A block of several chunks was accepted: hold its sensor's clock at its first capture time until its
         chunks arrive (or it sends nothing for ``hold_ms``). Announcing it again changes nothing."""
-        source = f"{sensor}{SOURCE_SEP}{msg['block']}"
+        source = source_of(sensor, msg["block"])
         if (msg.get("chunks") or 0) >= 1 and source not in clock.holds:
             clock.hold(source, msg["chunks"], msg.get("top"), now_ms)
-        plan.marks[mark_key(p, sensor)] = clock.to_json()
+        plan.marks[watermark_key(p, sensor)] = clock.to_json()
         self._frontier(p, sensor, clock, plan)
         return plan
 
@@ -411,7 +364,7 @@ class Merger:
         if self.window_ms > 0:
             due = [w for w in self.open[p].get(sensor, ()) if w + self.window_ms <= wm]
             self._close(p, sensor, clock, due, plan, now_ms, END_ACTIVE_TIMEOUT)
-        plan.marks[mark_key(p, sensor)] = clock.to_json()
+        plan.marks[watermark_key(p, sensor)] = clock.to_json()
         self._frontier(p, sensor, clock, plan)
 
     def _frontier(self, p: int, sensor: str, clock: SensorClock, plan: Plan) -> None:
@@ -476,14 +429,16 @@ class Merger:
             stats = Summary()
             records = []
             block_sets: dict[frozenset, str] = {}   # JSON of each set of block ids
-            for key in sorted(win.flows):
+            keys = sorted(win.flows)
+            ids = flow_ids([id_text(key, w, win.flows[key][2]) for key in keys])
+            for key, fid in zip(keys, ids):
                 c = win.flows[key]
                 f = key.split(SEP)
                 _, src, dst, proto, sport, dport = f[:6]
-                bj = block_sets.get(blocks := frozenset((c[6],) if isinstance(c[6], str) else c[6]))
+                bj = block_sets.get(blocks := frozenset((c[5],) if isinstance(c[5], str) else c[5]))
                 if bj is None:
                     bj = block_sets[blocks] = json.dumps(sorted(blocks))
-                records.append(record_json(w, f, c, window_ms, reason, False, sensor_json, bj, flow_id(w, key, *c[5])))
+                records.append(record_json(w, f, c, window_ms, reason, False, sensor_json, bj, fid))
                 stats.add(src, dst, int(proto), int(sport), int(dport), c[0], c[1], c[4], src in home)
             plan.ends[reason] += len(records)
             for batch in batches(records):

@@ -7,6 +7,7 @@ from unittest.mock import AsyncMock, patch
 
 import pytest
 
+from app import records
 from app.capture import pcap
 from app.flows import decode
 from app.flows import parts as flowlib
@@ -51,7 +52,7 @@ async def test_decode_sends_each_chunks_parts_once_and_remembers_the_chunk(faust
     assert sum(p[2] for p in parts) == 13
     assert len({tuple(p[:2]) for p in parts}) == len(parts) == 4
     for kw in sent:  # every part went to its flow key's partition
-        assert all(flowlib.partition_for(p[1], faust_app.conf.topic_partitions) == kw["partition"]
+        assert all(records.partition_for(p[1], faust_app.conf.topic_partitions) == kw["partition"]
                    for p in kw["value"]["parts"])
     # every partition heard the chunk's highest capture time, once; the redelivery says so again without
     # parts (an announced block's hold is released by it)

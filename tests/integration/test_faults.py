@@ -14,7 +14,7 @@ from collections import defaultdict
 import aiohttp
 import pytest
 
-from app.flows.parts import record_key
+from app.records import record_key
 from tests import reference
 from tests.conftest import AUTH, drain, upload
 from tests.integration.test_pipeline import expected, sensor_of

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from app.api import cursor as cursors
-from app.flows.parts import record_key
+from app.records import record_key
 from tests import reference
 from tests.conftest import AUTH, drain, upload
 

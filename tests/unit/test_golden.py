@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from app import records
 from app.capture import pcap
 from app.flows import decode
 from app.flows import parts as flows
@@ -18,7 +19,7 @@ def ours(path: Path) -> dict[tuple, list[int]]:
     pk = decode.decode(data, pcap.index(data))
     out = {}
     for _w, key, packets, nbytes, _f, _l, _fl in flows.aggregate(pk, 0):
-        k = flows.key_string("s", key).split(flows.SEP)[1:]
+        k = flows.key_string("s", key).split(records.SEP)[1:]
         out[(k[0], k[1], *map(int, k[2:]))] = [packets, nbytes]
     return out
 

@@ -5,6 +5,7 @@ from collections import Counter
 
 import pytest
 
+from app import records
 from app.capture import pcap
 from app.flows import decode
 from app.flows import parts as flows
@@ -17,7 +18,7 @@ from app.flows.windows import Merger
 def table(agg: flows.Aggregate, with_window: bool = False) -> dict:
     out = {}
     for w, key, p, b, _f, _l, _fl in flows.rows(agg):
-        k = flows.key_string("s", key).split(flows.SEP)[1:]
+        k = flows.key_string("s", key).split(records.SEP)[1:]
         out[((w,) if with_window else ()) + (k[0], k[1], *map(int, k[2:]))] = [p, b]
     return out
 
@@ -85,7 +86,7 @@ def test_pipeline_merge_logic_equals_truth():
         rows.update(plan.writes)
     got: Counter = Counter()
     for rec in out:
-        got[flows.record_key(rec)[1:]] += rec["packetDeltaCount"]
+        got[records.record_key(rec)[1:]] += rec["packetDeltaCount"]
     truth = {(k[0], k[1], k[2], k[3], k[4], k[5], k[6]): v[0] for k, v in tr.table().items()}
     assert dict(got) == truth
     assert len({r["flowId"] for r in out}) == len(out)
@@ -101,7 +102,7 @@ def test_offline_command_output_equals_truth(tmp_path, capsys):
     got = {}
     for line in out.splitlines():
         r = json.loads(line)
-        got[flows.record_key(r)[1:]] = [r["packetDeltaCount"], r["octetDeltaCount"]]
+        got[records.record_key(r)[1:]] = [r["packetDeltaCount"], r["octetDeltaCount"]]
     assert got == tr.table()
     assert f"packets {len(tr.pkt_key)}" in err and f"flows {len(tr.packets)}" in err
 
@@ -173,5 +174,5 @@ def test_parts_keep_ipv4_and_ipv6_addresses_with_the_same_leading_bytes_apart():
     pk = decode.decode(tr.pcap, pcap.index(tr.pcap))
     pk.src[pk.ver == 6, :4] = pk.src[pk.ver == 4][0, :4]  # every IPv6 source starts as an IPv4 one
     pk.src[pk.ver == 6, 4:] = 0
-    keys = {part[1].split(flows.SEP)[1] for part in flows.parts("s", pk, 0)}
+    keys = {part[1].split(records.SEP)[1] for part in flows.parts("s", pk, 0)}
     assert any(":" in k for k in keys) and any(":" not in k for k in keys)

@@ -6,8 +6,9 @@ from collections import Counter
 
 from hypothesis import given, settings as hsettings, strategies as st
 
-from app.flows.parts import END_ACTIVE_TIMEOUT, END_FORCED, record_key
-from app.flows.windows import BATCH_RECORDS, CLOSED, Merger, parse_key
+from app.records import END_ACTIVE_TIMEOUT, END_FORCED, record_key
+from app.flows.windows import CLOSED, Merger, parse_key
+from app.records import BATCH_RECORDS
 
 W = 60_000
 
@@ -246,7 +247,7 @@ def test_a_message_without_parts_moves_the_watermark_by_its_chunks_capture_time(
        st.integers(0, 2**40), st.integers(0, 255), st.integers(0, 2**63 - 1))
 def test_record_json_is_the_record(sensor, v6, late, blocks, nbytes, flags, fid):
     """The JSON text written on the hot path decodes to exactly what record() builds."""
-    from app.flows.parts import SEP, record, record_json
+    from app.records import SEP, record, record_json
     src, dst = ("2001:db8::1", "fe80::2") if v6 else ("10.0.0.1", "192.0.2.9")
     key = SEP.join([sensor, src, dst, "17", "5353", "53", "4094", "184"])
     counts = [3, nbytes, 1_700_000_000_123, 1_700_000_000_999, flags]
@@ -293,7 +294,7 @@ def test_another_sensors_block_in_flight_holds_nothing_back():
 
 
 def test_batches_stay_under_their_record_count_and_size():
-    from app.flows.windows import BATCH_BYTES, batches
+    from app.records import BATCH_BYTES, batches
     recs = [json.dumps({"i": i, "pad": "x" * (i % 7 * 900)}) for i in range(2000)]
     out = batches(recs)
     assert [r for b in out for r in json.loads(b)["records"]] == [json.loads(r) for r in recs]

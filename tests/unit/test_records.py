@@ -1,0 +1,128 @@
+"""The formats of app/records.py: every encoder writes the one field list, and a flow has one flowId, offline
+and in the pipeline."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from app import records
+from app.capture import pcap
+from app.cli import pcap2flows
+from app.export.netflow import IpfixEncoder
+from app.flows import decode, parts as flowparts
+from tests import pcapgen
+from tests.unit.test_windows import Harness
+
+W = 60_000
+
+
+def _capture(tmp_path):
+    pkts = []
+    for i in range(40):
+        t = 1_700_000_000 + i * 7.5          # spans several windows
+        pkts.append((t, pcapgen.ipv4_tcp(f"10.0.0.{i % 5 + 1}", "192.0.2.9", 40000 + i % 3, 443,
+                                          payload=b"x" * (i % 7))))
+        pkts.append((t + 0.25, pcapgen.ipv6_udp("2001:db8::1", f"2001:db8::{i % 4 + 2}", 5353, 53)))
+    path = tmp_path / "mixed.pcap"
+    path.write_bytes(pcapgen.pcap(pkts))
+    return path
+
+
+def _offline(path, fmt="jsonl", sensor="tap1"):
+    summary = pcap2flows.Summary()
+    agg = pcap2flows.aggregate_files([str(path)], W, summary)
+    return b"".join(pcap2flows.lines(agg, fmt, sensor, W)).decode()
+
+
+def _pipeline(path, sensor="tap1"):
+    data = path.read_bytes()
+    ps = flowparts.parts(sensor, decode.decode(data, pcap.index(data)), W)
+    h = Harness(idle_ms=1)
+    h.feed({"block": "b1", "chunk": 0, "chunks": 1, "sensor": sensor, "parts": ps}, now_ms=0)
+    h.feed({"tick": True}, now_ms=10_000)
+    return h.out
+
+
+def test_the_offline_command_and_the_pipeline_give_a_flow_the_same_flow_id(tmp_path):
+    path = _capture(tmp_path)
+    offline = {r["flowId"]: r for r in map(json.loads, _offline(path).splitlines())}
+    online = {r["flowId"]: r for r in _pipeline(path)}
+    assert len(offline) == len(online) > 10
+    assert set(offline) == set(online)
+    for fid, rec in offline.items():
+        other = online[fid]
+        assert records.record_key(rec) == records.record_key(other)
+        assert (rec["packetDeltaCount"], rec["octetDeltaCount"], rec["flowStartMilliseconds"]) == \
+            (other["packetDeltaCount"], other["octetDeltaCount"], other["flowStartMilliseconds"])
+
+
+def test_a_flow_id_is_its_key_window_and_first_packet_and_a_late_delta_has_its_own():
+    key = records.flow_key("s", "10.0.0.1", "10.0.0.2", 6, 1, 2, 0, 0)
+    base = records.flow_id(key, W, W + 5)
+    assert 0 <= base < 2 ** 63
+    assert base == records.flow_id(key, W, W + 5)
+    others = {records.flow_id(key, W, W + 6), records.flow_id(key, 2 * W, W + 5),
+              records.flow_id(key.replace("|2|", "|3|"), W, W + 5), records.flow_id(key, W, W + 5, "b", 0),
+              records.flow_id(key, W, W + 5, "b", 1), records.flow_id(key, W, W + 5, "c", 0)}
+    assert base not in others and len(others) == 6
+    # the batch and the one-at-a-time forms agree
+    texts = [records.id_text(key, W * i, W * i + 1) for i in range(100)]
+    assert records.flow_ids(texts) == [records.flow_id(key, W * i, W * i + 1) for i in range(100)]
+    assert len(set(records.flow_ids(texts))) == 100
+
+
+def test_the_offline_json_and_csv_carry_the_fields_of_the_one_list(tmp_path):
+    path = _capture(tmp_path)
+    recs = [json.loads(line) for line in _offline(path).splitlines()]
+    for rec in recs:
+        ver = 6 if "sourceIPv6Address" in rec else 4
+        assert list(rec) == [f.for_family(ver)[0] for f in records.FLOW_FIELDS] + ["flowsight"]
+        assert list(rec["flowsight"]) == list(records.FLOWSIGHT_FIELDS)
+    rows = list(csv.DictReader(io.StringIO(_offline(path, "csv"))))
+    assert tuple(rows[0]) == records.CSV_COLUMNS
+    assert sorted(int(r["flowId"]) for r in rows) == sorted(r["flowId"] for r in recs)
+
+
+def test_the_pipeline_json_text_is_the_record_dict():
+    key = records.flow_key("s", "2001:db8::1", "2001:db8::2", 17, 5353, 53, 7, 184)
+    counts = [3, 300, W + 1, W + 900, 0]
+    text = records.record_json(W, key.split("|"), counts, W, records.END_FORCED, True, '"s"', '["b"]',
+                               records.flow_id(key, W, W + 1))
+    assert json.loads(text) == records.record(W, key, counts, W, end_reason=records.END_FORCED, late=True,
+                                              blocks=["b"])
+
+
+def test_the_ipfix_templates_follow_the_field_list():
+    msg = IpfixEncoder().encode([records.record(W, records.flow_key("s", "10.0.0.1", "10.0.0.2", 6, 1, 2, 0, 0),
+                                                [1, 60, W, W, 2], W, end_reason=records.END_ACTIVE_TIMEOUT)])[0]
+    set_id, set_len = struct.unpack_from("!HH", msg, 16)
+    assert set_id == 2
+    tid, count = struct.unpack_from("!HH", msg, 20)
+    elements = [struct.unpack_from("!HH", msg, 24 + 4 * i) for i in range(count)]
+    assert tid == 256 and elements == [(ie, size) for _, ie, size in records.ipfix_template(4)]
+    assert [ie for ie, _ in elements][:2] == [8, 12] and 148 not in [ie for ie, _ in elements]
+
+
+def test_a_flow_key_round_trips_and_row_keys_parse():
+    k = records.FlowKey("tap-1", "10.1.2.3", "10.1.2.4", 6, 1234, 22, 100, 0)
+    assert records.FlowKey.parse(k.text()) == k
+    assert records.FlowsRows.parse(records.FlowsRows.slice(3, W, records.source("s", "b"), 7)) == \
+        ("o", 3, W, 7, "s~b")
+    assert records.FlowsRows.parse(records.FlowsRows.closed(3, W, "s")) == ("c", 3, W, None, "s")
+    assert records.FlowsRows.parse("c|3|60000") == ("c", 3, W, None, None)   # a row of an older version
+    assert records.FlowsRows.parse("x|y") is None
+    assert records.source_sensor("s~b~c") == "s" and records.source_block("s~b~c") == "b~c"
+
+
+def test_the_offline_command_refuses_a_sensor_name_the_pipeline_would_refuse(tmp_path, capsys):
+    path = _capture(tmp_path)
+    assert pcap2flows.run([str(path)], 60, "jsonl", "bad|name", out=io.BytesIO()) == 2
+    assert "--sensor" in capsys.readouterr().err
+    with pytest.raises(ValueError):
+        flowparts_ids = np.zeros(0)
+        pcap2flows.textout.flow_ids(flowparts_ids, flowparts_ids, flowparts_ids, *[flowparts_ids] * 7, "a\nb")
