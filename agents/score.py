@@ -15,6 +15,7 @@ from collections import defaultdict
 
 from agents.gaps import GapFinder
 from agents.send import send_all
+from app.records import ScoringRows, entity_key
 from app.runtime import progress
 from app.main import app, settings
 from app.flows.complete import Completer
@@ -71,7 +72,7 @@ def _completer() -> Completer:
 def _scorer(sensor: str) -> SensorScorer:
     scorer = _mem["scorers"].get(sensor)
     if scorer is None:
-        prior = _read(f"sensor|{sensor}")
+        prior = _read(ScoringRows.SENSOR + sensor)
         scorer = _mem["scorers"][sensor] = SensorScorer.from_state(CONFIG, prior) if prior else \
             SensorScorer(CONFIG, sensor)
     return scorer
@@ -104,8 +105,8 @@ def status() -> dict:
             models[sensor].update(_model_of({"windows": scorer.windows, "last_ms": scorer.last_ms,
                                              "recent": scorer.recent}))
         for key in list(scoring.keys()):
-            if key.startswith("sensor|") and key[7:] not in scorers:
-                models[key[7:]].update(_model_of(_read(key)))
+            if key.startswith(ScoringRows.SENSOR) and key[len(ScoringRows.SENSOR):] not in scorers:
+                models[key[len(ScoringRows.SENSOR):]].update(_model_of(_read(key)))
             elif key.startswith(Completer.CLOCK) and completer is None:
                 models[key[len(Completer.CLOCK):]].update(_progress_of(_read(key)))
     except Exception:  # the table may be recovering; health must answer anyway
@@ -125,7 +126,7 @@ async def handle(value: dict, raw: bytes | None = None) -> None:
     for sensor, w, summary in done:
         if sensor == PLACEBO:
             continue
-        key = f"sensor|{sensor}"
+        key = ScoringRows.SENSOR + sensor
         states[key] = _scorer(sensor)
         found, raised, _ = states[key].window(w, summary, muted)
         sends += [(anomalies, sensor, a) for a in found] + [(alerts, sensor, a) for a in raised]
@@ -159,7 +160,7 @@ if settings.scoring and settings.window_ms > 0:
             gaps.processed(p, offset)
 
 
-SUPPRESS = "suppress|"
+SUPPRESS = ScoringRows.SUPPRESS
 LEGACY_ACTIONS = "actions"   # an older version kept every action ever made in this one row
 
 
@@ -170,7 +171,8 @@ def suppress_rows(action: dict, at_ms: int) -> dict[str, bytes | None]:
     they are posted, web/dashboard.py) change nothing."""
     try:
         if action.get("action") == "suppress":
-            return {f"{SUPPRESS}{action['type']}|{action['entity']}": _encode(at_ms + int(action["for_s"]) * 1000)}
+            until = at_ms + int(action["for_s"]) * 1000
+            return {SUPPRESS + entity_key(action["type"], action["entity"]): _encode(until)}
     except (KeyError, TypeError, ValueError):
         pass
     return {}

@@ -19,6 +19,7 @@ from faust.web import View
 
 from app.api.auth import SESSION_COOKIE, SESSION_S, RateLimiter
 from app.main import settings
+from app.records import entity_key
 from app.topics import actions
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -152,7 +153,7 @@ class Actions(View):
             return self.json({"error": "expected a JSON object, not one nested that deep"}, status=400)
         except ValueError as exc:
             return self.json({"error": str(exc)}, status=400)
-        key = action.get("id") or f"{action['type']}|{action['entity']}"
+        key = action.get("id") or entity_key(action["type"], action["entity"])
         try:
             fut = await actions.send(key=key.encode(), value=action)
             await fut

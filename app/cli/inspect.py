@@ -95,10 +95,11 @@ def open_flow_rows(table: dict) -> list[dict]:
 def baseline_rows(table: dict) -> list[dict]:
     from app.detect.models import Seasonal
     from app.flows.summary import METRICS
+    from app.records import ScoringRows
 
     rows = []
     for key, v in sorted(table.items()):
-        if not key.startswith("sensor|") or not v:
+        if not key.startswith(ScoringRows.SENSOR) or not v:
             continue
         l0 = v["l0"]
         n = max(l0["n"] - 1, 1)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.records import alert_id, entity_key
 from app.detect.attention import Attention, AttentionConfig, calibrate
 from app.detect.models import LogSeasonal, Persistence, Seasonal, Welford, combine, surprise
 from app.flows.summary import METRICS, Summary
@@ -259,7 +260,7 @@ class SensorScorer:
         rung = self.cfg.rung
         anomalies, alerts = [], []
         for c in self.candidates(t_ms, sc, rung, self.thresholds):
-            if muted and t_ms < muted.get(f"{c['type']}|{c['entity']}", -1):
+            if muted and t_ms < muted.get(entity_key(c["type"], c["entity"]), -1):
                 anomalies.append({**self.explain(t_ms, c, sc, summary, rung), "attention": "muted"})
                 continue
             what, ep = self.attention.observe(t_ms, c["type"], c["entity"], c["score"])
@@ -281,7 +282,7 @@ class SensorScorer:
             scores = h["scores"]
         fired = [r for r in RUNGS if (fam, r) != ("host-bytes", "L0") and scores[r] >= self.thresholds[fam][r]]
         return {
-            "id": f"{self.sensor}|{fam}|{c['entity']}|{t_ms}",
+            "id": alert_id(self.sensor, fam, c["entity"], t_ms),
             "sensor": self.sensor, "type": fam, "entity": c["entity"], "windowStartMs": t_ms,
             "windowLengthMs": self.cfg.window_ms, "rung": rung, "model": {"L0": "welford-3sigma",
                                                                          "L1": "seasonal-negbin",

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from collections.abc import Iterable
 
+from app.records import SEP, ScoringRows
 from app.flows.summary import Summary
 
 NEVER = -(1 << 62)
@@ -90,12 +91,10 @@ class Completer:
     row_of: dict[tuple[str, int, int], str] = field(default_factory=dict)  #: (sensor, w, p) -> its batch row
     first: dict[str, int] = field(default_factory=dict)       #: sensor -> its oldest pending window
 
-    PENDING = "pending|"
-    CLOCK = "clock|"
-
-    @classmethod
-    def pending_key(cls, sensor: str, w: int, p: int) -> str:
-        return f"{cls.PENDING}{sensor}|{w}|{p}"
+    PENDING = ScoringRows.PENDING
+    CLOCK = ScoringRows.CLOCK
+    pending_key = ScoringRows.pending
+    batch_key = ScoringRows.pending_batch
 
     def _progress(self, sensor: str) -> SensorProgress:
         prog = self.progress.get(sensor)
@@ -159,10 +158,6 @@ class Completer:
             self.batch_rows[key] = held
         else:
             self.changed[key] = None
-
-    @classmethod
-    def batch_key(cls, sensor: str, p: int, first_w: int) -> str:
-        return f"{cls.PENDING}{sensor}|{p}|{first_w}|batch"
 
     def _done(self, sensor: str, w: int, p: int) -> None:
         """A pending summary was scored: delete its row, or take it out of its batch row."""
@@ -264,10 +259,10 @@ class Completer:
                 continue
             if key.startswith(cls.CLOCK):
                 c.progress[key[len(cls.CLOCK):]] = SensorProgress.from_json(v)
-            elif key.startswith(cls.PENDING) and key.endswith("|batch"):
+            elif key.startswith(cls.PENDING) and key.endswith(ScoringRows.BATCH):
                 batches.append(v)
             elif key.startswith(cls.PENDING):
-                f = key[len(cls.PENDING):].split("|")
+                f = key[len(cls.PENDING):].split(SEP)
                 if len(f) == 3:
                     c.pending.setdefault(f[0], {}).setdefault(int(f[1]), {})[int(f[2])] = v["sensors"][f[0]]
                 else:   # older: pending|window|partition; its value the message, or the sensors alone
