@@ -16,6 +16,7 @@ import time
 from aiokafka.errors import KafkaError
 
 from app.main import app, settings
+from app.runtime import compat
 from app.topics import ALL, flow_parts, pcap_chunks
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def track_topics() -> None:
     NotLeaderForPartitionError). Tracking every topic up front avoids this."""
     names = [t.get_topic_name() for t in ALL] + [t.changelog_topic.get_topic_name() for t in app.tables.values()]
     try:
-        client = app.producer._ensure_producer().client
+        client = compat.producer_client(app)
     except Exception as exc:  # an exception in a task would stop the worker
         log.warning("cannot track topics in the producer's metadata: %r", exc)
         return

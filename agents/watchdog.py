@@ -14,6 +14,7 @@ import logging
 import time
 
 from app.main import app
+from app.runtime import compat
 
 log = logging.getLogger(__name__)
 STUCK_S = 60.0
@@ -24,8 +25,7 @@ REACHABLE_S = 8.0
 
 def kafka_producer():
     """The aiokafka producer under Faust's (None before it started)."""
-    p = getattr(app.producer, "_producer", None)
-    return p if p is not None and hasattr(p, "_message_accumulator") else None
+    return compat.kafka_producer(app)
 
 
 def status() -> dict:
@@ -56,11 +56,9 @@ async def kafka_probe() -> None:
 @app.timer(interval=10.0)
 async def producer_watchdog() -> None:
     p = kafka_producer()
-    acc = getattr(p, "_message_accumulator", None)
-    if acc is None:
+    if p is None:
         return
-    now = time.monotonic()
-    old = [(tp, now - dq[0]._ctime) for tp, dq in list(acc._batches.items()) if dq]
+    old = compat.pending_batches(p, time.monotonic())
     state["oldest_batch_s"] = max((age for _, age in old), default=0.0)
     stuck = [(tp, age) for tp, age in old if age > STUCK_S]
     state["stuck_batches"] = len(stuck)
@@ -70,7 +68,7 @@ async def producer_watchdog() -> None:
     if state["reported"]:
         return
     state["reported"] = True
-    sender = p._sender
+    waits = compat.sender_state(p)
     cluster = p.client.cluster
     lines = [f"{tp.topic}:{tp.partition} age={age:.0f}s leader={cluster.leader_for_partition(tp)}"
              for tp, age in stuck]
@@ -78,6 +76,5 @@ async def producer_watchdog() -> None:
     for task in asyncio.all_tasks():
         task.print_stack(limit=12, file=buf)
     log.error("producer batches stuck for more than %.0f s: %s; in flight to nodes %s; muted %s; "
-              "metadata update pending: %s\n%s", STUCK_S, "; ".join(lines), sorted(sender._in_flight),
-              sorted(f"{tp.topic}:{tp.partition}" for tp in sender._muted_partitions),
-              p.client._md_update_fut is not None, buf.getvalue())
+              "metadata update pending: %s\n%s", STUCK_S, "; ".join(lines), waits["in_flight"], waits["muted"],
+              waits["metadata_pending"], buf.getvalue())

@@ -27,7 +27,7 @@ except SettingsError as exc:
     sys.exit(f"flowsight: {exc}")
 log = logging.getLogger("flowsight")
 memory.keep_freed(settings.malloc_keep_mb)
-compat.install()
+compat.install(settings.compat_patches)
 
 # The web server: Faust's aiohttp driver with our middleware, client timeouts and TLS (web/security.py).
 from faust.web.drivers import DRIVERS  # noqa: E402

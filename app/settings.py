@@ -102,6 +102,9 @@ class Settings:
     quiet: bool = False
     #: Log one JSON object per line (uploads carry block_id and sensor fields).
     log_json: bool = False
+    #: Install the workarounds of dependency internals (app/runtime/compat.py): the produce request
+    #: encoding with one copy of each batch, and the hardened HTTP error pages. Off: the libraries as shipped.
+    compat_patches: bool = True
 
     #: Score complete windows and raise anomalies and alerts.
     scoring: bool = True

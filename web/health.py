@@ -7,7 +7,7 @@ from faust.web import View
 import time
 
 from agents import export as export_agent, flows as flows_agent, placebo, score as score_agent, watchdog
-from app.runtime import progress
+from app.runtime import compat, progress
 from app.main import app, settings
 from app.topics import flow_parts, pcap_chunks
 
@@ -41,8 +41,7 @@ def producer_connected() -> bool:
     p = watchdog.kafka_producer()
     if p is None:
         return False
-    task = p._sender._sender_task
-    return bool(app.producer.started and task is not None and not task.done())
+    return bool(app.producer.started and compat.sender_alive(p))
 
 
 class Healthz(View):

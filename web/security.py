@@ -221,7 +221,8 @@ class FlowsightWeb(faust_aiohttp.Web):
         self.web_app.on_response_prepare.append(_harden)
         # keepalive_timeout also bounds a new connection's wait for a complete request head
         # a cursor names every partition: long enough for 1024 of them in the request line
-        self._runner = _Runner(self.web_app, access_log=None, keepalive_timeout=settings.client_idle_timeout_s,
+        runner = _Runner if settings.compat_patches else AppRunner   # app/runtime/compat.py
+        self._runner = runner(self.web_app, access_log=None, keepalive_timeout=settings.client_idle_timeout_s,
                                max_line_size=65536, logger=http_log)
 
     async def on_start(self) -> None:

@@ -17,14 +17,12 @@ from app.flows import ranges
 async def read_changelog(bootstrap: str, topic: str, **kafka: object) -> dict[str, object]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from app.runtime import compat
+
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **kafka)
     await c.start()
     try:
-        parts = c.partitions_for_topic(topic)
-        if parts is None:
-            await c.topics()   # fetch metadata once, then ask again
-            await c._client.force_metadata_update()
-            parts = c._client.cluster.partitions_for_topic(topic)
+        parts = await compat.partitions_of(c, topic)
         if not parts:
             raise LookupError(f"no topic {topic}: has a worker of this app ever run against this broker?")
         tps = [TopicPartition(topic, p) for p in sorted(parts)]

@@ -1,4 +1,24 @@
-"""Produce requests encoded with one copy of their record batches, not eight.
+"""Every reach into the internals of Flowsight's dependencies, in one place.
+
+Flowsight pins aiokafka, faust-streaming, mode-streaming and aiohttp
+(pyproject.toml). What it needs of them that they do not offer publicly is here,
+checked against the pinned versions when a worker starts (:func:`install` logs
+what it installed and warns of a version it was not written for):
+
+- **produce encoding** (a patch, off with ``FLOWSIGHT_COMPAT_PATCHES=false``):
+  see below;
+- **hardened error pages** (a patch, off with the same setting): the aiohttp
+  server's request handler class is swapped for one whose parser errors carry
+  the security headers (web/security.py, :func:`harden_server`);
+- **read-only views** of aiokafka's producer (:func:`kafka_producer`,
+  :func:`sender_alive`, :func:`pending_batches`, :func:`sender_state`) and of a
+  consumer's metadata (:func:`partitions_of`), for health and the watchdog;
+- **skipped offsets**: faust-streaming 0.15.x acknowledges messages fetched
+  under an older consumer generation without processing them; agents/gaps.py
+  finds and reads them again (a guard that costs nothing when nothing is
+  skipped, so it is always on).
+
+Produce requests encoded with one copy of their record batches, not eight.
 
 aiokafka encodes a request by nesting ``b"".join()`` and ``+``: each level of a
 produce request (batch, partition, partitions, topic, topics, request) builds
@@ -17,11 +37,20 @@ requests and versions are left alone.
 """
 from __future__ import annotations
 
+import logging
 import struct
+from importlib import metadata
 
 from aiokafka.protocol import produce
 from aiokafka.protocol.struct import Struct
 from aiokafka.protocol.types import String
+
+log = logging.getLogger(__name__)
+
+#: The versions this module was written for (pyproject.toml pins them).
+PINNED = {"aiokafka": "0.14.0", "faust-streaming": "0.15.3", "mode-streaming": "0.7.1", "aiohttp": "3.14.5"}
+#: What :func:`install` did, for health and tests.
+installed: dict[str, object] = {}
 
 #: the produce request versions with the schema :func:`encode_produce` writes
 VERSIONS = (3, 4, 5, 6, 7, 8)
@@ -46,7 +75,7 @@ def encode_produce(req) -> bytes:
     return b"".join(pieces)
 
 
-def install() -> list[int]:
+def install_produce_encoding() -> list[int]:
     """Encode aiokafka's produce requests v3-v8 with :func:`encode_produce`, each version only if it
     encodes a probe request to the same bytes as aiokafka's own schema (a later aiokafka that changes
     a version keeps its own encoding). Idempotent. The versions it took."""
@@ -61,3 +90,78 @@ def install() -> list[int]:
             cls.encode = encode_produce
             taken.append(v)
     return taken
+
+
+def version_mismatches() -> dict[str, tuple[str, str | None]]:
+    """``package -> (pinned, installed)`` for every pinned package whose installed version differs."""
+    out = {}
+    for name, pinned in PINNED.items():
+        try:
+            have: str | None = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            have = None
+        if have != pinned:
+            out[name] = (pinned, have)
+    return out
+
+
+def install(patches: bool = True) -> dict[str, object]:
+    """Check the pinned versions and install the patches (unless ``patches`` is false); logs what it did.
+    Idempotent. Returns what it installed (also in :data:`installed`)."""
+    for name, (pinned, have) in version_mismatches().items():
+        log.warning("compat: %s %s is installed, this code was written for %s; the workarounds of its internals "
+                    "check what they touch, but test this combination", name, have, pinned)
+    installed.clear()
+    installed["patches"] = patches
+    installed["produce_encoding"] = install_produce_encoding() if patches else []
+    installed["hardened_errors"] = patches
+    log.info("compat: produce requests v%s encoded with one copy of each batch; hardened HTTP error pages: %s; "
+             "skipped-offset guard: on", installed["produce_encoding"] or "-", "on" if patches else "off")
+    return dict(installed)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Read-only views of aiokafka's producer and consumer internals
+
+def kafka_producer(faust_app):
+    """The aiokafka producer under Faust's (None before it started)."""
+    p = getattr(faust_app.producer, "_producer", None)
+    return p if p is not None and hasattr(p, "_message_accumulator") else None
+
+
+def producer_client(faust_app):
+    """The Kafka client of Faust's producer, started if it was not (for the topics its metadata tracks)."""
+    return faust_app.producer._ensure_producer().client
+
+
+def sender_alive(producer) -> bool:
+    """Whether the producer's sender task runs."""
+    task = getattr(getattr(producer, "_sender", None), "_sender_task", None)
+    return task is not None and not task.done()
+
+
+def pending_batches(producer, now: float) -> list[tuple[object, float]]:
+    """``(topic partition, age in seconds)`` of the oldest batch of every partition with batches waiting."""
+    acc = getattr(producer, "_message_accumulator", None)
+    batches = getattr(acc, "_batches", None) or {}
+    return [(tp, now - dq[0]._ctime) for tp, dq in list(batches.items()) if dq]
+
+
+def sender_state(producer) -> dict[str, object]:
+    """What the producer's sender waits on: nodes with requests in flight, muted partitions, and whether a
+    metadata update is pending (for a log line when batches are stuck)."""
+    sender = getattr(producer, "_sender", None)
+    return {"in_flight": sorted(getattr(sender, "_in_flight", ()) or ()),
+            "muted": sorted(f"{tp.topic}:{tp.partition}" for tp in getattr(sender, "_muted_partitions", ()) or ()),
+            "metadata_pending": getattr(producer.client, "_md_update_fut", None) is not None}
+
+
+async def partitions_of(consumer, topic: str):
+    """A topic's partitions as a consumer's client knows them after a forced metadata update (None: no
+    such topic)."""
+    parts = consumer.partitions_for_topic(topic)
+    if parts is None:
+        await consumer.topics()   # fetch metadata once, then ask again
+        await consumer._client.force_metadata_update()
+        parts = consumer._client.cluster.partitions_for_topic(topic)
+    return parts

@@ -1,4 +1,4 @@
-"""app/kafka_wire.py: produce requests encode to aiokafka's bytes, with one copy of each record batch."""
+"""app/runtime/compat.py: produce requests encode to aiokafka's bytes, with one copy of each record batch; the pins are checked."""
 from __future__ import annotations
 
 import os
@@ -31,8 +31,8 @@ def test_a_produce_request_encodes_to_the_bytes_of_aiokafkas_schema(version, tid
 
 
 def test_install_takes_every_version_and_the_requests_encode_with_it():
-    assert compat.install() == list(compat.VERSIONS)
-    assert compat.install() == list(compat.VERSIONS)   # twice is the same
+    assert compat.install_produce_encoding() == list(compat.VERSIONS)
+    assert compat.install_produce_encoding() == list(compat.VERSIONS)   # twice is the same
     for v in compat.VERSIONS:
         cls = getattr(produce, f"ProduceRequest_v{v}")
         assert cls.encode is compat.encode_produce
@@ -48,7 +48,7 @@ def test_a_version_whose_schema_changed_keeps_aiokafkas_encoding(monkeypatch):
         def __init__(self, *args):
             super().__init__(*args, [])
     monkeypatch.setattr(produce, "ProduceRequest_v8", Changed)
-    assert 8 not in compat.install()
+    assert 8 not in compat.install_produce_encoding()
     assert "encode" not in Changed.__dict__
 
 
@@ -76,3 +76,22 @@ def test_the_worker_encodes_its_produce_requests_so():
              "print(produce.ProduceRequest_v8.encode is compat.encode_produce)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.stdout.split()[-1:] == ["True"], out.stderr[-2000:]
+
+
+def test_install_checks_the_pinned_versions_and_says_what_it_installed(caplog, monkeypatch):
+    import logging
+
+    from aiokafka.protocol import produce
+
+    with caplog.at_level(logging.INFO, logger="app.runtime.compat"):
+        done = compat.install(patches=True)
+    assert done["patches"] is True and set(done["produce_encoding"]) == set(compat.VERSIONS)
+    assert "produce requests v" in caplog.text and compat.version_mismatches() == {}   # the pins hold here
+    monkeypatch.setitem(compat.PINNED, "aiokafka", "0.0.1")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="app.runtime.compat"):
+        off = compat.install(patches=False)
+    assert off["produce_encoding"] == [] and off["hardened_errors"] is False
+    assert "aiokafka 0.14.0 is installed, this code was written for 0.0.1" in caplog.text
+    assert compat.version_mismatches() == {"aiokafka": ("0.0.1", "0.14.0")}
+    assert produce.ProduceRequest_v8.encode is compat.encode_produce   # installed earlier; idempotent
