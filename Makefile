@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup tools run test test-unit kafka-up kafka-down clean bench-decode
+.PHONY: setup tools run test lint test-unit kafka-up kafka-down clean bench-decode
 
 setup: tools $(VENV)/.installed kafka-jars
 
@@ -24,8 +24,13 @@ kafka-jars:
 run: setup
 	@compose/run.sh
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -ra --durations=30
+
+# style and static checks: ruff everywhere, mypy on the pure packages (pyproject.toml)
+lint: setup
+	$(BIN)/ruff check app agents web tables tests bench
+	$(BIN)/mypy
 
 test-unit: setup
 	$(BIN)/python -m pytest -ra tests/unit tests/agent

@@ -33,6 +33,8 @@ class Missed:
 
 
 class GapFinder:
+    """Per topic: the offset each partition should continue at, and the messages a stream skipped before an event
+    (module docstring)."""
     def __init__(self, topic_name: str):
         self.topic = topic_name
         self.expected: dict[int, int] = {}

@@ -26,6 +26,7 @@ PLACEBO = "placebo"
 
 
 class PlaceboState:
+    """The placebo's uploads and what came back of each at egress."""
     def __init__(self):
         self.sent: list[tuple[float, int]] = []  # (wall time sent, packets), oldest first
         self.received = 0

@@ -135,9 +135,9 @@ def flow_ids(texts: list[str]) -> list[int]:
     return hash_lines(buf, len(texts)).tolist()
 
 
-def flow_id(key: str, window_ms: int, first_ms: int, *late: object) -> int:
-    """One flowId; ``late``: (block, chunk) of a late delta record."""
-    text = late_id_text(key, window_ms, first_ms, *late) if late else id_text(key, window_ms, first_ms)
+def flow_id(key: str, window_ms: int, first_ms: int, block: str | None = None, chunk: int = 0) -> int:
+    """One flowId; ``block`` and ``chunk``: where a late delta record came from."""
+    text = id_text(key, window_ms, first_ms) if block is None else late_id_text(key, window_ms, first_ms, block, chunk)
     return flow_ids([text])[0]
 
 

@@ -41,6 +41,8 @@ def _bool(name: str, raw: str) -> bool:
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting of a worker, from ``FLOWSIGHT_*`` variables (:meth:`from_env`), checked when read."""
+
     #: Kafka bootstrap servers, ``kafka://host:port[;host:port]``.
     broker: str = "kafka://127.0.0.1:9092"
     #: Faust application id; prefixes consumer groups and changelog topics.

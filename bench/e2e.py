@@ -45,7 +45,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.capture import ship  # noqa: E402
+from app.cli import ship  # noqa: E402
 from app.capture import synth  # noqa: E402
 from app.api.auth import hash_token, new_token  # noqa: E402
 

@@ -49,6 +49,7 @@ class Index(View):
 
 
 class Static(View):
+    """GET /ui/{name}: a file of the analyst's page."""
     async def get(self, request, name: str):
         found = _file(name)
         if found is None:
@@ -146,6 +147,7 @@ class Logout(View):
 
 
 class Actions(View):
+    """POST /v1/actions: an analyst's ack of an alert or suppression of a (type, entity)."""
     async def post(self, request):
         try:
             action = check_action(json.loads(await request.text() or "null"))

@@ -31,6 +31,7 @@ STOP_S = 5
 
 
 class PollError(Exception):
+    """A long poll refused: its HTTP status and the reason."""
     def __init__(self, status: int, message: str):
         self.status, self.message = status, message
 
@@ -126,6 +127,7 @@ open_polls = asyncio.Semaphore(settings.max_long_polls)
 
 def poll_view(topic: str, partitions: int | None = None, batched: bool = False) -> type[View]:
     class Poll(View):
+        """GET on one egress topic: records after a cursor, waiting up to ``timeout`` for new ones."""
         async def get(self, request):
             try:
                 cur, timeout, limit, from_end = parse_query(request.query, partitions)

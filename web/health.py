@@ -71,6 +71,7 @@ class Readyz(View):
 
 
 class Health(View):
+    """GET /v1/health: what this worker and the pipeline did lately, per component and per sensor."""
     async def get(self, request):
         connected = producer_connected()
         reachable, ago = watchdog.kafka_reachable()

@@ -57,6 +57,7 @@ def in_flight() -> asyncio.Semaphore:
 
 
 class UploadError(Exception):
+    """An upload refused: its HTTP status, the reason and extra fields of the answer."""
     def __init__(self, status: int, message: str, **extra):
         self.status, self.message, self.extra = status, message, extra
         super().__init__(message)
@@ -289,6 +290,7 @@ def upload_sensor(request) -> str:
 
 
 class Captures(View):
+    """POST or PUT /v1/captures: a pcap or pcapng upload, spooled, cut into chunks and produced to Kafka."""
     async def post(self, request):
         try:
             sensor = upload_sensor(request)

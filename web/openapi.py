@@ -182,5 +182,6 @@ DOCUMENT: dict = {
 
 
 class OpenAPI(View):
+    """GET /v1/openapi.json: the API's description."""
     async def get(self, request):
         return self.json(DOCUMENT)

@@ -121,6 +121,9 @@ class Principal:
 
 @dataclass
 class Keyring:
+    """The tokens a worker accepts (sensor and API tokens, as salted hashes), the cluster secret that signs page
+    sessions, and each API token's last sign-out."""
+
     sensor_entries: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     api_entries: list[tuple[str, bytes, bytes]] = field(default_factory=list)
     cluster_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))

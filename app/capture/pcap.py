@@ -19,6 +19,8 @@ before the damage stay readable. Error kinds, a closed set:
 """
 from __future__ import annotations
 
+from typing import Literal
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -295,7 +297,7 @@ def pcap_linktype(buf: np.ndarray) -> tuple[int, int, bool, bool]:
     magic = bytes(buf[:4])
     be = magic in (PCAP_US_BE, PCAP_NS_BE)
     nano = magic in (PCAP_NS_LE, PCAP_NS_BE)
-    order = "big" if be else "little"
+    order: Literal["big", "little"] = "big" if be else "little"
     snaplen = int.from_bytes(bytes(buf[16:20]), order)
     # the upper bits of the link-type field carry FCS flags (pcap-linktype(7))
     linktype = int.from_bytes(bytes(buf[20:24]), order) & 0x0FFFFFFF
@@ -306,7 +308,9 @@ def index(data: bytes | memoryview | np.ndarray) -> Index:
     """Index every readable packet of a capture. Raises CaptureError only for an unreadable file header."""
     buf = as_bytes_array(data)
     fmt = check_header(bytes(buf[:28]))
-    z = lambda n, t=np.int64: np.zeros(n, dtype=t)
+    def z(n: int, t: type = np.int64) -> np.ndarray:
+        return np.zeros(n, dtype=t)
+
     if fmt == "pcap":
         linktype, snaplen, be, nano = pcap_linktype(buf)
         args = (buf, be, nano, snaplen)

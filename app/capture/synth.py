@@ -21,6 +21,8 @@ SYN, ACK, FIN, PSH = 0x02, 0x10, 0x01, 0x08
 
 @dataclass
 class Traffic:
+    """A synthetic capture and its truth: every flow key with the packets and bytes put in it."""
+
     pcap: bytes | None           #: the capture, if asked for in memory
     keys: np.ndarray             #: structured array, one row per flow key (see FIELDS)
     packets: np.ndarray          #: packets of each key

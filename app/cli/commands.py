@@ -24,7 +24,7 @@ import sys
 from faust.cli import argument, option
 
 from app.cli import pcap2flows as offline
-from app.capture import ship as shipper
+from app.cli import ship as shipper
 from app.main import app
 
 
@@ -94,7 +94,7 @@ async def export(self, files: tuple[str, ...], v5: str, ipfix: str, window: int 
     if not v5 and not ipfix:
         raise self.UsageError("give --v5 and/or --ipfix collectors")
     n = 0
-    for batch in netflow.records_of_files(list(files), settings.window_s if window is None else window, sensor):
+    for batch in offline.records_of_files(list(files), settings.window_s if window is None else window, sensor):
         for lo in range(0, len(batch), 30):
             exporter.send(batch[lo:lo + 30])
             await asyncio.sleep(pace)

@@ -8,6 +8,7 @@ once every window has closed.
 from __future__ import annotations
 
 import io
+import json
 import mmap
 import os
 import sys
@@ -32,6 +33,8 @@ BLOCK_BYTES = 4 << 20
 
 @dataclass
 class Summary:
+    """What the offline command read and made: files, packets, bytes, flows and errors (printed to stderr)."""
+
     files: int = 0
     packets: int = 0
     bytes: int = 0
@@ -230,6 +233,16 @@ class ProgressBar:
         if done >= total:
             self.stream.write("\n")
         self.stream.flush()
+
+
+def records_of_files(paths: list[str], window_s: int, sensor: str = "default"):
+    """The flow records of capture files, as the pipeline would emit them (no broker), in batches."""
+    summary = Summary()
+    agg = aggregate_files(paths, window_s * 1000, summary)
+    if agg is None:
+        return
+    for piece in lines(agg, "jsonl", sensor, window_s * 1000):
+        yield [json.loads(line) for line in piece.decode().splitlines() if line]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,9 @@ DAY_MS = 86_400_000
 
 @dataclass(frozen=True)
 class AttentionConfig:
+    """Attention control's settings: window length, alert budget per day, suppression after an alert, and the windows
+    an episode may pause."""
+
     window_ms: int
     budget_per_day: float = 5.0
     suppress_ms: int = 3_600_000
@@ -31,6 +34,8 @@ class AttentionConfig:
 
 @dataclass
 class Episode:
+    """Consecutive anomalous windows of one (type, entity): one alert at most, however long it lasts."""
+
     type: str
     entity: str
     start_ms: int
@@ -47,6 +52,9 @@ class Episode:
 
 @dataclass
 class Attention:
+    """Decides what reaches a person: groups anomalies into episodes, deduplicates them, and keeps alerts within the
+    budget per day."""
+
     cfg: AttentionConfig
     episodes: dict[tuple[str, str], Episode] = field(default_factory=dict)
     per_day: dict[int, int] = field(default_factory=dict)

@@ -58,7 +58,14 @@ def nb_sf(x: np.ndarray, mean: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 class Welford:
-    """L0: running mean and variance per row (Welford), and the mean + 3 sigma rule."""
+    """L0: running mean and variance per row (Welford), and the mean + 3 sigma rule.
+
+    >>> w = Welford(1)
+    >>> for v in (10, 12, 11, 9, 10):
+    ...     w.update([v])
+    >>> bool(w.alarm([30])[0]), bool(w.alarm([11])[0])
+    (True, False)
+    """
 
     def __init__(self, rows: int, sigmas: float = 3.0):
         self.n = 0
@@ -97,6 +104,8 @@ class Welford:
 
 @dataclass(frozen=True)
 class SeasonalConfig:
+    """Settings of :class:`Seasonal`: slot length, day types, forgetting and the priors of its rates."""
+
     slot_ms: int = 1_800_000          #: time-of-day slot (30 min)
     interpolate: bool = False         #: blend the two nearest slot centres (smooth profiles) or not (steps)
     day_types: int = 2                #: 2: weekday and weekend; 7: every day of the week; 1: every day alike
@@ -108,7 +117,20 @@ class SeasonalConfig:
 
 
 class Seasonal:
-    """L1: Gamma rates per (row, day type, slot) with forgetting, a level per row, NB p-values."""
+    """L1: Gamma rates per (row, day type, slot) with forgetting, a level per row, NB p-values.
+
+    Fourteen days of a busy daytime (100 per hour) and a quiet night (10): at 10:00 the model expects 100,
+    and the same 100 at 02:00 is very unlikely.
+
+    >>> s, hour, day = Seasonal(1), 3_600_000, 86_400_000
+    >>> for d in range(14):
+    ...     for h in range(24):
+    ...         s.update(np.array([100.0 if 8 <= h < 18 else 10.0]), d * day + h * hour)
+    >>> round(float(s.predict(14 * day + 10 * hour)[0][0]))
+    100
+    >>> bool(s.score(np.array([100.0]), 14 * day + 2 * hour)[0][0] < 1e-5)
+    True
+    """
 
     def __init__(self, rows: int, cfg: SeasonalConfig = SeasonalConfig()):
         self.cfg = cfg
@@ -244,6 +266,9 @@ class Seasonal:
 
 @dataclass(frozen=True)
 class PersistenceConfig:
+    """Settings of :class:`Persistence`: the hidden event chain's onset and stay probabilities and the p-value law
+    under an event."""
+
     onset: float = 0.002      #: P(normal -> event) per window
     stay: float = 0.9         #: P(event -> event): events last ~10 windows
     alpha: float = 0.2        #: p-values under an event follow Beta(alpha, 1)
@@ -328,6 +353,8 @@ def surprise(p: np.ndarray | float) -> np.ndarray | float:
 
 @dataclass(frozen=True)
 class LogSeasonalConfig:
+    """Settings of :class:`LogSeasonal`: slot length, day types and the memories of its level and residual variance."""
+
     slot_ms: int = 3_600_000          #: time-of-day slot (1 h)
     day_types: int = 1
     memory: float = 20.0              #: each slot weighs its last ~memory updates

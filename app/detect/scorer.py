@@ -44,6 +44,9 @@ DEFAULT_THRESHOLDS = {"L0": 3.0, "L1": 8.0, "L2": 4.0}
 
 @dataclass(frozen=True)
 class ScoreConfig:
+    """The scorer's settings: window length, alert budget, suppression, the hard cap per day and the rung that
+    alerts."""
+
     window_ms: int
     budget_per_day: float = 5.0
     suppress_ms: int = 3_600_000
@@ -68,6 +71,10 @@ def _unpack(s: str, shape) -> np.ndarray:
 
 @dataclass
 class SensorScorer:
+    """Scores one sensor's whole windows, in that sensor's capture time: the L0 3-sigma baseline, the L1 seasonal
+    Poisson models and the L2 persistence per metric and per inside host, then attention control (module
+    docstring)."""
+
     cfg: ScoreConfig
     sensor: str
     l0: Welford = field(default_factory=lambda: Welford(len(METRICS)))
@@ -84,7 +91,7 @@ class SensorScorer:
     thresholds: dict[str, dict[str, float]] = field(
         default_factory=lambda: {f: dict(DEFAULT_THRESHOLDS) for f in FAMILIES})
     calibrated_day: int | None = None
-    attention: Attention | None = None
+    attention: Attention = None  # type: ignore[assignment]  # made in __post_init__
     #: the last SERIES windows: [t_ms, {metric: [observed, expected, low, high]}], for the alerts' charts
     recent: list = field(default_factory=list)
 
@@ -166,7 +173,7 @@ class SensorScorer:
         self.h1.update(x, t_ms, hp)
         ip_of = {r: ip for ip, r in self.hosts.items()}
         hot = [r for r in np.nonzero((hp < 0.01) | (hs2 > -1.0))[0].tolist() if r in ip_of]
-        hcols = zip(hot, surprise(hp[hot]).tolist() if hot else [], hs2[hot].tolist(), x[hot].tolist(),
+        hcols = zip(hot, np.asarray(surprise(hp[hot])).tolist() if hot else [], hs2[hot].tolist(), x[hot].tolist(),
                     np.nan_to_num(hmean[hot]).tolist(), np.asarray(hlo, float)[hot].tolist(),
                     np.nan_to_num(np.asarray(hhi, float)[hot]).tolist(), hp[hot].tolist())
         hosts = [{"host": ip_of[r], "scores": {"L0": 0.0, "L1": l1, "L2": l2}, "observed": o, "expected": e,

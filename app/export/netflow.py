@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from app.records import ipfix_template
@@ -41,6 +42,8 @@ def _v5_chunks(rec: dict) -> list[tuple[int, int]]:
 
 @dataclass
 class V5Encoder:
+    """Encodes records as NetFlow v5 datagrams (IPv4 only; IPv6 records are counted in ``skipped``)."""
+
     engine_id: int = 0
     sequence: int = 0        #: flows sent so far (the header's flow_sequence)
     skipped: int = 0         #: IPv6 records, which v5 cannot carry
@@ -58,7 +61,7 @@ class V5Encoder:
         i = 0
         while i < len(rows):
             epoch = rows[i][0]["flowStartMilliseconds"] // EPOCH_MS
-            batch = []
+            batch: list = []
             while i < len(rows) and len(batch) < V5_MAX and rows[i][0]["flowStartMilliseconds"] // EPOCH_MS == epoch:
                 batch.append(rows[i])
                 i += 1
@@ -83,6 +86,9 @@ class V5Encoder:
 
 @dataclass
 class IpfixEncoder:
+    """Encodes records as IPFIX messages, with the templates of app/records.py sent again every ``template_every``
+    messages."""
+
     domain: int = 0
     template_every: int = 20
     max_bytes: int = 1400
@@ -144,8 +150,10 @@ def parse_collectors(spec: str) -> list[tuple[str, int]]:
 class Exporter:
     """Encodes records and sends the datagrams to every collector over UDP."""
 
-    def __init__(self, v5: list[tuple[str, int]] = (), ipfix: list[tuple[str, int]] = ()):
-        self.targets = [(V5Encoder(), list(v5)), (IpfixEncoder(), list(ipfix))]
+    def __init__(self, v5: Sequence[tuple[str, int]] = (), ipfix: Sequence[tuple[str, int]] = ()):
+        self.v5, self.ipfix = V5Encoder(), IpfixEncoder()
+        self.targets: list[tuple[V5Encoder | IpfixEncoder, list[tuple[str, int]]]] = [(self.v5, list(v5)),
+                                                                                      (self.ipfix, list(ipfix))]
         self.socks: dict[int, socket.socket] = {}
         self.datagrams = 0
         self.errors = 0
@@ -170,22 +178,8 @@ class Exporter:
 
     @property
     def skipped(self) -> int:
-        return self.targets[0][0].skipped
+        return self.v5.skipped
 
     def close(self) -> None:
         for s in self.socks.values():
             s.close()
-
-
-def records_of_files(paths: list[str], window_s: int, sensor: str = "default"):
-    """The flow records of capture files, as the pipeline would emit them (no broker), in batches."""
-    import json
-
-    from app.cli import pcap2flows
-
-    summary = pcap2flows.Summary()
-    agg = pcap2flows.aggregate_files(paths, window_s * 1000, summary)
-    if agg is None:
-        return
-    for piece in pcap2flows.lines(agg, "jsonl", sensor, window_s * 1000):
-        yield [json.loads(line) for line in piece.decode().splitlines() if line]

@@ -101,7 +101,7 @@ def _v6_blob(ver: np.ndarray, *columns: np.ndarray):
 
 def _template(parts: list[str | int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split a row template [const, code, const, code, ..., const] into kernel arguments."""
-    consts = [p.encode() for p in parts[0::2]]
+    consts = [str(p).encode() for p in parts[0::2]]
     codes = np.array(parts[1::2], dtype=np.int64)
     starts = np.zeros(len(consts) + 1, np.int64)
     starts[1:] = np.cumsum([len(c) for c in consts])

@@ -96,6 +96,17 @@ def _rehash(slots, n, gw, gs, ga, gb):
 class Grouper:
     """Sums of packets, bytes, min first, max last and OR of flags per key, over any number of batches."""
 
+    w: np.ndarray          #: window start, ms
+    small: np.ndarray      #: version, protocol, ports, VLAN and ToS packed in one word
+    a: np.ndarray          #: source address as two words
+    b: np.ndarray          #: destination address as two words
+    packets: np.ndarray
+    nbytes: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    flags: np.ndarray
+    slots: np.ndarray      #: open-addressing hash table of row indexes
+
     def __init__(self, capacity: int = 1 << 12):
         self.n = 0
         self._alloc(capacity)
@@ -103,10 +114,11 @@ class Grouper:
     def _alloc(self, cap: int) -> None:
         old = getattr(self, "w", None)
         n = self.n
-        new = {"w": np.empty(cap, np.int64), "small": np.empty(cap, np.uint64), "a": np.empty((cap, 2), np.uint64),
-               "b": np.empty((cap, 2), np.uint64), "packets": np.zeros(cap, np.int64),
-               "nbytes": np.zeros(cap, np.int64), "first": np.empty(cap, np.int64), "last": np.empty(cap, np.int64),
-               "flags": np.zeros(cap, np.uint16)}
+        new: dict[str, np.ndarray] = {
+            "w": np.empty(cap, np.int64), "small": np.empty(cap, np.uint64), "a": np.empty((cap, 2), np.uint64),
+            "b": np.empty((cap, 2), np.uint64), "packets": np.zeros(cap, np.int64),
+            "nbytes": np.zeros(cap, np.int64), "first": np.empty(cap, np.int64), "last": np.empty(cap, np.int64),
+            "flags": np.zeros(cap, np.uint16)}
         if old is not None:
             for k, arr in new.items():
                 arr[:n] = getattr(self, k)[:n]

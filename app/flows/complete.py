@@ -85,7 +85,7 @@ class Completer:
     partitions: int
     progress: dict[str, SensorProgress] = field(default_factory=dict)
     pending: dict[str, dict[int, dict[int, dict]]] = field(default_factory=dict)  #: sensor -> w -> p -> summary
-    changed: dict[str, dict | None] = field(default_factory=dict)
+    changed: dict[str, object] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)              #: sensors whose windows may have completed
     batch_rows: dict[str, set[int]] = field(default_factory=dict)   #: batch row -> its windows still pending
     row_of: dict[tuple[str, int, int], str] = field(default_factory=dict)  #: (sensor, w, p) -> its batch row
@@ -242,7 +242,7 @@ class Completer:
         self.dirty.clear()
         return out
 
-    def take(self) -> dict[str, dict | None]:
+    def take(self) -> dict[str, object]:
         """The rows changed since the last call (clock rows as their JSON data)."""
         out = {k: (v.to_json() if isinstance(v, SensorProgress) else v) for k, v in self.changed.items()}
         self.changed = {}

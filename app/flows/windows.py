@@ -91,7 +91,7 @@ class Plan:
 
     def records(self) -> list[dict]:
         """The flow records of the plan, unbatched and decoded."""
-        return [r for topic, _, v in self.emit if topic == "flows" for r in json.loads(v)["records"]]
+        return [r for topic, _, v in self.emit if topic == "flows" for r in json.loads(v)["records"]]  # type: ignore[arg-type]
 
 
 class Window:
@@ -198,6 +198,7 @@ class Merger:
                     stale[closed_key(p, f[2], sensor)] = json.dumps(mark).encode()
                 stale[key] = None
         for key, (_, _, w, chunk, source), parts in slices:
+            assert source is not None and chunk is not None   # a slice names both
             sensor = sensor_of(source)
             if (sensor, w) in closed:  # a close whose tombstones did not all land
                 stale[key] = None

@@ -18,6 +18,7 @@ from collections import defaultdict
 
 import pytest
 
+from app.cli import pcap2flows
 from app.export import netflow
 from tests import reference
 from tests.conftest import AUTH
@@ -96,7 +97,7 @@ def nfcapd(tmp_path):
 def test_collector_reads_exactly_our_totals(nfcapd, version):
     port, flowdir, stop = nfcapd
     paths = [str(reference.pcaps_dir() / f) for f in FILES]
-    records = [r for batch in netflow.records_of_files(paths, 60) for r in batch]
+    records = [r for batch in pcap2flows.records_of_files(paths, 60) for r in batch]
     ex = netflow.Exporter(v5=[("127.0.0.1", port)] if version == "v5" else [],
                          ipfix=[("127.0.0.1", port)] if version == "ipfix" else [])
     for lo in range(0, len(records), 30):
@@ -127,7 +128,7 @@ async def test_worker_exports_every_flow_to_an_ipfix_and_a_v5_collector(deployme
         for rel, path in zip(FILES, paths):
             status, answer = await upload(s, w.url, open(path, "rb").read(), sensor=sensor_of(rel))
             assert status == 202, answer
-        want_records = [r for batch in netflow.records_of_files(paths, 60) for r in batch]
+        want_records = [r for batch in pcap2flows.records_of_files(paths, 60) for r in batch]
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             async with s.get(w.url + "/v1/health") as r:
@@ -170,7 +171,7 @@ async def test_export_turned_on_later_starts_from_then_not_from_the_retained_top
     w.stop()
     w.env["FLOWSIGHT_IPFIX"] = f"127.0.0.1:{port}"
     w.start()
-    want = [r for batch in netflow.records_of_files([new], 60) for r in batch]
+    want = [r for batch in pcap2flows.records_of_files([new], 60) for r in batch]
     async with aiohttp.ClientSession(headers=AUTH) as s:
         status, answer = await upload(s, w.url, open(new, "rb").read(), sensor="after")
         assert status == 202, answer

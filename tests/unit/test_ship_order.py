@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from app.capture import synth
-from app.capture.ship import first_time_ns, in_capture_order
+from app.cli.ship import first_time_ns, in_capture_order
 
 
 def test_a_folder_is_shipped_in_order_of_its_captures_first_packets(tmp_path):
@@ -54,7 +54,7 @@ def ring(tmp_path, name, seed):
 
 
 async def test_the_python_shipper_keeps_both_files_of_a_missing_done_dir_and_skips_a_vanished_file(tmp_path):
-    from app.capture.ship import ship
+    from app.cli.ship import ship
     server, got = await collector()
     try:
         a, b = ring(tmp_path, "a.pcap", 1), ring(tmp_path, "b.pcap", 2)

@@ -21,6 +21,8 @@ MAX_DELAY_S = 60
 
 @dataclass
 class Result:
+    """What the server answered to the upload of one file."""
+
     path: str
     status: int
     answer: dict
