@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from agents.gaps import GapFinder
 from agents.send import send_all
-from app.records import ScoringRows, entity_key
+from app.records import DAY_MS, ScoringRows, entity_key
 from app.runtime import progress
 from app.main import app, settings
 from app.flows.complete import Completer
@@ -201,7 +201,7 @@ class Muted:
 
 
 #: Suppressions are kept this long after they ran out, then their rows are deleted.
-SUPPRESS_KEEP_MS = 86_400_000
+SUPPRESS_KEEP_MS = DAY_MS
 
 
 def expire_suppressions(now_ms: int) -> int:

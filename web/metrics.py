@@ -27,10 +27,6 @@ def _name(*parts: str) -> str:
     return "flowsight_" + "_".join(_BAD.sub("_", p) for p in parts)
 
 
-def _label(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 def families() -> dict[str, tuple[str, list[tuple[dict, float]]]]:
     """name -> (counter | gauge, [(labels, value)]); counter names without the _total suffix."""
     out: dict[str, tuple[str, list[tuple[dict, float]]]] = {}

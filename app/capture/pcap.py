@@ -325,7 +325,7 @@ def index(data: bytes | memoryview | np.ndarray) -> Index:
             rec, dat, cl, wl, ts = z(n), z(n), z(n), z(n), z(n)
             n, err, end = _walk_pcap(*args, n, rec, dat, cl, wl, ts)
         idx = Index("pcap", rec, dat, cl, wl, ts, z(n, np.int32), np.array([linktype], np.int64),
-                    np.array([snaplen], np.int64), end if err == ERR_NONE else end,
+                    np.array([snaplen], np.int64), end,
                     np.array([0], np.int64), np.array([24], np.int64), z(1, np.int32), z(n, np.int32), None)
     else:
         nif_cap = min(MAX_INTERFACES, len(buf) // 20 + 1)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-DAY_MS = 86_400_000
+from app.records import DAY_MS
+
 
 
 @dataclass(frozen=True)

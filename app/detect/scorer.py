@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.records import DAY_MS
 from app.records import alert_id, entity_key
 from app.detect.attention import Attention, AttentionConfig, calibrate
 from app.detect.models import LogSeasonal, Persistence, Seasonal, Welford, combine, surprise
@@ -38,7 +39,6 @@ from app.flows.summary import METRICS, Summary
 FAMILIES = ("traffic", "host-bytes")
 SERIES = 36
 RUNGS = ("L0", "L1", "L2")
-DAY_MS = 86_400_000
 DEFAULT_THRESHOLDS = {"L0": 3.0, "L1": 8.0, "L2": 4.0}
 
 
@@ -142,22 +142,21 @@ class SensorScorer:
                 self.seen_ms[r] = t_ms
             idx = np.unique(np.asarray(order[:len(rest)]))
             self.h1.reset_rows(idx)
-            self.h2.logodds[idx] = -50.0
+            self.h2.reset_rows(idx)
         return rows
 
     # -- one window
     def score(self, t_ms: int, metrics: np.ndarray, host_ips: list[str], host_bytes: np.ndarray) -> dict:
         """Every rung's scores of a window, and the models updated with it."""
         m = np.asarray(metrics, float)
-        z = self.l0.score(m)
-        p, mean, k = self.l1.score(m, t_ms)
-        expected = np.nan_to_num(mean)
-        lo, hi = self.l1.band(expected, k)
-        limit = self.l1_limit(mean, k)
+        z = self.l0.score(m).z
+        l1 = self.l1.score(m, t_ms)
+        p, expected, lo, hi = l1.p, np.nan_to_num(l1.expected), l1.low, l1.high
+        limit = self.l1_limit(l1.expected, l1.spread)
         pc = combine(p)
         s2 = float(self.l2.update(np.array([pc]))[0])
-        self.l1.update(m, t_ms, p)
-        self.l0.update(m)
+        self.l1.learn(m, t_ms, p)
+        self.l0.learn(m)
         # columns as Python floats at once (a scalar at a time cost a fifth of a window's scoring)
         cols = zip(METRICS, m.tolist(), expected.tolist(), np.asarray(lo, float).tolist(),
                    np.asarray(hi, float).tolist(), p.tolist(), limit.tolist(), z.tolist())
@@ -167,10 +166,10 @@ class SensorScorer:
         rows = self._rows(list(host_ips), t_ms)
         x = np.zeros(self.h1.rows)
         x[rows] = host_bytes
-        hp, hmean, _ = self.h1.score(x, t_ms)
-        hlo, hhi = self.h1.band(t_ms)
+        h1 = self.h1.score(x, t_ms)
+        hp, hmean, hlo, hhi = h1.p, h1.expected, h1.low, h1.high
         hs2 = self.h2.update(hp) if self.h2.logodds.size else np.zeros(0)
-        self.h1.update(x, t_ms, hp)
+        self.h1.learn(x, t_ms, hp)
         ip_of = {r: ip for ip, r in self.hosts.items()}
         hot = [r for r in np.nonzero((hp < 0.01) | (hs2 > -1.0))[0].tolist() if r in ip_of]
         hcols = zip(hot, np.asarray(surprise(hp[hot])).tolist() if hot else [], hs2[hot].tolist(), x[hot].tolist(),

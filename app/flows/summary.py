@@ -53,10 +53,6 @@ class Home:
         return hit
 
 
-def is_failed(proto: int, flags: int) -> bool:
-    return proto == 6 and bool(flags & SYN) and not flags & ACK
-
-
 @dataclass
 class Summary:
     """One sensor's window on one or more partitions; ``merge`` adds another partition's."""

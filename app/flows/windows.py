@@ -56,7 +56,7 @@ from collections.abc import Iterable, Mapping
 
 from app.flows import ranges
 from app.flows.clock import NEVER, SensorClock
-from app.records import (END_ACTIVE_TIMEOUT, END_FORCED, SEP, FlowsRows, batches,
+from app.records import (DAY_MS, END_ACTIVE_TIMEOUT, END_FORCED, SEP, FlowsRows, batches,
                           flow_ids, id_text, late_id_text, record_json, source_block, source_sensor,
                           watermark_key)
 from app.records import source as source_of
@@ -146,7 +146,7 @@ class Merger:
     ``max_open_flows``: the open flows this worker holds at most, over its partitions."""
 
     def __init__(self, window_ms: int, lateness_ms: int, idle_flush_ms: int, retention_ms: int = 600_000,
-                 home: Home | None = None, hold_ms: int = 60_000, max_jump_ms: int = 86_400_000,
+                 home: Home | None = None, hold_ms: int = 60_000, max_jump_ms: int = DAY_MS,
                  live_idle_ms: int = 600_000, max_open_flows: int = 2_000_000):
         self.window_ms = window_ms
         self.lateness_ms = lateness_ms

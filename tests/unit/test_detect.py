@@ -43,7 +43,7 @@ def test_day_of_week():
 def test_welford_mean_variance_and_three_sigma():
     w = Welford(1)
     for v in (1.0, 2.0, 3.0, 4.0):
-        w.update(np.array([v]))
+        w.learn(np.array([v]))
     assert w.mean[0] == 2.5
     assert w.sd()[0] == pytest.approx(math.sqrt(5 / 3))
     limit = 2.5 + 3 * math.sqrt(5 / 3)
@@ -56,9 +56,9 @@ def test_seasonal_slot_rate_with_forgetting():
     cfg = SeasonalConfig(memory=2.0, level_memory=1e12, min_weight=1.0, day_types=1)   # g = 1/2
     m = Seasonal(1, cfg)
     for _ in range(40):
-        m.update(np.array([100.0]), MON)
+        m.learn(np.array([100.0]), MON)
     assert m.predict(MON)[0][0] == pytest.approx(100.0)          # a -> 200, b -> 2
-    m.update(np.array([200.0]), MON)                              # a = 100 + 200, b = 1 + 1
+    m.learn(np.array([200.0]), MON)                              # a = 100 + 200, b = 1 + 1
     assert m.predict(MON)[0][0] == pytest.approx(150.0)
     assert np.isnan(Seasonal(1, cfg).predict(MON)[0][0])          # no history: no prediction
     other = MON + 12 * 3_600_000                                  # another slot borrows the row's mean
@@ -69,14 +69,14 @@ def test_seasonal_clips_events_and_scores_them():
     cfg = SeasonalConfig(memory=2.0, level_memory=1e12, min_weight=1.0, day_types=1)
     m = Seasonal(1, cfg)
     for i in range(200):
-        m.update(np.array([100.0 + (i % 3 - 1) * 10]), MON)
-    p, mean, k = m.score(np.array([100.0]), MON)
-    assert p[0] > 0.3
-    p, mean, k = m.score(np.array([1000.0]), MON)
+        m.learn(np.array([100.0 + (i % 3 - 1) * 10]), MON)
+    assert m.score(np.array([100.0]), MON).p[0] > 0.3
+    pred = m.score(np.array([1000.0]), MON)
+    p = pred.p
     assert p[0] < 1e-6
-    hi = m.band(mean, k)[1][0]
+    hi = pred.high[0]
     before = m.a[0, 0, 0], m.b[0, 0, 0]
-    m.update(np.array([1000.0]), MON, p)                          # learnt as the top of the band only
+    m.learn(np.array([1000.0]), MON, p)                          # learnt as the top of the band only
     assert m.a[0, 0, 0] == pytest.approx(before[0] / 2 + hi)
     assert m.b[0, 0, 0] == pytest.approx(before[1] / 2 + 1)
 
@@ -85,7 +85,7 @@ def test_seasonal_keeps_weekday_and_weekend_apart():
     m = Seasonal(1, SeasonalConfig(min_weight=1.0, level_memory=1e12))
     for day in range(14):
         t = MON + day * 86_400_000
-        m.update(np.array([10.0 if day % 7 >= 5 else 100.0]), t)
+        m.learn(np.array([10.0 if day % 7 >= 5 else 100.0]), t)
     assert m.predict(MON + 14 * 86_400_000)[0][0] == pytest.approx(100.0)
     assert m.predict(MON + 19 * 86_400_000)[0][0] == pytest.approx(10.0)
 
@@ -94,21 +94,21 @@ def test_state_round_trip_scores_the_same():
     m = Seasonal(2)
     rng = np.random.default_rng(1)
     for i in range(300):
-        m.update(rng.poisson(50, 2).astype(float), MON + i * W)
+        m.learn(rng.poisson(50, 2).astype(float), MON + i * W)
     m2 = Seasonal.from_state(json.loads(json.dumps(m.state())))
     x = np.array([70.0, 40.0])
-    assert np.allclose(m.score(x, MON + 301 * W)[0], m2.score(x, MON + 301 * W)[0])
+    assert np.allclose(m.score(x, MON + 301 * W).p, m2.score(x, MON + 301 * W).p)
 
 
 def test_log_seasonal_ignores_small_values_and_flags_big_ones():
     m = LogSeasonal(2)
     rng = np.random.default_rng(2)
     for i in range(24 * 12 * 4):
-        m.update(np.array([rng.lognormal(14, 0.3), rng.lognormal(8, 1.0)]), MON + i * W)
+        m.learn(np.array([rng.lognormal(14, 0.3), rng.lognormal(8, 1.0)]), MON + i * W)
     t = MON + 24 * 12 * 4 * W
-    p, _, _ = m.score(np.array([math.exp(14), 5e5]), t)
+    p = m.score(np.array([math.exp(14), 5e5]), t).p
     assert p[0] > 0.2 and p[1] == 1.0                              # row 1: below the 1 MB minimum
-    p, _, _ = m.score(np.array([math.exp(14) * 20, 3e7]), t)
+    p = m.score(np.array([math.exp(14) * 20, 3e7]), t).p
     assert p[0] < 1e-6 and p[1] < 1e-6
 
 
@@ -267,3 +267,33 @@ def test_host_rows_match_one_by_one_eviction_of_the_longest_silent(windows):
         assert sc._rows(ips, t).tolist() == [want[ip] for ip in ips]
         assert sc.hosts == hosts and sc.seen_ms == seen
         assert sc.h1.rows == len(hosts)
+
+
+@pytest.mark.parametrize("make", [lambda: Welford(2), lambda: Seasonal(2), lambda: LogSeasonal(2)])
+def test_every_detector_keeps_the_one_protocol(make):
+    """Score a window, learn it, and say the same of the next as a restored copy does."""
+    from app.detect.models import Detector, Prediction
+
+    det = make()
+    assert isinstance(det, Detector)
+    rng = np.random.default_rng(3)
+    for i in range(24 * 12 * 3):
+        x = rng.lognormal(15, 0.2, 2)
+        pred = det.score(x, MON + i * W)
+        assert isinstance(pred, Prediction) and all(len(np.atleast_1d(f)) == 2 for f in pred)
+        det.learn(x, MON + i * W, pred.p)
+    t = MON + 24 * 12 * 3 * W
+    usual, huge = det.score(np.full(2, math.exp(15)), t), det.score(np.full(2, math.exp(15) * 50), t)
+    assert (usual.p > 0.01).all() and (huge.p < 1e-3).all() and (huge.z > usual.z).all()
+    assert (usual.low <= usual.expected).all() and (usual.expected <= usual.high).all()
+    again = type(det).from_state(json.loads(json.dumps(det.state())))
+    assert np.allclose(again.score(np.full(2, math.exp(15) * 50), t).p, huge.p)
+
+
+def test_persistence_resets_rows_through_its_own_method():
+    f = Persistence(3)
+    for _ in range(6):
+        f.update(np.array([1e-4, 1e-4, 0.5]))
+    assert f.prob[0] > 0.9
+    f.reset_rows(np.array([0]))
+    assert f.prob[0] < 1e-12 and f.prob[1] > 0.9

@@ -58,10 +58,13 @@ def test_every_public_class_has_a_docstring():
     assert not missing, "\n".join(missing)
 
 
-@pytest.mark.parametrize("module", ["app.records", "app.detect.models", "app.detect.attention", "app.flows.clock",
-                                    "app.flows.ranges"])
+SHOWN = ("app.records", "app.detect.models.welford", "app.detect.models.seasonal")
+
+
+@pytest.mark.parametrize("module", [*SHOWN, "app.detect.models.log_seasonal", "app.detect.models.persistence",
+                                    "app.detect.attention", "app.flows.clock", "app.flows.ranges"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.failed == 0
-    if module in ("app.records", "app.detect.models"):
+    if module in SHOWN:
         assert result.attempted > 0, f"{module} should show its use in doctests"
