@@ -6,7 +6,7 @@ has been acknowledged by Kafka. Parts go to the partition of their flow key, one
 message per (chunk, partition), and every partition gets one (empty if need be) that
 carries the chunk's highest capture time.
 
-A block's chunks are dealt over the partitions (:func:`chunk_partition`), so that
+A block's chunks are dealt over the partitions (:func:`app.topics.chunk_partition`), so that
 every worker decodes a share of a large upload. Chunk ``i`` goes to lane ``i mod
 partitions``: lane 0 is the block key's own partition, where its row (the one ingest
 asks for) lives; each other lane keeps a row of its own chunks, and reports each
@@ -18,8 +18,6 @@ import asyncio
 import json
 import logging
 
-from aiokafka.partitioner import DefaultPartitioner
-
 from app.capture import pcap
 from app.flows import decode
 from app.flows import parts as flows
@@ -27,40 +25,12 @@ from app.runtime import progress
 from app.flows import ranges
 from app.flows.clock import robust_top
 from app.main import app, settings
-from agents.gaps import GapFinder
-from agents.send import send_all
-from app.topics import flow_parts, pcap_chunks
+from app.runtime.gaps import GapFinder
+from app.runtime.send import send_all
+from app.topics import block_key, flow_parts, home_partition, pcap_chunks, row_key
 from tables import blocks
 
 log = logging.getLogger(__name__)
-
-
-def block_key(sensor: str, block_id: str) -> str:
-    """Block ids are per sensor: two sensors may send identical bytes. '~' is in neither name."""
-    return f"{sensor}~{block_id}"
-
-
-#: between a block key and its lane in the key of a lane's row; in neither a sensor name nor a block id
-LANE = "@"
-
-
-def home_partition(bkey: str, partitions: int) -> int:
-    """The pcap-chunks partition of every chunk of a block, and so of its ``blocks`` row: the one table
-    routing (GET /v1/blocks) asks: Kafka's default partitioner on the key as the table serializes it (JSON).
-    Hashing the raw key would put the row on another partition."""
-    every = list(range(partitions))
-    return DefaultPartitioner()(blocks.changelog_topic.prepare_key(bkey, None)[0], every, every)
-
-
-def chunk_partition(bkey: str, chunk: int, partitions: int) -> int:
-    """The pcap-chunks partition of a block's chunk: lane ``chunk mod partitions`` from the block's own."""
-    return (home_partition(bkey, partitions) + chunk) % partitions
-
-
-def row_key(bkey: str, chunk: int, partitions: int) -> str:
-    """The ``blocks`` row that remembers a chunk: the block's own for lane 0, else its lane's."""
-    lane = chunk % partitions
-    return bkey if lane == 0 else f"{bkey}{LANE}{lane}"
 
 
 def header_map(headers) -> dict[str, str]:

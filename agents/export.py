@@ -16,6 +16,7 @@ import json
 import time
 
 from app.runtime import progress
+from app.runtime import status as status_registry
 from app.export.netflow import Exporter, parse_collectors
 from app.main import app, settings
 from app.topics import flows
@@ -47,3 +48,6 @@ if settings.netflow_v5 or settings.ipfix:
             exporter.send(records)
             progress.mark("export", records=len(records), datagrams=exporter.datagrams - datagrams,
                           v5_skipped_ipv6=exporter.skipped - skipped)
+
+
+status_registry.register("export", status)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import logging
 
-from agents.gaps import GapFinder
-from agents.send import send_all
+from app.runtime.gaps import GapFinder
+from app.runtime.send import send_all
 from app.runtime import progress
+from app.runtime import status as status_registry
 from app.main import app, settings
 from app.records import END_ACTIVE_TIMEOUT, END_FORCED
 from app.flows.summary import Home
@@ -87,3 +88,6 @@ async def merge_flow_parts(stream):
             await handle(p, m.value, m.timestamp_ms)
         await handle(p, event.value, int(round(event.message.timestamp * 1000)))
         gaps.processed(p, offset)
+
+
+status_registry.register("flows", status)

@@ -13,18 +13,18 @@ import json
 import logging
 from collections import defaultdict
 
-from agents.gaps import GapFinder
-from agents.send import send_all
+from app.runtime.gaps import GapFinder
+from app.runtime.send import send_all
 from app.records import DAY_MS, ScoringRows, entity_key
 from app.runtime import progress
+from app.runtime import status as status_registry
 from app.main import app, settings
 from app.flows.complete import Completer
-from app.detect.scorer import ScoreConfig, SensorScorer
+from app.detect.scorer import ScoreConfig, SensorScorer, scored
 from app.topics import actions, alerts, anomalies, window_summaries
 from tables import scoring
 
 log = logging.getLogger(__name__)
-PLACEBO = "placebo"
 CONFIG = ScoreConfig(settings.window_ms, budget_per_day=settings.alert_budget,
                      suppress_ms=settings.alert_suppress_s * 1000, hard_cap_per_day=settings.alert_cap,
                      host_capacity=settings.host_capacity)
@@ -124,7 +124,7 @@ async def handle(value: dict, raw: bytes | None = None) -> None:
     states: dict[str, SensorScorer] = {}
     sends = []
     for sensor, w, summary in done:
-        if sensor == PLACEBO:
+        if not scored(sensor):
             continue
         key = ScoringRows.SENSOR + sensor
         states[key] = _scorer(sensor)
@@ -222,3 +222,6 @@ if settings.scoring:
             expire_suppressions(at_ms)
             for key, row in suppress_rows(event.value, at_ms).items():
                 scoring[key] = row
+
+
+status_registry.register("scoring", status)

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def apply(records: list[dict]) -> int:
     """Sign-outs among ``records`` (the actions topic), told to the keyring; how many."""
-    from web.security import keyring
+    from app.runtime.keys import keyring
     n = 0
     for r in records:
         if isinstance(r, dict) and r.get("action") == "logout" and isinstance(r.get("name"), str) \

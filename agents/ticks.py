@@ -4,7 +4,7 @@ partition every few seconds.
 Tables can only be written inside stream iteration, so idle flushing and row
 expiry ride on these ticks through merge_flow_parts. On both topics a tick also
 lets an agent notice messages the stream skipped at the end of a partition
-(agents/gaps.py), which no later message would reveal.
+(app/runtime/gaps.py), which no later message would reveal.
 """
 from __future__ import annotations
 

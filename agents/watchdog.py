@@ -15,6 +15,7 @@ import time
 
 from app.main import app
 from app.runtime import compat
+from app.runtime import status as status_registry
 
 log = logging.getLogger(__name__)
 STUCK_S = 60.0
@@ -78,3 +79,14 @@ async def producer_watchdog() -> None:
     log.error("producer batches stuck for more than %.0f s: %s; in flight to nodes %s; muted %s; "
               "metadata update pending: %s\n%s", STUCK_S, "; ".join(lines), waits["in_flight"], waits["muted"],
               waits["metadata_pending"], buf.getvalue())
+
+
+status_registry.register("producer", status)
+
+
+def _kafka() -> dict:
+    reachable, ago = kafka_reachable()
+    return {"reachable": reachable, "last_answer_s_ago": ago}
+
+
+status_registry.register("kafka", _kafka)

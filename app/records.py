@@ -28,6 +28,9 @@ from numba import njit
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 NAME = re.compile(NAME_PATTERN)
 
+#: The sensor name of the synthetic uploads every deployment makes (agents/placebo.py); never scored.
+PLACEBO = "placebo"
+
 #: Capture times are milliseconds since the epoch (UTC); a day of them.
 DAY_MS = 86_400_000
 

@@ -27,7 +27,10 @@
 """
 from __future__ import annotations
 
+from aiokafka.partitioner import DefaultPartitioner
+
 from app.main import app, settings
+from app.records import source
 
 _big = {"max.message.bytes": str(settings.chunk_bytes + (1 << 20))}
 _n = settings.partitions
@@ -54,3 +57,35 @@ alerts = app.topic(_pre + "alerts", key_type=bytes, key_serializer="raw", value_
 actions = app.topic(_pre + "actions", key_type=bytes, key_serializer="raw", value_serializer="json",
                     partitions=1, internal=True)
 ALL = (actions, pcap_chunks, flow_parts, flows, window_summaries, anomalies, alerts, heartbeats)
+
+
+# -- partitioning rules: where a block's chunks go (flow parts go to the partition of their flow key,
+#    app.records.partition_for)
+
+#: A block's key (``sensor~block``): block ids are per sensor, two sensors may send identical bytes.
+block_key = source
+
+
+#: between a block key and its lane in the key of a lane's row; in neither a sensor name nor a block id
+LANE = "@"
+
+
+def home_partition(bkey: str, partitions: int) -> int:
+    """The pcap-chunks partition of every chunk of a block, and so of its ``blocks`` row: the one table
+    routing (GET /v1/blocks) asks: Kafka's default partitioner on the key as the table serializes it (JSON).
+    Hashing the raw key would put the row on another partition."""
+    every = list(range(partitions))
+    from tables import blocks   # tables import this module's app
+
+    return DefaultPartitioner()(blocks.changelog_topic.prepare_key(bkey, None)[0], every, every)
+
+
+def chunk_partition(bkey: str, chunk: int, partitions: int) -> int:
+    """The pcap-chunks partition of a block's chunk: lane ``chunk mod partitions`` from the block's own."""
+    return (home_partition(bkey, partitions) + chunk) % partitions
+
+
+def row_key(bkey: str, chunk: int, partitions: int) -> str:
+    """The ``blocks`` row that remembers a chunk: the block's own for lane 0, else its lane's."""
+    lane = chunk % partitions
+    return bkey if lane == 0 else f"{bkey}{LANE}{lane}"

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from faust.web import View
 
-import time
 
-from agents import export as export_agent, flows as flows_agent, placebo, score as score_agent, watchdog
-from app.runtime import compat, progress
+from app.runtime import compat, progress, status
 from app.main import app, settings
 from app.topics import flow_parts, pcap_chunks
 
@@ -38,7 +36,7 @@ async def consumer_lag() -> dict[str, int] | None:
 
 def producer_connected() -> bool:
     """Faust's producer started, and the Kafka client's sender task alive."""
-    p = watchdog.kafka_producer()
+    p = compat.kafka_producer(app)
     if p is None:
         return False
     return bool(app.producer.started and compat.sender_alive(p))
@@ -58,7 +56,7 @@ class Readyz(View):
         reasons = []
         if not producer_connected():
             reasons.append("producer not connected")
-        if not watchdog.kafka_reachable()[0]:
+        if not status.read("kafka").get("reachable"):
             reasons.append("Kafka does not answer")
         if app.rebalancing:
             reasons.append("rebalancing")
@@ -74,19 +72,20 @@ class Health(View):
     """GET /v1/health: what this worker and the pipeline did lately, per component and per sensor."""
     async def get(self, request):
         connected = producer_connected()
-        reachable, ago = watchdog.kafka_reachable()
+        kafka = status.read("kafka")
+        reachable, ago = kafka.get("reachable", False), kafka.get("last_answer_s_ago")
         assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.assignor.assigned_actives())
         body = {
             "kafka": {"producer_connected": connected, "reachable": reachable, "last_answer_s_ago": ago,
                       "rebalancing": bool(app.rebalancing)},
             "assigned": assigned,
             "lag": await consumer_lag(),
-            "flows": flows_agent.status(),
-            "scoring": score_agent.status(),
-            "producer": watchdog.status(),
-            "export": export_agent.status(),
+            "flows": status.read("flows"),
+            "scoring": status.read("scoring"),
+            "producer": status.read("producer"),
+            "export": status.read("export"),
             "progress": progress.snapshot(),
-            "placebo": placebo.state.status(time.time()),
+            "placebo": status.read("placebo"),
         }
         ok = connected and reachable and not app.rebalancing
         return self.json({"status": "ok" if ok else "degraded", **body}, status=200 if ok else 503)

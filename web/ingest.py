@@ -23,17 +23,15 @@ from aiohttp.http_exceptions import HttpProcessingError
 import numpy as np
 from aiokafka.errors import KafkaError
 
-from agents.watchdog import kafka_producer
 from faust.web import View
 
 from app.capture import pcap
 from app.flows import decode
 from app.records import NAME
-from app.runtime import progress
+from app.runtime import compat, progress
 from app.flows import ranges
 from app.main import app, settings
-from app.topics import flow_parts, pcap_chunks
-from agents.decode import block_key, chunk_partition
+from app.topics import block_key, chunk_partition, flow_parts, pcap_chunks
 from tables import blocks
 from web import security  # attributes used at call time: security imports the app, which imports us
 
@@ -251,7 +249,7 @@ class Blocks(View):
         try:
             # routing hashes the key over the changelog's partitions: the producer must know them,
             # and it does not until it has sent to that topic or asked for it
-            producer = kafka_producer()
+            producer = compat.kafka_producer(app)
             if producer is None:
                 raise ConnectionError("the producer has not started")
             await producer.partitions_for(blocks.changelog_topic.get_topic_name())

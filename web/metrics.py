@@ -15,10 +15,9 @@ the sensor's clock, not scored) and ``flowsight_sensor_scored_windows_total``.
 from __future__ import annotations
 
 import re
-import time
 
-from agents import flows as flows_agent, placebo, score as score_agent, watchdog
 from app.runtime import progress
+from app.runtime import status as status_registry
 
 _BAD = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -44,25 +43,25 @@ def families() -> dict[str, tuple[str, list[tuple[dict, float]]]]:
                 add(_name(base, "last_progress_seconds_ago"), "gauge", value, labels)
             else:
                 add(_name(base, key), "counter", value, labels)
-    status = flows_agent.status()
-    for p, n in status["open_windows"].items():
+    status = status_registry.read("flows")
+    for p, n in status.get("open_windows", {}).items():
         add(_name("open_windows"), "gauge", n, {"partition": p})
-    add(_name("open_flows"), "gauge", status["open_flows"])
-    add(_name("windows_closed_early"), "counter", status["windows_closed_early"])
-    for sensor, clock in sorted(status["sensors"].items()):
+    add(_name("open_flows"), "gauge", status.get("open_flows", 0))
+    add(_name("windows_closed_early"), "counter", status.get("windows_closed_early", 0))
+    for sensor, clock in sorted(status.get("sensors", {}).items()):
         if clock["watermark_ms"] is not None:
             add(_name("sensor_watermark_timestamp_seconds"), "gauge", clock["watermark_ms"] / 1000,
                 {"sensor": sensor})
         add(_name("sensor_clock_jumps_held"), "gauge", clock["held_jumps"], {"sensor": sensor})
-    for sensor, m in sorted(score_agent.status()["models"].items()):
+    for sensor, m in sorted(status_registry.read("scoring").get("models", {}).items()):
         if "late_records" in m:
             add(_name("sensor_late_records"), "counter", m["late_records"], {"sensor": sensor})
             add(_name("sensor_ahead_records"), "counter", m["ahead_records"], {"sensor": sensor})
             add(_name("sensor_scored_windows"), "counter", m["scored_windows"], {"sensor": sensor})
-    w = watchdog.status()
-    add(_name("producer_oldest_batch_seconds"), "gauge", w["oldest_batch_s"])
-    add(_name("producer_stuck_batches"), "gauge", w["stuck_batches"])
-    add(_name("placebo_passing"), "gauge", 1 if placebo.state.status(time.time()).get("passing") else 0)
+    w = status_registry.read("producer")
+    add(_name("producer_oldest_batch_seconds"), "gauge", w.get("oldest_batch_s", 0.0))
+    add(_name("producer_stuck_batches"), "gauge", w.get("stuck_batches", 0))
+    add(_name("placebo_passing"), "gauge", 1 if status_registry.read("placebo").get("passing") else 0)
     return out
 
 

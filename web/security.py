@@ -26,15 +26,12 @@ from aiohttp import web, web_protocol, web_server
 from aiohttp.web_runner import AppRunner
 from faust.web.drivers import aiohttp as faust_aiohttp
 
-from app.api.auth import SESSION_COOKIE, AuthError, Keyring, Principal, RateLimiter
+from app.api.auth import SESSION_COOKIE, Principal, RateLimiter
 from app.main import settings
 
 log = logging.getLogger(__name__)
 
-try:
-    keyring = Keyring.load(settings.sensor_tokens, settings.api_tokens, settings.cluster_secret_file)
-except AuthError as exc:
-    raise SystemExit(f"flowsight: {exc}") from None
+from app.runtime.keys import keyring, self_url  # noqa: E402,F401  (this worker's keys, and its own URL)
 
 PUBLIC_PATHS = {"/healthz", "/readyz", "/openapi.json", "/", "/v1/login", "/v1/logout", "/favicon.ico"}
 PUBLIC_PREFIXES = ("/ui/",)
@@ -145,17 +142,6 @@ def client_ssl() -> ssl.SSLContext | bool:
     ctx = ssl.create_default_context()
     ctx.load_verify_locations(settings.tls_cert)
     return ctx
-
-
-def self_url(path: str) -> tuple[str, dict]:
-    """URL and request options for a worker's request to its own web server."""
-    scheme = "https" if settings.tls_cert else "http"
-    opts: dict = {"headers": {"Authorization": f"Bearer {keyring.cluster_secret}"}}
-    if settings.tls_cert:
-        ctx = ssl.create_default_context(cafile=settings.tls_cert)
-        ctx.check_hostname = False  # our own certificate, pinned; it names the public host, not 127.0.0.1
-        opts["ssl"] = ctx
-    return f"{scheme}://127.0.0.1:{settings.web_port}{path}", opts
 
 
 class _BadRequestsQuiet(logging.Filter):

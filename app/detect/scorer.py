@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.records import DAY_MS
-from app.records import alert_id, entity_key
+from app.records import PLACEBO, alert_id, entity_key
 from app.detect.attention import Attention, AttentionConfig, calibrate
 from app.detect.models import LogSeasonal, Persistence, Seasonal, Welford, combine, surprise
 from app.flows.summary import METRICS, Summary
@@ -40,6 +40,12 @@ FAMILIES = ("traffic", "host-bytes")
 SERIES = 36
 RUNGS = ("L0", "L1", "L2")
 DEFAULT_THRESHOLDS = {"L0": 3.0, "L1": 8.0, "L2": 4.0}
+
+
+def scored(sensor: str) -> bool:
+    """Whether a sensor's windows are scored: every sensor's but the placebo's (its synthetic traffic says
+    nothing of the site, and would teach the models nothing)."""
+    return sensor != PLACEBO
 
 
 @dataclass(frozen=True)

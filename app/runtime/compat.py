@@ -14,7 +14,7 @@ what it installed and warns of a version it was not written for):
   :func:`sender_alive`, :func:`pending_batches`, :func:`sender_state`) and of a
   consumer's metadata (:func:`partitions_of`), for health and the watchdog;
 - **skipped offsets**: faust-streaming 0.15.x acknowledges messages fetched
-  under an older consumer generation without processing them; agents/gaps.py
+  under an older consumer generation without processing them; app/runtime/gaps.py
   finds and reads them again (a guard that costs nothing when nothing is
   skipped, so it is always on).
 

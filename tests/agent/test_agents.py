@@ -68,18 +68,18 @@ def test_a_blocks_partition_is_the_one_get_blocks_is_routed_to(faust_app):
     """A block's own row (the one ingest asks for) lives where table routing looks for it."""
     from aiokafka.partitioner import DefaultPartitioner
 
-    from agents import decode as decode_agent
+    from app import topics
     from tables import blocks
 
     n = faust_app.conf.topic_partitions
     keys = [f"tap~blk{i}" for i in range(64)]
-    homes = [decode_agent.home_partition(k, n) for k in keys]
+    homes = [topics.home_partition(k, n) for k in keys]
     routed = [DefaultPartitioner()(faust_app.router._get_serialized_key(blocks, k), list(range(n)), list(range(n)))
               for k in keys]
     assert homes == routed
     raw = [DefaultPartitioner()(k.encode(), list(range(n)), list(range(n))) for k in keys]
     assert raw != routed   # the raw key's partition, where the row used to be written, is another one
-    assert [decode_agent.chunk_partition(keys[0], i, n) for i in range(n + 1)] == \
+    assert [topics.chunk_partition(keys[0], i, n) for i in range(n + 1)] == \
         [(homes[0] + i) % n for i in range(n)] + [homes[0]]
 
 
@@ -87,11 +87,12 @@ async def test_a_chunk_of_another_lane_is_remembered_there_and_reported_to_the_b
     """Chunk 9 of 16 (8 partitions: lane 1) is decoded on the partition after the block's own, kept in
     that lane's row, and reported done to the block's row, which ingest reads; a redelivery reports again."""
     from agents import decode as decode_agent
+    from app import topics
     from tables import blocks
 
     n = faust_app.conf.topic_partitions
     data = sample_chunk()
-    home = decode_agent.home_partition("tap~blk2", n)
+    home = topics.home_partition("tap~blk2", n)
     headers = {"block": b"blk2", "sensor": b"tap", "chunk": b"9", "chunks": b"16", "sha256": b"ab"}
     parts_send = AsyncMock(side_effect=lambda **kw: acked())
     chunk_send = AsyncMock(side_effect=lambda **kw: acked())
@@ -107,7 +108,7 @@ async def test_a_chunk_of_another_lane_is_remembered_there_and_reported_to_the_b
                             partition=report["partition"])
     parts = [p for c in parts_send.call_args_list for p in json.loads(c.kwargs["value"])["parts"]]
     assert sum(p[2] for p in parts) == 13                  # decoded once
-    assert blocks[f"tap~blk2{decode_agent.LANE}1"]["done"] == [[9, 9]]
+    assert blocks[f"tap~blk2{topics.LANE}1"]["done"] == [[9, 9]]
     assert [(c.kwargs["partition"], c.kwargs["key"], dict(c.kwargs["headers"])["done"])
             for c in chunk_send.call_args_list] == [(home, b"tap~blk2", b"1")] * 2
     assert blocks["tap~blk2"]["done"] == [[9, 9]] and blocks["tap~blk2"]["chunks"] == 16
@@ -139,7 +140,7 @@ async def test_merge_emits_closed_windows_and_skips_replays(faust_app):
 
 
 async def test_gap_finder_fetches_what_the_stream_skipped(faust_app):
-    from agents.gaps import GapFinder, Missed
+    from app.runtime.gaps import GapFinder, Missed
 
     g = GapFinder("t")
     read = AsyncMock(side_effect=lambda p, start, end: [Missed(p, o, None, b"{}", [], 0) for o in range(start, end)])

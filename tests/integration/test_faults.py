@@ -168,7 +168,7 @@ async def test_kill_9_of_the_worker_a_block_was_just_sent_to_loses_nothing(deplo
     import hashlib
 
     import app.main  # noqa: F401  (agents import the app first)
-    from agents.decode import block_key, home_partition
+    from app.topics import block_key, home_partition
     from tests.integration.test_pipeline import health
 
     settings = {"FLOWSIGHT_SESSION_TIMEOUT_S": "8", "FLOWSIGHT_CHUNK_BYTES": str(256 * 1024)}

@@ -71,7 +71,7 @@ async def test_a_long_poll_ends_by_its_timeout_whatever_the_kafka_client_does(mo
     import time
 
     from app.main import app  # noqa: F401  (settings and routes, as the worker loads them)
-    from web import egress
+    from app.runtime import egress
 
     class Stuck:
         def __init__(self, **kw):
