@@ -1,11 +1,13 @@
 """The placebo's round trip, matched per upload: each synthetic upload must come back at egress, whole.
 
-Comparing cumulative counts cannot see a lost upload: the packets of fresh uploads that already came back
-make up for it. So every upload is known by its block id, and every record that comes back is credited to
-the block ids it names (a flow that spans two uploads names both). An upload is *due* once its windows must
-have closed; the round trip passes when every due upload was named by a record and the packets credited to
-due uploads equal the packets they carried (a record that also names an upload not yet due waits for it). Repeated records (same flowId, after a worker's crash) count
-once.
+Comparing cumulative counts cannot see a lost upload: the packets of fresh
+uploads that already came back make up for it. So every upload is known by its
+block id, and every record that comes back is credited to the block ids it names
+(a flow that spans two uploads names both). An upload is *due* once its windows
+must have closed; the round trip passes when every due upload was named by a
+record and the packets credited to due uploads equal the packets they carried (a
+record that also names an upload not yet due waits for it). Repeated records
+(same flowId, after a worker's crash) count once.
 
 >>> rt = RoundTrip()
 >>> rt.sent(0.0, "p-1", 60); rt.sent(0.0, "p-2", 60)
