@@ -25,6 +25,7 @@ from app.runtime import progress
 from app.flows import ranges
 from app.flows.clock import robust_top
 from app.main import app, settings
+from app.records import MESSAGE_VERSIONS
 from app.runtime.gaps import GapFinder
 from app.runtime.send import send_all
 from app.topics import block_key, flow_parts, home_partition, pcap_chunks, row_key
@@ -60,11 +61,12 @@ async def _remember(app_, assigned, **kwargs) -> None:
 
 def chunk_messages(block: str, chunk: int, sensor: str, chunks: int, by_partition: dict[int, list]) -> list[tuple]:
     """One flow-parts message per partition for a chunk: its parts there (maybe none), the chunk's highest
-    capture time (None without parts; a lone damaged stamp left out, app/clock.py), its packets and its
+    capture time (None without parts; a lone damaged stamp left out, app/flows/clock.py), its packets and its
     block's chunk count."""
     top = robust_top([part[5] for items in by_partition.values() for part in items], settings.max_clock_jump_s * 1000)
     n = sum(part[2] for items in by_partition.values() for part in items)
-    head = {"block": block, "chunk": chunk, "sensor": sensor, "top": top, "n": n, "chunks": chunks}
+    head = {"block": block, "chunk": chunk, "sensor": sensor, "top": top, "n": n, "chunks": chunks,
+            "v": MESSAGE_VERSIONS["flow-parts"]}
     return [(flow_parts, block.encode(), json.dumps({**head, "parts": by_partition.get(p, [])}).encode(), p)
             for p in range(settings.partitions)]
 

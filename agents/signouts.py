@@ -3,7 +3,7 @@
 POST /v1/logout (web/dashboard.py) writes ``{"action": "logout", "name", "at_ms"}`` to topic ``actions``.
 Every worker (not only the leader) follows that topic from its beginning with a consumer of its own (no
 group), so a worker that restarts learns every sign-out again from Kafka, and voids the sessions issued
-before it (app/auth.py).
+before it (app/api/auth.py).
 """
 from __future__ import annotations
 

@@ -271,22 +271,24 @@ def record_key(rec: dict) -> tuple:
 #: limit is 1 MB; one record is about 500 bytes, more when it names many blocks).
 BATCH_RECORDS = 500
 BATCH_BYTES = 512 * 1024
-#: The version of each JSON message Flowsight writes (its ``"v"``; absent: version 1).
-MESSAGE_VERSIONS = {"flows": 1, "flow-parts": 1, "window-summaries": 1, "anomalies": 1, "alerts": 1,
-                    "actions": 1, "heartbeats": 1}
+#: The version of each message Flowsight writes, carried as its ``"v"`` (flows batches, window-summaries,
+#: flow-parts) or header ``v`` (pcap-chunks); a message without one is version 1. A reader accepts the
+#: versions it knows and the one before; a change of shape bumps the number here.
+MESSAGE_VERSIONS = {"flows": 1, "flow-parts": 1, "window-summaries": 1, "pcap-chunks": 1}
+_BATCH_HEAD = '{"v":%d,"records":[' % MESSAGE_VERSIONS["flows"]
 
 
 def batches(records: list[str]) -> list[bytes]:
-    """Messages of the flows topic, ``{"records": [...]}``, from records as JSON text: at most
+    """Messages of the flows topic, ``{"v": 1, "records": [...]}``, from records as JSON text: at most
     :data:`BATCH_RECORDS` records and about :data:`BATCH_BYTES` each (a record naming many blocks is long)."""
     out, start, size = [], 0, 0
     for i, rec in enumerate(records):
         if i > start and (i - start >= BATCH_RECORDS or size + len(rec) > BATCH_BYTES):
-            out.append(('{"records":[' + ",".join(records[start:i]) + "]}").encode())
+            out.append((_BATCH_HEAD + ",".join(records[start:i]) + "]}").encode())
             start, size = i, 0
         size += len(rec) + 1
     if start < len(records):
-        out.append(('{"records":[' + ",".join(records[start:]) + "]}").encode())
+        out.append((_BATCH_HEAD + ",".join(records[start:]) + "]}").encode())
     return out
 
 

@@ -71,7 +71,7 @@ class Settings:
     max_clock_jump_s: int = 86400
     #: Largest pcap chunk produced to Kafka, in bytes.
     chunk_bytes: int = 8 * 1024 * 1024
-    #: Freed memory a worker keeps for reuse, in MiB, instead of giving it back to the kernel (app/memory.py);
+    #: Freed memory a worker keeps for reuse, in MiB, instead of giving it back to the kernel (app/runtime/memory.py);
     #: 0 leaves the C library's defaults.
     malloc_keep_mb: int = 128
     #: Largest upload accepted, in bytes.

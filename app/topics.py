@@ -13,14 +13,14 @@
 |                |                          | flow keys (maybe none); ``{announce, block,      |
 |                |                          | sensor, chunks, top}`` from ingest; or a tick    |
 | flows          | ``window|partition``     | ``{records: [...]}``: up to 500 flow records with   |
-|                | (``late|partition``)     | IPFIX names (app/flows.py) of one closed window  |
+|                | (``late|partition``)     | IPFIX names (app/flows/parts.py) of one closed window  |
 | window-summaries | ``window|partition``,  | ``{window, partition, sensors: {s: Summary}}`` of one |
 |                | ``frontier|partition``,  | closed (sensor, window) (``ahead``: far ahead of the |
 |                | ``late|partition``       | clock, not scored); ``{frontier, partition, sensor}``: |
 |                |                          | the sensor's windows closed up to there; ``{late,  |
 |                |                          | sensor, window, partition, source, chunk}``: late  |
-|                |                          | records (app/windows.py; one partition)           |
-| anomalies      | sensor                   | every scored window over a threshold (app/score.py) |
+|                |                          | records (app/flows/windows.py; one partition)           |
+| anomalies      | sensor                   | every scored window over a threshold (app/detect/scorer.py) |
 | alerts         | sensor                   | what attention control lets through              |
 | actions        | alert id or entity       | ``ack`` of an alert, ``suppress`` of an entity (one partition) |
 | heartbeats     | worker address           | ``{worker, at_ms, progress: {component: {...}}}`` |

@@ -5,7 +5,7 @@
 #
 # For each tool it reports the median of 3 runs of CPU-seconds (user + sys, process
 # start-up included), packets per CPU-second, and peak RSS. Two captures are made by
-# the project's seeded generator (app/synth.py):
+# the project's seeded generator (app/capture/synth.py):
 #   mixed.pcap  200k conversations, 60k inside + 60k outside hosts, 10% IPv6, 10% VLAN
 #   small.pcap  the same traffic shape over 300 inside + 300 outside hosts, because
 #               tcpdump's printed-address cache degrades badly with tens of thousands

@@ -2,10 +2,10 @@
 
 Run through bench/e2e.sh (it installs the peer tools). What it does:
 
-1. Generates SIZE_MB of mixed traffic as files of about 100 MB (app/synth.py, seeded; 2,000 inside and
+1. Generates SIZE_MB of mixed traffic as files of about 100 MB (app/capture/synth.py, seeded; 2,000 inside and
    2,000 outside hosts, 10% IPv6, 10% 802.1Q), each file the next 10 minutes of capture time.
 2. Starts one Kafka broker, then for N = 1 and 2 workers (each with its own data folder and port, fresh
-   topics): ships every file with the project's shipper (app/ship.py: PUT, block id per file), several
+   topics): ships every file with the project's shipper (app/cli/ship.py: PUT, block id per file), several
    files in flight spread over the workers, and reads the flows topic until every packet of the
    generator's truth is in a flow record (flowId-deduplicated). Records: wall time, CPU-seconds of each
    worker process and of the broker (/proc/PID/stat), each worker's peak RSS (VmHWM), Kafka messages

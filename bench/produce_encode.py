@@ -1,11 +1,11 @@
-"""Encoding one produce request of pcap chunks: aiokafka's schema against app/kafka_wire.py.
+"""Encoding one produce request of pcap chunks: aiokafka's schema against app/runtime/compat.py.
 
     .venv/bin/python bench/produce_encode.py [BATCH_MIB] [REQUESTS]
 
 A request of one 8 MiB record batch (a chunk) and a small one, as a worker sends to
 pcap-chunks; prints the milliseconds per request of each encoding and of one plain
 copy of the same bytes, and the peak of memory allocated while encoding. Memory is
-kept for reuse as in a worker (app/memory.py); without it, every megabyte buffer is
+kept for reuse as in a worker (app/runtime/memory.py); without it, every megabyte buffer is
 mapped and faulted in anew, and aiokafka's encoding takes several times longer.
 """
 from __future__ import annotations

@@ -9,7 +9,7 @@
                 that whole message, when all its parts are of that window);
                 ``"c|partition|window_ms|sensor"`` -> ``{"closed_ms": when it closed (message time),
                 "a": {"sensor~block": [[lo, hi], ...]} chunks applied}`` for a closed window of a sensor
-                (app/windows.py; an older version wrote ``"c|partition|window_ms"`` for every sensor at once)
+                (app/flows/windows.py; an older version wrote ``"c|partition|window_ms"`` for every sensor at once)
 ``export_marks`` ``"p<partition>"`` -> when export to collectors began on that flows partition (ms; agents/export.py)
 ``watermarks``  ``"p<partition>|sensor"`` -> :meth:`app.flows.clock.SensorClock.to_json`, that sensor's capture clock
                 on the partition: highest capture time, flushed floor, blocks in flight, a jump held as damaged

@@ -27,7 +27,7 @@ from faust.web import View
 
 from app.capture import pcap
 from app.flows import decode
-from app.records import NAME
+from app.records import MESSAGE_VERSIONS, NAME
 from app.runtime import compat, progress
 from app.flows import ranges
 from app.main import app, settings
@@ -153,7 +153,7 @@ def _orphan_done(task: asyncio.Task) -> None:
 
 async def announce(plan: pcap.Chunks, block_id: str, sensor: str) -> None:
     """Tell every flow-parts partition that a block is coming, and from what capture time, before any of its
-    chunks can reach them: its sensor's clock waits for it (app/clock.py), so a newer upload decoded first
+    chunks can reach them: its sensor's clock waits for it (app/flows/clock.py), so a newer upload decoded first
     (on another worker, say) does not make this one late. A shipper's files come one after another, and
     each is decoded wherever its key falls: one chunk or many, each is announced."""
     if not len(plan) or not len(plan.idx.ts_ns):
@@ -203,7 +203,8 @@ async def produce(plan: pcap.Chunks, block_id: str, sensor: str, sha256: str,
     count = 0
     bkey = block_key(sensor, block_id)
     for chunk in plan:
-        headers = [("block", block_id.encode()), ("sensor", sensor.encode()), ("chunk", str(chunk.index).encode()),
+        headers = [("v", b"%d" % MESSAGE_VERSIONS["pcap-chunks"]), ("block", block_id.encode()),
+                   ("sensor", sensor.encode()), ("chunk", str(chunk.index).encode()),
                    ("chunks", str(len(plan)).encode()), ("sha256", sha256.encode()),
                    ("chunk_bytes", str(plan.chunk_bytes).encode())]
         await slots.acquire()

@@ -1,6 +1,6 @@
 """GET /metrics: Prometheus text format, from Faust's Prometheus sensor and our own collector.
 
-Counters come from every component's progress marks (app/progress.py):
+Counters come from every component's progress marks (app/runtime/progress.py):
 ``flowsight_<component>_<name>_total``, e.g. ``flowsight_ingest_bytes_total``,
 ``flowsight_decode_skipped_truncated_total`` (packets skipped, by reason),
 ``flowsight_flows_by_end_window_closed_total``, ``flowsight_alerts_L2_total``,

@@ -6,7 +6,7 @@ prints the flow records the pipeline would emit for those captures; no broker ne
 
     faust -A app ship FILE [FILE...] [--url URL] [--token-file F] [--sensor NAME] [--remove | --done-dir DIR]
 
-uploads capture files with retries and a stable block id per file (see app/ship.py).
+uploads capture files with retries and a stable block id per file (see app/cli/ship.py).
 
     faust -A app export FILE [FILE...] [--v5 HOST:PORT,...] [--ipfix HOST:PORT,...] [--window S] [--pace S]
 
@@ -15,7 +15,7 @@ replays the flow records of capture files to NetFlow v5 and/or IPFIX collectors 
     faust -A app token NAME --file F [--sensor | --api]
 
 makes a new token for sensor or API client NAME, appends its salted hash to F and prints the token
-once (see app/auth.py). NAME * with --sensor makes a relay token that may upload as any sensor.
+once (see app/api/auth.py). NAME * with --sensor makes a relay token that may upload as any sensor.
 """
 from __future__ import annotations
 

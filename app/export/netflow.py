@@ -1,7 +1,7 @@
 """NetFlow v5 and IPFIX (RFC 7011) encoding of flow records, for the collectors analysts already run.
 
 Pure code (no Faust). Both encoders take the JSON flow records of the pipeline
-(IPFIX information element names, app/flows.py) and return UDP datagrams.
+(IPFIX information element names, app/flows/parts.py) and return UDP datagrams.
 
 **NetFlow v5**: a 24-byte header and up to 30 records of 48 bytes per datagram.
 IPv4 only: an IPv6 record is counted in ``skipped``. v5 carries times as

@@ -21,7 +21,7 @@ The clock's time moves by the chunks' ``top``:
   not move it by itself: it is kept as ``ahead`` until another chunk confirms the
   jump, or the chunk itself carries at least :data:`SUPPORT_PACKETS` packets (a
   whole capture from a sensor whose clock was reset, not one stamped packet).
-  Windows far ahead of the clock are closed but not scored (app/windows.py).
+  Windows far ahead of the clock are closed but not scored (app/flows/windows.py).
 * **Idle flush.** A sensor that sent nothing for a while has ended its capture:
   its open windows are flushed and its watermark moves to the end of the window
   of its last capture time (``floor_ms``), so a later part for those windows is a

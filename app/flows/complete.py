@@ -9,7 +9,7 @@ closed that window and sent its summary of it, if it had flows of it (the
 summary goes out before the frontier that passes it, on the one partition of
 window-summaries). There is no shortcut for idle partitions: a partition says it
 is done with a sensor's windows only through its frontier, which an idle flush
-moves too (app/clock.py). Every decoded chunk reaches every partition, so every
+moves too (app/flows/clock.py). Every decoded chunk reaches every partition, so every
 partition reports on every sensor.
 
 Summaries are kept per (sensor, window, partition), so one sent again (a replay)
@@ -17,7 +17,7 @@ replaces itself and is never counted twice. A complete window is scored once.
 What misses its window's score is counted per sensor, never silently dropped:
 
 * ``late``: records of a window already closed by a partition (a late notice from
-  app/windows.py), or a partition's summary of a window already scored;
+  app/flows/windows.py), or a partition's summary of a window already scored;
 * ``ahead``: records of windows far ahead of the sensor's clock (damaged capture
   times), which are never scored.
 """

@@ -43,7 +43,7 @@ For scoring, each closed (window, sensor) also yields a :class:`~app.flows.summa
 of this partition's records, and the partition reports each sensor's *frontier*
 (its watermark: every window of the sensor ending at or before it is closed here)
 whenever that moves to another window, so that the scorer knows when a window of
-a sensor is complete on every partition (app/complete.py). A window far ahead of
+a sensor is complete on every partition (app/flows/complete.py). A window far ahead of
 its sensor's clock (a damaged timestamp) is closed like any other but marked
 ``ahead``: it is counted, not scored.
 """
@@ -56,12 +56,13 @@ from collections.abc import Iterable, Mapping
 
 from app.flows import ranges
 from app.flows.clock import NEVER, SensorClock
-from app.records import (DAY_MS, END_ACTIVE_TIMEOUT, END_FORCED, SEP, FlowsRows, batches,
+from app.records import (DAY_MS, MESSAGE_VERSIONS, END_ACTIVE_TIMEOUT, END_FORCED, SEP, FlowsRows, batches,
                           flow_ids, id_text, late_id_text, record_json, source_block, source_sensor,
                           watermark_key)
 from app.records import source as source_of
 from app.flows.summary import Home, Summary
 
+SUMMARIES_VERSION = MESSAGE_VERSIONS["window-summaries"]
 #: Window summaries per window-summaries message stay under this (a message holds those of many windows).
 SUMMARY_BYTES = 256 * 1024
 SLICE, CLOSED = FlowsRows.SLICE, FlowsRows.CLOSED
@@ -139,7 +140,7 @@ class Merger:
 
     ``window_ms``: window length (0: one window per flow until the sensor goes idle);
     ``lateness_ms``: capture time a window waits past its end; ``idle_flush_ms``: wall-clock
-    silence that ends a replayed capture (a live sensor waits up to ``live_idle_ms``, app/clock.py);
+    silence that ends a replayed capture (a live sensor waits up to ``live_idle_ms``, app/flows/clock.py);
     ``retention_ms``: how long a closed window is remembered, for replays; ``hold_ms``: how long a
     block in flight may send nothing before it stops holding its sensor's clock; ``max_jump_ms``:
     how far ahead of its sensor's clock a capture time may be before it counts as damaged;
@@ -346,7 +347,8 @@ class Merger:
         plan.emit.append(("window-summaries", f"late{SEP}{p}",
                           {"late": {"records": len(parts), "packets": sum(part[2] for part in parts),
                                     "bytes": sum(part[3] for part in parts)},
-                           "sensor": sensor, "window": w, "partition": p, "source": source, "chunk": chunk}))
+                           "sensor": sensor, "window": w, "partition": p, "source": source, "chunk": chunk,
+                           "v": SUMMARIES_VERSION}))
         return out
 
     def _announce(self, p: int, sensor: str, clock: SensorClock, msg: dict, plan: Plan, now_ms: int) -> Plan:
@@ -378,7 +380,7 @@ class Merger:
         if clock.frontier_sent != state:
             clock.frontier_sent = state
             plan.emit.append(("window-summaries", f"frontier{SEP}{p}",
-                              {"frontier": max(wm, -1), "partition": p, "sensor": sensor}))
+                              {"frontier": max(wm, -1), "partition": p, "sensor": sensor, "v": SUMMARIES_VERSION}))
 
     def on_tick(self, p: int, rows: Mapping | None = None, now_ms: int = 0) -> Plan:
         """Stop holds that ran out, flush the windows of idle sensors, close windows held open far ahead of
@@ -466,7 +468,8 @@ class Merger:
         handles a few messages per chunk, not one per window and partition."""
         if len(summaries) == 1:
             w, summ, ahead = summaries[0]
-            msg = {"window": w, "windowLengthMs": self.window_ms, "partition": p, "sensors": {sensor: summ}}
+            msg = {"window": w, "windowLengthMs": self.window_ms, "partition": p, "sensors": {sensor: summ},
+                   "v": SUMMARIES_VERSION}
             if ahead:
                 msg["ahead"] = True
             plan.emit.append(("window-summaries", f"{w}{SEP}{p}", msg))
@@ -485,4 +488,5 @@ class Merger:
 
     def _emit_summaries(self, p: int, sensor: str, batch: list[list], plan: Plan) -> None:
         plan.emit.append(("window-summaries", f"{batch[0][0]}{SEP}{p}",
-                          {"windows": batch, "windowLengthMs": self.window_ms, "partition": p, "sensor": sensor}))
+                          {"windows": batch, "windowLengthMs": self.window_ms, "partition": p, "sensor": sensor,
+                           "v": SUMMARIES_VERSION}))

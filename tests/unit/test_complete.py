@@ -1,4 +1,4 @@
-"""Whole windows per sensor (app/complete.py), alone and behind the merger of several partitions."""
+"""Whole windows per sensor (app/flows/complete.py), alone and behind the merger of several partitions."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""app/memory.py: freed chunk-sized buffers are reused, not faulted in again."""
+"""app/runtime/memory.py: freed chunk-sized buffers are reused, not faulted in again."""
 from __future__ import annotations
 
 import subprocess
