@@ -16,9 +16,11 @@
 ``scoring``     ``"clock|SENSOR"`` -> :meth:`app.flows.complete.SensorProgress.to_json` (every partition's frontier of
                 the sensor, windows scored, records that missed their score); ``"pending|SENSOR|window|partition"``
                 -> that partition's summary of a window not scored yet: the window-summaries message as it came
-                (``{window, partition, sensors: {SENSOR: Summary}}``); ``"sensor|NAME"`` ->
-                :meth:`app.detect.scorer.SensorScorer.state`; ``"actions"`` -> the analysts' acks and suppressions.
-                Rows of an older version (``completer``, ``pending|window|partition``) are read and rewritten.
+                (``{window, partition, sensors: {SENSOR: Summary}}``); ``"pending|SENSOR|partition|window|batch"``
+                -> a message of many windows' summaries, while any of them waits; ``"sensor|NAME"`` ->
+                :meth:`app.detect.scorer.SensorScorer.state`; ``"suppress|TYPE|ENTITY"`` -> until when (ms)
+                an analyst suppressed it. Rows of an older version (``completer``, ``pending|window|partition``,
+                ``actions``) are read and rewritten. Row keys: :class:`app.records.ScoringRows`.
 """
 from __future__ import annotations
 
@@ -44,5 +46,6 @@ export_marks = app.Table("export_marks", default=None, partitions=_n, key_type=s
 scoring = app.Table("scoring", default=None, partitions=1, key_type=str, value_type=bytes, options=_rocks,
                     extra_topic_configs={"max.message.bytes": str(settings.chunk_bytes + (1 << 20))},
                     help="Scoring: 'clock|NAME' holds a sensor's partition frontiers and late counts, "
-                         "'pending|NAME|window|partition' its summaries not scored yet, "
-                         "'sensor|NAME' its models, calibration history and alert episodes.")
+                         "'pending|NAME|window|partition' (and '...|batch') its summaries not scored yet, "
+                         "'sensor|NAME' its models, calibration history and alert episodes, "
+                         "'suppress|TYPE|ENTITY' an analyst's suppression (until, ms).")

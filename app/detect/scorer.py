@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import heapq
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,6 +41,17 @@ FAMILIES = ("traffic", "host-bytes")
 SERIES = 36
 RUNGS = ("L0", "L1", "L2")
 DEFAULT_THRESHOLDS = {"L0": 3.0, "L1": 8.0, "L2": 4.0}
+
+
+class Peak(NamedTuple):
+    """A window kept for calibration: its highest rung score first (the heap's order), then each rung's."""
+
+    key: float
+    l0: float
+    l1: float
+    l2: float
+    t_ms: int
+    entity: str
 
 
 def scored(sensor: str) -> bool:
@@ -92,8 +104,8 @@ class SensorScorer:
     seen_ms: list[int] = field(default_factory=list)        #: per row: last window the host sent bytes
     windows: int = 0
     last_ms: int | None = None
-    #: per family and capture day: the highest (score L0, L1, L2, t_ms, entity) rows, for calibration
-    history: dict[str, dict[int, list]] = field(default_factory=lambda: {f: {} for f in FAMILIES})
+    #: per family and capture day: the highest-scoring windows (a heap of :class:`Peak`), for calibration
+    history: dict[str, dict[int, list[Peak]]] = field(default_factory=lambda: {f: {} for f in FAMILIES})
     thresholds: dict[str, dict[str, float]] = field(
         default_factory=lambda: {f: dict(DEFAULT_THRESHOLDS) for f in FAMILIES})
     calibrated_day: int | None = None
@@ -219,17 +231,17 @@ class SensorScorer:
     def remember(self, t_ms: int, sc: dict) -> None:
         """Keep the window's scores for calibration: the highest ``keep_per_day`` per family and day."""
         day = t_ms // DAY_MS
-        rows = {"traffic": [(sc["traffic"]["scores"]["L0"], sc["traffic"]["scores"]["L1"],
-                             sc["traffic"]["scores"]["L2"], t_ms, self.sensor)],
+        ts = sc["traffic"]["scores"]
+        rows = {"traffic": [(ts["L0"], ts["L1"], ts["L2"], t_ms, self.sensor)],
                 "host-bytes": [(0.0, h["scores"]["L1"], h["scores"]["L2"], t_ms, h["host"]) for h in sc["hosts"]]}
         for fam, new in rows.items():
             bucket = self.history[fam].setdefault(day, [])
             for row in new:
-                key = max(row[1], row[2], row[0])
+                peak = Peak(max(row[1], row[2], row[0]), *row)
                 if len(bucket) < self.cfg.keep_per_day:
-                    heapq.heappush(bucket, (key, *row))
-                elif key > bucket[0][0]:
-                    heapq.heapreplace(bucket, (key, *row))
+                    heapq.heappush(bucket, peak)
+                elif peak.key > bucket[0].key:
+                    heapq.heapreplace(bucket, peak)
             for old in [d for d in self.history[fam] if d <= day - self.cfg.calib_days]:
                 del self.history[fam][old]
 
@@ -246,7 +258,7 @@ class SensorScorer:
             for i, rung in enumerate(RUNGS):
                 if fam == "host-bytes" and rung == "L0":
                     continue
-                events = [(r[4], fam, r[5], r[1 + i]) for r in rows]
+                events = [(r.t_ms, fam, r.entity, (r.l0, r.l1, r.l2)[i]) for r in rows]
                 thr = calibrate(events, len(days), att, share)
                 if np.isfinite(thr):
                     self.thresholds[fam][rung] = thr
@@ -302,8 +314,7 @@ class SensorScorer:
             "firedRungs": fired, "score": c["score"], "threshold": self.thresholds[fam][rung],
             "pValue": 10 ** -scores["L1"], "pEvent": float(1 / (1 + 10 ** -scores["L2"])),
             "observed": obs,
-            "topFlows": [dict(zip(("bytes", "packets", "src", "dst", "proto", "sport", "dport"), f))
-                         for f in summary.top],
+            "topFlows": [f._asdict() for f in summary.top],
             "topSources": [{"host": k, "bytes": v} for k, v in summary.src_bytes.most_common(5)],
             "topDestinations": [{"host": k, "flows": v} for k, v in summary.dst_flows.most_common(5)],
             # the sensor's metrics over the last windows (bytes for a host's alert), with the expected band
@@ -335,7 +346,7 @@ class SensorScorer:
         sc.h2 = Persistence(n)
         sc.h2.logodds = _unpack(s["h2"], (n,))
         sc.hosts, sc.seen_ms = dict(s["hosts"]), list(s["seen_ms"])
-        sc.history = {f: {int(d): [tuple(r) for r in v] for d, v in days.items()} for f, days in s["history"].items()}
+        sc.history = {f: {int(d): [Peak(*r) for r in v] for d, v in days.items()} for f, days in s["history"].items()}
         sc.thresholds, sc.calibrated_day = s["thresholds"], s["calibrated_day"]
         sc.attention = Attention.from_state(cfg.attention(), s["attention"])
         sc.recent = s.get("recent", [])

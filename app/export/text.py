@@ -171,7 +171,7 @@ def render(fmt: str, ver, src, dst, sport, dport, proto, vlan, tos, packets, nby
     if fmt == "csv":
         return _render(_csv_layout(), ver, src, dst, ints)
     out = []
-    for v6 in (False, True):  # the field names differ by family; render each family, then restore row order
+    for v6 in (False, True):  # the field names differ by family: the IPv4 rows, then the IPv6 rows
         sel = np.nonzero((ver == 6) == v6)[0]
         out.append(_render(_json_layout(6 if v6 else 4, sensor, window_len_ms), ver[sel], src[sel], dst[sel],
                            ints[:, sel]))

@@ -20,6 +20,7 @@ import ipaddress
 import socket
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -53,6 +54,18 @@ class Home:
         return hit
 
 
+class TopFlow(NamedTuple):
+    """One of a window's biggest flows (a JSON array on the wire, in this order)."""
+
+    bytes: int
+    packets: int
+    src: str
+    dst: str
+    proto: int
+    sport: int
+    dport: int
+
+
 @dataclass
 class Summary:
     """One sensor's window on one or more partitions; ``merge`` adds another partition's."""
@@ -64,7 +77,7 @@ class Summary:
     dports: set = field(default_factory=set)
     dst_flows: Counter = field(default_factory=Counter)
     src_bytes: Counter = field(default_factory=Counter)
-    top: list = field(default_factory=list)   #: the biggest flows: [bytes, packets, src, dst, proto, sport, dport]
+    top: list[TopFlow] = field(default_factory=list)   #: the biggest flows, biggest first
 
     def add(self, src: str, dst: str, proto: int, sport: int, dport: int, packets: int, nbytes: int,
             flags: int, inside: bool) -> None:
@@ -78,9 +91,9 @@ class Summary:
         self.dst_flows[dst] += 1
         if inside:
             self.src_bytes[src] += nbytes
-        if len(self.top) < TOP_FLOWS or nbytes > self.top[-1][0]:
-            self.top.append([nbytes, packets, src, dst, proto, sport, dport])
-            self.top.sort(key=lambda f: -f[0])
+        if len(self.top) < TOP_FLOWS or nbytes > self.top[-1].bytes:
+            self.top.append(TopFlow(nbytes, packets, src, dst, proto, sport, dport))
+            self.top.sort(key=lambda f: -f.bytes)
             del self.top[TOP_FLOWS:]
 
     def merge(self, other: Summary) -> None:
@@ -91,7 +104,7 @@ class Summary:
         self.dports |= other.dports
         self.dst_flows.update(other.dst_flows)
         self.src_bytes.update(other.src_bytes)
-        self.top = sorted(self.top + other.top, key=lambda f: -f[0])[:TOP_FLOWS]
+        self.top = sorted(self.top + other.top, key=lambda f: -f.bytes)[:TOP_FLOWS]
 
     def metrics(self) -> np.ndarray:
         fanin = max(self.dst_flows.values()) if self.dst_flows else 0
@@ -100,12 +113,12 @@ class Summary:
     def to_json(self) -> dict:
         return {"flows": self.flows, "packets": self.packets, "bytes": self.bytes, "failed": self.failed,
                 "dports": sorted(self.dports), "dst_flows": dict(self.dst_flows.most_common(TOP_HOSTS)),
-                "src_bytes": dict(self.src_bytes.most_common(TOP_HOSTS)), "top": self.top}
+                "src_bytes": dict(self.src_bytes.most_common(TOP_HOSTS)), "top": [list(f) for f in self.top]}
 
     @classmethod
     def from_json(cls, d: dict) -> Summary:
         return cls(d["flows"], d["packets"], d["bytes"], d["failed"], set(d["dports"]), Counter(d["dst_flows"]),
-                   Counter(d["src_bytes"]), [list(f) for f in d["top"]])
+                   Counter(d["src_bytes"]), [TopFlow(*f) for f in d["top"]])
 
 
 def summarize_columns(src: np.ndarray, dst: np.ndarray, proto: np.ndarray, dport: np.ndarray,
