@@ -22,16 +22,16 @@ import logging
 import secrets
 import ssl
 
-from aiohttp import web, web_protocol, web_server
+from aiohttp import web
 from aiohttp.web_runner import AppRunner
 from faust.web.drivers import aiohttp as faust_aiohttp
 
 from app.api.auth import SESSION_COOKIE, Principal, RateLimiter
 from app.main import settings
+from app.runtime import compat
+from app.runtime.keys import keyring, self_url  # noqa: F401  (this worker's keys, and its own URL)
 
 log = logging.getLogger(__name__)
-
-from app.runtime.keys import keyring, self_url  # noqa: E402,F401  (this worker's keys, and its own URL)
 
 PUBLIC_PATHS = {"/healthz", "/readyz", "/openapi.json", "/", "/v1/login", "/v1/logout", "/favicon.ico"}
 PUBLIC_PREFIXES = ("/ui/",)
@@ -175,29 +175,6 @@ async def _harden(request: web.BaseRequest, response: web.StreamResponse) -> Non
     harden(response)
 
 
-class _ErrorsHardened(web_protocol.RequestHandler):
-    """aiohttp answers a request it cannot parse itself, past every middleware and signal: that answer
-    gets the security headers too, and says what was wrong without echoing what the client sent."""
-
-    def handle_error(self, request, status=500, exc=None, message=None):
-        response = super().handle_error(request, status, exc, message)
-        if isinstance(response, web.Response) and 400 <= response.status < 500:
-            response.text = f"{response.status} {response.reason}: the request is malformed"
-        return harden(response)
-
-
-class _Server(web_server.Server):
-    def __call__(self) -> web_protocol.RequestHandler:
-        return _ErrorsHardened(self, loop=self._loop, **self._kwargs)
-
-
-class _Runner(AppRunner):
-    async def _make_server(self) -> web_server.Server:
-        server = await super()._make_server()
-        server.__class__ = _Server   # the same server; only the handler class of its connections differs
-        return server
-
-
 class FlowsightWeb(faust_aiohttp.Web):
     """Faust's aiohttp server with our middleware, client timeouts and TLS."""
 
@@ -207,9 +184,10 @@ class FlowsightWeb(faust_aiohttp.Web):
         self.web_app.on_response_prepare.append(_harden)
         # keepalive_timeout also bounds a new connection's wait for a complete request head
         # a cursor names every partition: long enough for 1024 of them in the request line
-        runner = _Runner if settings.compat_patches else AppRunner   # app/runtime/compat.py
+        # Faust's own runner, replaced (app/runtime/compat.py)
+        runner = compat.hardened_runner(harden) if settings.compat_patches else AppRunner
         self._runner = runner(self.web_app, access_log=None, keepalive_timeout=settings.client_idle_timeout_s,
-                               max_line_size=65536, logger=http_log)
+                              max_line_size=65536, logger=http_log)
 
     async def on_start(self) -> None:
         if settings.auth and not (keyring.sensor_entries or keyring.api_entries):

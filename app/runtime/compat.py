@@ -9,7 +9,7 @@ what it installed and warns of a version it was not written for):
   see below;
 - **hardened error pages** (a patch, off with the same setting): the aiohttp
   server's request handler class is swapped for one whose parser errors carry
-  the security headers (web/security.py, :func:`harden_server`);
+  the security headers (:func:`hardened_runner`, put in place of Faust's runner by web/security.py);
 - **read-only views** of aiokafka's producer (:func:`kafka_producer`,
   :func:`sender_alive`, :func:`pending_batches`, :func:`sender_state`) and of a
   consumer's metadata (:func:`partitions_of`), for health and the watchdog;
@@ -118,6 +118,37 @@ def install(patches: bool = True) -> dict[str, object]:
     log.info("compat: produce requests v%s encoded with one copy of each batch; hardened HTTP error pages: %s; "
              "skipped-offset guard: on", installed["produce_encoding"] or "-", "on" if patches else "off")
     return dict(installed)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# aiohttp: hardened answers to requests its parser refuses
+
+def hardened_runner(harden):
+    """An aiohttp ``AppRunner`` whose connections answer a request aiohttp cannot parse (past every
+    middleware and signal) with ``harden(response)`` applied, saying what was wrong without echoing what the
+    client sent. It overrides ``AppRunner._make_server`` and builds the handler from the server's ``_loop``
+    and ``_kwargs``; web/security.py puts it in place of Faust's ``_runner``."""
+    from aiohttp import web, web_protocol, web_server
+    from aiohttp.web_runner import AppRunner
+
+    class ErrorsHardened(web_protocol.RequestHandler):
+        def handle_error(self, request, status=500, exc=None, message=None):
+            response = super().handle_error(request, status, exc, message)
+            if isinstance(response, web.Response) and 400 <= response.status < 500:
+                response.text = f"{response.status} {response.reason}: the request is malformed"
+            return harden(response)
+
+    class Server(web_server.Server):
+        def __call__(self) -> web_protocol.RequestHandler:
+            return ErrorsHardened(self, loop=self._loop, **self._kwargs)
+
+    class Runner(AppRunner):
+        async def _make_server(self) -> web_server.Server:
+            server = await super()._make_server()
+            server.__class__ = Server   # the same server; only the handler class of its connections differs
+            return server
+
+    return Runner
 
 
 # ---------------------------------------------------------------------------------------------------------
