@@ -132,6 +132,8 @@ def hardened_runner(harden):
     from aiohttp.web_runner import AppRunner
 
     class ErrorsHardened(web_protocol.RequestHandler):
+        """A connection's handler whose parser errors are hardened."""
+
         def handle_error(self, request, status=500, exc=None, message=None):
             response = super().handle_error(request, status, exc, message)
             if isinstance(response, web.Response) and 400 <= response.status < 500:
@@ -139,10 +141,14 @@ def hardened_runner(harden):
             return harden(response)
 
     class Server(web_server.Server):
+        """aiohttp's server, making hardened handlers."""
+
         def __call__(self) -> web_protocol.RequestHandler:
             return ErrorsHardened(self, loop=self._loop, **self._kwargs)
 
     class Runner(AppRunner):
+        """aiohttp's runner, with the hardened server."""
+
         async def _make_server(self) -> web_server.Server:
             server = await super()._make_server()
             server.__class__ = Server   # the same server; only the handler class of its connections differs
