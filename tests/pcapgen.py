@@ -72,13 +72,13 @@ def read_through(data: bytes):
     Raises whatever else the reader raises (a test that calls it wants nothing else)."""
     from app.capture import pcap
     from app.flows import decode
-    from app.flows import parts as flows
+    from tests import flowtools as ft
 
     try:
         idx = pcap.index(data)
     except pcap.CaptureError:
         return None
-    flows.aggregate_arrays(decode.decode(data, idx), 60_000)
+    ft.aggregate_arrays(decode.decode(data, idx), 60_000)
     return idx
 
 

@@ -80,40 +80,6 @@ class Aggregator:
                          g.last[:n].copy(), g.flags[:n].copy())
 
 
-def aggregate_arrays(pk: Packets, window_ms: int) -> Aggregate:
-    """Sum packets per (window, flow key), as columns."""
-    agg = Aggregator(window_ms)
-    agg.add_packets(pk)
-    return agg.result()
-
-
-def combine(aggs: list[Aggregate]) -> Aggregate:
-    """Merge aggregates of several chunks into one (sums, min/max times, OR of flags)."""
-    if len(aggs) == 1:
-        return aggs[0]
-    out = Aggregator(0)
-    for a in aggs:
-        out.add_aggregate(a)
-    return out.result()
-
-
-def rows(agg: Aggregate):
-    """``(window_start_ms, (ver, src, dst, proto, sport, dport, vlan, tos), packets, bytes, first_ms, last_ms,
-    flags)`` per flow; addresses are packed bytes (4 or 16)."""
-    cols = [agg.w.tolist(), agg.ver.tolist(), [bytes(r) for r in agg.src], [bytes(r) for r in agg.dst],
-            agg.proto.tolist(), agg.sport.tolist(), agg.dport.tolist(), agg.vlan.tolist(), agg.tos.tolist()]
-    nums = [agg.packets.tolist(), agg.nbytes.tolist(), agg.first_ms.tolist(), agg.last_ms.tolist(),
-            agg.flags.tolist()]
-    for w, ver, src, dst, proto, sport, dport, vlan, tos, p, b, f, last, fl in zip(*cols, *nums):
-        n = 4 if ver == 4 else 16
-        yield w, (ver, src[:n], dst[:n], proto, sport, dport, vlan, tos), p, b, f, last, fl
-
-
-def aggregate(pk: Packets, window_ms: int) -> list[tuple[int, tuple, int, int, int, int, int]]:
-    """Sum packets per (window, flow key); see :func:`rows` for the tuple shape."""
-    return list(rows(aggregate_arrays(pk, window_ms)))
-
-
 _TEXT: dict[bytes, str] = {}   # packed address -> text; a site's addresses repeat in every chunk
 
 
@@ -124,12 +90,6 @@ def _text(addr: bytes) -> str:
             _TEXT.clear()
         t = _TEXT[addr] = socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
     return t
-
-
-def key_string(sensor: str, key: tuple) -> str:
-    """``sensor|src|dst|proto|sport|dport|vlan|tos`` with addresses in text form (:func:`app.records.flow_key`)."""
-    _, src, dst, proto, sport, dport, vlan, tos = key
-    return flow_key(sensor, _text(src), _text(dst), proto, sport, dport, vlan, tos)
 
 
 def _texts(ver: np.ndarray, addrs: np.ndarray) -> list[str]:

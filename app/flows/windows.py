@@ -90,10 +90,6 @@ class Plan:
     marks: dict[str, dict] = field(default_factory=dict)               #: watermark rows
     ends: Counter = field(default_factory=Counter)                     #: records by end: flowEndReason or "late"
 
-    def records(self) -> list[dict]:
-        """The flow records of the plan, unbatched and decoded."""
-        return [r for topic, _, v in self.emit if topic == "flows" for r in json.loads(v)["records"]]  # type: ignore[arg-type]
-
 
 class Window:
     """One open (sensor, window) of one partition: flow key -> ``[packets, bytes, first, last, flags,

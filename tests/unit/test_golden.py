@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from app import records
+from tests import flowtools as ft
 from app.capture import pcap
 from app.flows import decode
-from app.flows import parts as flows
 from tests import reference
 
 SHARED = reference.SHARED
@@ -18,8 +18,8 @@ def ours(path: Path) -> dict[tuple, list[int]]:
     data = path.read_bytes()
     pk = decode.decode(data, pcap.index(data))
     out = {}
-    for _w, key, packets, nbytes, _f, _l, _fl in flows.aggregate(pk, 0):
-        k = flows.key_string("s", key).split(records.SEP)[1:]
+    for _w, key, packets, nbytes, _f, _l, _fl in ft.aggregate(pk, 0):
+        k = ft.key_string("s", key).split(records.SEP)[1:]
         out[(k[0], k[1], *map(int, k[2:]))] = [packets, nbytes]
     return out
 

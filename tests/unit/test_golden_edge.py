@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 from app import records
+from tests import flowtools as ft
 from app.capture import pcap
 from app.flows import decode
-from app.flows import parts as flows
 from tests import reference
 
 FRAGMENTS = "tshark reassembles the fragments and counts only the completing frame in the stream"
@@ -72,8 +72,8 @@ def innermost(data: bytes) -> tuple[decode.Packets, int]:
 
 def streams(pk: decode.Packets) -> dict[tuple, int]:
     out: dict[tuple, int] = defaultdict(int)
-    for _w, key, packets, _b, _f, _l, _fl in flows.aggregate(pk, 0):
-        k = flows.key_string("s", key).split(records.SEP)[1:]
+    for _w, key, packets, _b, _f, _l, _fl in ft.aggregate(pk, 0):
+        k = ft.key_string("s", key).split(records.SEP)[1:]
         if int(k[2]) in (6, 17):
             out[(k[0], k[1], int(k[2]), int(k[3]), int(k[4]))] += packets
     return dict(out)

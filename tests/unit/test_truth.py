@@ -6,6 +6,7 @@ from collections import Counter
 import pytest
 
 from app import records
+from tests import flowtools as ft
 from app.capture import pcap
 from app.flows import decode
 from app.flows import parts as flows
@@ -17,8 +18,8 @@ from app.flows.windows import Merger
 
 def table(agg: flows.Aggregate, with_window: bool = False) -> dict:
     out = {}
-    for w, key, p, b, _f, _l, _fl in flows.rows(agg):
-        k = flows.key_string("s", key).split(records.SEP)[1:]
+    for w, key, p, b, _f, _l, _fl in ft.rows(agg):
+        k = ft.key_string("s", key).split(records.SEP)[1:]
         out[((w,) if with_window else ()) + (k[0], k[1], *map(int, k[2:]))] = [p, b]
     return out
 
@@ -28,14 +29,14 @@ def test_whole_capture_equals_truth(seed):
     tr = synth.generate(seed=seed, conversations=400, packets=6000, v6_share=0.3, vlan_share=0.3)
     pk = decode.decode(tr.pcap, pcap.index(tr.pcap))
     assert pk.skipped() == {}
-    assert table(flows.aggregate_arrays(pk, 0)) == tr.table()
+    assert table(ft.aggregate_arrays(pk, 0)) == tr.table()
 
 
 def test_tcp_flags_equal_truth():
     tr = synth.generate(seed=4, conversations=200, packets=3000)
     pk = decode.decode(tr.pcap, pcap.index(tr.pcap))
-    agg = flows.aggregate_arrays(pk, 0)
-    ours = {flows.key_string("s", k): fl for _w, k, _p, _b, _f, _l, fl in flows.rows(agg)}
+    agg = ft.aggregate_arrays(pk, 0)
+    ours = {ft.key_string("s", k): fl for _w, k, _p, _b, _f, _l, fl in ft.rows(agg)}
     truth_keys = list(tr.table())
     truth = {"s|" + "|".join(map(str, k)): int(fl) for k, fl in zip(truth_keys, tr.flags)}
     assert ours == truth
@@ -50,7 +51,7 @@ def test_windowed_counts_equal_truth_per_window():
     for k, win, n in zip(tr.pkt_key.tolist(), (ts_ms - ts_ms % w).tolist(), tr.pkt_bytes.tolist()):
         truth[(win,) + keys[k]] += n
     pk = decode.decode(tr.pcap, pcap.index(tr.pcap))
-    ours = {k: v[1] for k, v in table(flows.aggregate_arrays(pk, w), with_window=True).items()}
+    ours = {k: v[1] for k, v in table(ft.aggregate_arrays(pk, w), with_window=True).items()}
     assert ours == dict(truth)
 
 
@@ -59,9 +60,9 @@ def test_chunked_decoding_combines_to_truth():
     idx = pcap.index(tr.pcap)
     aggs = []
     for c in pcap.chunks(tr.pcap, idx, 64 * 1024):
-        aggs.append(flows.aggregate_arrays(decode.decode(c.data, pcap.index(c.data)), 0))
+        aggs.append(ft.aggregate_arrays(decode.decode(c.data, pcap.index(c.data)), 0))
     assert len(aggs) > 5
-    assert table(flows.combine(aggs)) == tr.table()
+    assert table(ft.combine(aggs)) == tr.table()
 
 
 def test_pipeline_merge_logic_equals_truth():
@@ -78,11 +79,11 @@ def test_pipeline_merge_logic_equals_truth():
             m = mergers[p]
             m.ensure_index(p, rows.items(), {}, 0)
             plan = m.on_parts(p, {"block": "b", "chunk": c.index, "parts": items}, rows, 0)
-            out += plan.records()
+            out += ft.plan_records(plan)
             rows.update(plan.writes)
     for p, m in mergers.items():
         plan = m.on_tick(p, rows, 10**9)
-        out += plan.records()
+        out += ft.plan_records(plan)
         rows.update(plan.writes)
     got: Counter = Counter()
     for rec in out:
@@ -163,8 +164,8 @@ def test_parts_name_every_flow_as_key_string_does(rel):
     pk = decode.decode(data, pcap.index(data))
     agg = flows.Aggregator(60_000)
     agg.add_packets(pk)
-    one_by_one = [[w, flows.key_string("s", key), p, b, f, last, fl]
-                  for w, key, p, b, f, last, fl in flows.rows(agg.result())]
+    one_by_one = [[w, ft.key_string("s", key), p, b, f, last, fl]
+                  for w, key, p, b, f, last, fl in ft.rows(agg.result())]
     assert len(one_by_one) > 10
     assert flows.parts("s", pk, 60_000) == one_by_one
 
