@@ -1,4 +1,4 @@
-"""Flow aggregation: decoded packets to per-(window, flow key) partial flows, and their merging.
+"""Flow aggregation: decoded packets to the partial flows (*parts*) of a chunk, per (window, flow key).
 
 Pure code (no Faust). A flow is unidirectional (NetFlow semantics): its key is
 (sensor, source address, destination address, protocol, source port,
