@@ -15,11 +15,12 @@ from collections import defaultdict
 
 from app.runtime.gaps import GapFinder
 from app.runtime.send import send_all
-from app.records import DAY_MS, ScoringRows, entity_key
+from app.records import DAY_MS, ScoringRows
 from app.runtime import progress
 from app.runtime import status as status_registry
 from app.main import app, settings
 from app.flows.complete import Completer
+from app.detect.attention import suppressions
 from app.detect.scorer import ScoreConfig, SensorScorer, scored
 from app.topics import actions, alerts, anomalies, window_summaries
 from tables import scoring
@@ -165,17 +166,8 @@ LEGACY_ACTIONS = "actions"   # an older version kept every action ever made in t
 
 
 def suppress_rows(action: dict, at_ms: int) -> dict[str, bytes | None]:
-    """The table rows an analyst's action changes: a suppression is one small row of its own per (type,
-    entity), ``suppress|type|entity`` -> until (ms), so that no row grows with history. An ack changes no
-    row: it lives on topic ``actions``, where the page reads it. Ill-formed actions (they are checked where
-    they are posted, web/dashboard.py) change nothing."""
-    try:
-        if action.get("action") == "suppress":
-            until = at_ms + int(action["for_s"]) * 1000
-            return {SUPPRESS + entity_key(action["type"], action["entity"]): _encode(until)}
-    except (KeyError, TypeError, ValueError):
-        pass
-    return {}
+    """The table rows an analyst's action changes (:func:`app.detect.attention.suppressions`), encoded."""
+    return {SUPPRESS + key: _encode(until) for key, until in suppressions(action, at_ms).items()}
 
 
 def migrate_actions() -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from typing import NamedTuple
+from typing import NamedTuple, NotRequired, TypedDict
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -290,6 +290,74 @@ def batches(records: list[str]) -> list[bytes]:
     if start < len(records):
         out.append((_BATCH_HEAD + ",".join(records[start:]) + "]}").encode())
     return out
+
+
+# The JSON messages between agents, typed (their builders and readers are annotated with these; a part is
+# ``[window_ms, flow key, packets, bytes, first_ms, last_ms, flags]``, as compact on the wire as it can be).
+
+class PartsMsg(TypedDict):
+    """flow-parts: what one chunk brought to one partition (agents/decode.py -> app/flows/windows.py)."""
+
+    block: str
+    chunk: int
+    sensor: str
+    top: int | None          #: the chunk's robust highest capture time (ms); None without packets
+    n: int                   #: the chunk's packets
+    chunks: int              #: the block's chunks
+    parts: list[list]
+    v: NotRequired[int]
+
+
+class AnnounceMsg(TypedDict):
+    """flow-parts: an upload accepted, so its sensor's clock waits for its chunks (web/ingest.py)."""
+
+    announce: bool
+    block: str
+    sensor: str
+    chunks: int
+    top: NotRequired[int]
+
+
+class SummaryMsg(TypedDict):
+    """window-summaries: one closed window of one sensor on one partition."""
+
+    window: int
+    windowLengthMs: int
+    partition: int
+    sensors: dict[str, dict]     #: sensor -> :meth:`app.flows.summary.Summary.to_json`
+    ahead: NotRequired[bool]     #: far ahead of the sensor's clock (a damaged time): counted, never scored
+    v: NotRequired[int]
+
+
+class SummariesMsg(TypedDict):
+    """window-summaries: many closed windows of one sensor on one partition, ``[window, summary, ahead]``."""
+
+    windows: list[list]
+    windowLengthMs: int
+    partition: int
+    sensor: str
+    v: NotRequired[int]
+
+
+class FrontierMsg(TypedDict):
+    """window-summaries: every window of ``sensor`` ending at or before ``frontier`` is closed on ``partition``."""
+
+    frontier: int
+    partition: int
+    sensor: str
+    v: NotRequired[int]
+
+
+class LateMsg(TypedDict):
+    """window-summaries: records of a window that was closed when their part came."""
+
+    late: dict                   #: records, packets, bytes
+    sensor: str
+    window: int
+    partition: int
+    source: str
+    chunk: int
+    v: NotRequired[int]
 
 
 def entity_key(kind: str, entity: str) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.records import DAY_MS
+from app.records import DAY_MS, entity_key
 
 
 
@@ -157,3 +157,22 @@ def calibrate(events: list[tuple[int, str, str, float]], days: float, cfg: Atten
         else:
             lo = mid + 1
     return float(cands[lo])
+
+
+def suppressions(action: dict, at_ms: int) -> dict[str, int]:
+    """What an analyst's action suppresses: ``type|entity`` -> until (ms). A suppression is one small row
+    of its own per (type, entity), so that no row grows with history; an ack suppresses nothing (it lives on
+    topic ``actions``, where the page reads it). Ill-formed actions (they are checked where they are posted,
+    web/dashboard.py) change nothing.
+
+    >>> suppressions({"action": "suppress", "type": "traffic", "entity": "tap1", "for_s": 60}, 1_000)
+    {'traffic|tap1': 61000}
+    >>> suppressions({"action": "ack", "id": "x"}, 1_000)
+    {}
+    """
+    try:
+        if action.get("action") == "suppress":
+            return {entity_key(action["type"], action["entity"]): at_ms + int(action["for_s"]) * 1000}
+    except (KeyError, TypeError, ValueError):
+        pass
+    return {}

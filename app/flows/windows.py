@@ -53,12 +53,13 @@ import json
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping
+from typing import cast
 
 from app.flows import ranges
 from app.flows.clock import NEVER, SensorClock
-from app.records import (DAY_MS, MESSAGE_VERSIONS, END_ACTIVE_TIMEOUT, END_FORCED, SEP, FlowsRows, batches,
-                          flow_ids, id_text, late_id_text, record_json, source_block, source_sensor,
-                          watermark_key)
+from app.records import (DAY_MS, END_ACTIVE_TIMEOUT, END_FORCED, MESSAGE_VERSIONS, SEP, AnnounceMsg, FlowsRows,
+                         FrontierMsg, LateMsg, SummariesMsg, SummaryMsg, batches, flow_ids, id_text, late_id_text,
+                         record_json, source_block, source_sensor, watermark_key)
 from app.records import source as source_of
 from app.flows.summary import Home, Summary
 
@@ -265,7 +266,7 @@ class Merger:
         clock = self._clock(p, sensor, marks)
         clock.heard(now_ms, self.idle_flush_ms)
         if msg.get("announce"):
-            return self._announce(p, sensor, clock, msg, plan, now_ms)
+            return self._announce(p, sensor, clock, cast(AnnounceMsg, msg), plan, now_ms)
         block, chunk = msg["block"], msg["chunk"]
         source = source_of(sensor, block)
         wm = clock.watermark(self.lateness_ms)
@@ -340,14 +341,14 @@ class Merger:
         out = [record_json(w, part[1].split(SEP), part[2:7], self.window_ms, END_ACTIVE_TIMEOUT, True, sensor_json,
                            blocks_json, fid) for part, fid in zip(parts, ids)]
         plan.ends["late"] += len(parts)
-        plan.emit.append(("window-summaries", f"late{SEP}{p}",
-                          {"late": {"records": len(parts), "packets": sum(part[2] for part in parts),
-                                    "bytes": sum(part[3] for part in parts)},
-                           "sensor": sensor, "window": w, "partition": p, "source": source, "chunk": chunk,
-                           "v": SUMMARIES_VERSION}))
+        late: LateMsg = {"late": {"records": len(parts), "packets": sum(part[2] for part in parts),
+                                  "bytes": sum(part[3] for part in parts)},
+                         "sensor": sensor, "window": w, "partition": p, "source": source, "chunk": chunk,
+                         "v": SUMMARIES_VERSION}
+        plan.emit.append(("window-summaries", f"late{SEP}{p}", late))
         return out
 
-    def _announce(self, p: int, sensor: str, clock: SensorClock, msg: dict, plan: Plan, now_ms: int) -> Plan:
+    def _announce(self, p: int, sensor: str, clock: SensorClock, msg: AnnounceMsg, plan: Plan, now_ms: int) -> Plan:
         """A block of several chunks was accepted: hold its sensor's clock at its first capture time until its
         chunks arrive (or it sends nothing for ``hold_ms``). Announcing it again changes nothing."""
         source = source_of(sensor, msg["block"])
@@ -375,8 +376,9 @@ class Merger:
         state = wm // self.window_ms
         if clock.frontier_sent != state:
             clock.frontier_sent = state
-            plan.emit.append(("window-summaries", f"frontier{SEP}{p}",
-                              {"frontier": max(wm, -1), "partition": p, "sensor": sensor, "v": SUMMARIES_VERSION}))
+            frontier: FrontierMsg = {"frontier": max(wm, -1), "partition": p, "sensor": sensor,
+                                     "v": SUMMARIES_VERSION}
+            plan.emit.append(("window-summaries", f"frontier{SEP}{p}", frontier))
 
     def on_tick(self, p: int, rows: Mapping | None = None, now_ms: int = 0) -> Plan:
         """Stop holds that ran out, flush the windows of idle sensors, close windows held open far ahead of
@@ -464,8 +466,8 @@ class Merger:
         handles a few messages per chunk, not one per window and partition."""
         if len(summaries) == 1:
             w, summ, ahead = summaries[0]
-            msg = {"window": w, "windowLengthMs": self.window_ms, "partition": p, "sensors": {sensor: summ},
-                   "v": SUMMARIES_VERSION}
+            msg: SummaryMsg = {"window": w, "windowLengthMs": self.window_ms, "partition": p,
+                               "sensors": {sensor: summ}, "v": SUMMARIES_VERSION}
             if ahead:
                 msg["ahead"] = True
             plan.emit.append(("window-summaries", f"{w}{SEP}{p}", msg))
@@ -483,6 +485,6 @@ class Merger:
             self._emit_summaries(p, sensor, batch, plan)
 
     def _emit_summaries(self, p: int, sensor: str, batch: list[list], plan: Plan) -> None:
-        plan.emit.append(("window-summaries", f"{batch[0][0]}{SEP}{p}",
-                          {"windows": batch, "windowLengthMs": self.window_ms, "partition": p, "sensor": sensor,
-                           "v": SUMMARIES_VERSION}))
+        msg: SummariesMsg = {"windows": batch, "windowLengthMs": self.window_ms, "partition": p, "sensor": sensor,
+                             "v": SUMMARIES_VERSION}
+        plan.emit.append(("window-summaries", f"{batch[0][0]}{SEP}{p}", msg))
