@@ -20,6 +20,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.nfdump import nfcapd  # noqa: F401  (a fixture: Debian's nfcapd on loopback)
+
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SH = ROOT / "compose" / "kafka" / "kafka.sh"
 KAFKA_PORT = int(os.environ.get("FLOWSIGHT_TEST_KAFKA_PORT", "19092"))

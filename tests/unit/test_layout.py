@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Packages that run without a broker: the pipeline's logic, testable on its own.
-PURE = ["app/records.py", "app/capture", "app/flows", "app/detect", "app/export", "app/api"]
+PURE = ["app/records.py", "app/capture", "app/flows", "app/detect", "app/export", "app/api", "app/query"]
 #: What the pure packages may not import: the Faust shell, the Kafka client, agents, views and tables.
 FORBIDDEN = ("faust", "mode", "aiokafka", "aiohttp", "agents", "web", "tables", "app.main", "app.topics",
              "app.cli", "app.runtime")
@@ -58,7 +58,7 @@ def test_every_public_class_has_a_docstring():
     assert not missing, "\n".join(missing)
 
 
-SHOWN = ("app.records", "app.detect.models.welford", "app.detect.models.seasonal")
+SHOWN = ("app.records", "app.detect.models.welford", "app.detect.models.seasonal", "app.query.filter")
 
 
 @pytest.mark.parametrize("module", [*SHOWN, "app.detect.models.log_seasonal", "app.detect.models.persistence",

@@ -1,0 +1,392 @@
+"""Flow filters in nfdump's syntax, parsed once into a predicate over flow records.
+
+Pure code. The grammar (keywords are case-insensitive; ``#`` starts a comment)::
+
+    expr      := term { ("or" | "||") term }
+    term      := factor { ("and" | "&&") factor }
+    factor    := ("not" | "!") factor | "(" expr ")" | primitive
+    primitive := [dir] ("host" | "ip") ADDR         | [dir] ("host" | "ip") "in" "[" ADDR|NET ... "]"
+               | [dir] "net" NET ["/" BITS | MASK]   | [dir] "port" [comp] NUM | [dir] "port" "in" "[" NUM ... "]"
+               | "proto" (NAME | NUM) | NAME of a protocol (tcp, udp, icmp, ...)
+               | "inet" | "ipv4" | "inet6" | "ipv6"
+               | [dir] "vlan" NUM | "tos" [comp] NUM | "flags" LETTERS (A S F R P U, X: all)
+               | ("packets" | "bytes" | "pps" | "bps" | "bpp") comp NUM[k|m|g]
+               | "duration" comp MILLISECONDS | "icmp-type" NUM | "icmp-code" NUM
+               | ("sensor" | "ident") NAME | "late"
+    dir       := "src" | "dst"
+    comp      := "==" | "=" | "eq" | ">" | "gt" | "<" | "lt" | ">=" | "ge" | "<=" | "le"   (default: "==")
+
+As in nfdump, ``host``/``ip``/``net``/``port``/``vlan`` without ``src`` or ``dst`` match either side,
+``flags SA`` is true when all of S and A are set (other flags do not matter), and numbers take the
+scaling factors k, m and g (powers of 1000). A record's addresses are compared as addresses, so
+``host 2001:db8::1`` matches ``2001:0db8:0::1``.
+
+>>> f = compile_filter("src host 10.1.2.3 and dst port 22")
+>>> f({"sourceIPv4Address": "10.1.2.3", "destinationIPv4Address": "10.9.9.9", "sourceTransportPort": 40000,
+...    "destinationTransportPort": 22, "protocolIdentifier": 6})
+True
+>>> compile_filter("port 22 and and")
+Traceback (most recent call last):
+...
+app.query.filter.FilterError: filter: expected a filter primitive, found 'and' at position 12
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Record = dict
+Predicate = Callable[[Record], bool]
+
+#: Protocol names a filter may use, as nfdump and /etc/protocols spell them.
+PROTOCOLS = {"icmp": 1, "igmp": 2, "ipip": 4, "ipinip": 4, "tcp": 6, "egp": 8, "udp": 17, "ipv6-in-ipv4": 41,
+             "rsvp": 46, "gre": 47, "esp": 50, "ah": 51, "icmp6": 58, "ipv6-icmp": 58, "icmpv6": 58,
+             "ospf": 89, "pim": 103, "vrrp": 112, "l2tp": 115, "sctp": 132}
+FLAGS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x20, "X": 0x3F}
+_SCALE = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+_COMPARE = {"==": "==", "=": "==", "eq": "==", ">": ">", "gt": ">", "<": "<", "lt": "<", ">=": ">=", "ge": ">=",
+            "<=": "<=", "le": "<="}
+_TOKEN = re.compile(r"\s*(?:(#[^\n]*)|(\|\||&&|==|>=|<=|[()\[\]!<>=,/])|([^\s()\[\]!<>=,#]+))")
+
+SRC4, SRC6, DST4, DST6 = ("sourceIPv4Address", "sourceIPv6Address", "destinationIPv4Address",
+                          "destinationIPv6Address")
+
+
+class FilterError(ValueError):
+    """A filter that does not parse: what was expected, and where (0-based character position)."""
+
+    def __init__(self, message: str, position: int):
+        super().__init__(f"filter: {message} at position {position}")
+        self.position = position
+
+
+@dataclass
+class _Tok:
+    text: str
+    pos: int
+
+
+def _tokens(text: str) -> list[_Tok]:
+    out, pos = [], 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            if text[pos:].strip():
+                raise FilterError(f"unexpected character {text[pos]!r}", pos)
+            break
+        if m.group(2) or m.group(3):
+            start = m.start(2) if m.group(2) else m.start(3)
+            out.append(_Tok(m.group(2) or m.group(3), start))
+        pos = m.end()
+    return out
+
+
+_ADDR_CACHE: dict[str, int | None] = {}
+
+
+def _addr_int(text: str | None) -> int | None:
+    """An address's integer (IPv6 offset by 2**32, so families never compare equal); cached."""
+    if text is None:
+        return None
+    v = _ADDR_CACHE.get(text)
+    if v is None and text not in _ADDR_CACHE:
+        if len(_ADDR_CACHE) > 200_000:
+            _ADDR_CACHE.clear()
+        try:
+            a = ipaddress.ip_address(text)
+            v = int(a) + (1 << 32 if a.version == 6 else 0)
+        except ValueError:
+            v = None
+        _ADDR_CACHE[text] = v
+    return v
+
+
+def _src(r: Record) -> str | None:
+    return r.get(SRC4) or r.get(SRC6)
+
+
+def _dst(r: Record) -> str | None:
+    return r.get(DST4) or r.get(DST6)
+
+
+def _net(text: str, pos: int) -> tuple[int, int]:
+    """(low, high) integers of a network (IPv6 offset as in :func:`_addr_int`)."""
+    try:
+        n = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise FilterError(f"{text!r} is not an address or a network", pos) from None
+    off = 1 << 32 if n.version == 6 else 0
+    return int(n.network_address) + off, int(n.broadcast_address) + off
+
+
+def _number(tok: _Tok) -> int:
+    text = tok.text.lower()
+    scale = 1
+    if text[-1:] in _SCALE:
+        scale, text = _SCALE[text[-1]], text[:-1]
+    try:
+        return int(float(text) * scale) if "." in text else int(text, 0) * scale
+    except ValueError:
+        raise FilterError(f"expected a number, found {tok.text!r}", tok.pos) from None
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.text = text
+        self.toks = _tokens(text)
+        self.i = 0
+
+    # -- tokens
+    def peek(self, k: int = 0) -> str | None:
+        j = self.i + k
+        return self.toks[j].text.lower() if j < len(self.toks) else None
+
+    def take(self) -> _Tok:
+        if self.i >= len(self.toks):
+            raise FilterError("unexpected end of filter", len(self.text))
+        tok = self.toks[self.i]
+        self.i += 1
+        return tok
+
+    def expect(self, word: str) -> _Tok:
+        tok = self.take()
+        if tok.text.lower() != word:
+            raise FilterError(f"expected {word!r}, found {tok.text!r}", tok.pos)
+        return tok
+
+    def where(self) -> int:
+        return self.toks[self.i].pos if self.i < len(self.toks) else len(self.text)
+
+    # -- grammar
+    def parse(self) -> Predicate:
+        if not self.toks:
+            return lambda r: True
+        pred = self.expr()
+        if self.i < len(self.toks):
+            tok = self.toks[self.i]
+            raise FilterError(f"expected 'and', 'or' or the end, found {tok.text!r}", tok.pos)
+        return pred
+
+    def expr(self) -> Predicate:
+        parts = [self.term()]
+        while self.peek() in ("or", "||"):
+            self.take()
+            parts.append(self.term())
+        if len(parts) == 1:
+            return parts[0]
+        return lambda r: any(p(r) for p in parts)
+
+    def term(self) -> Predicate:
+        parts = [self.factor()]
+        while self.peek() in ("and", "&&"):
+            self.take()
+            parts.append(self.factor())
+        if len(parts) == 1:
+            return parts[0]
+        return lambda r: all(p(r) for p in parts)
+
+    def factor(self) -> Predicate:
+        word = self.peek()
+        if word in ("not", "!"):
+            self.take()
+            inner = self.factor()
+            return lambda r: not inner(r)
+        if word == "(":
+            self.take()
+            inner = self.expr()
+            if self.peek() != ")":
+                raise FilterError("expected ')'", self.where())
+            self.take()
+            return inner
+        return self.primitive()
+
+    def comparison(self) -> str:
+        word = self.peek()
+        if word in _COMPARE:
+            self.take()
+            return _COMPARE[word]
+        return "=="
+
+    def primitive(self) -> Predicate:
+        if self.i >= len(self.toks):
+            raise FilterError("expected a filter primitive, found the end of filter", len(self.text))
+        tok = self.toks[self.i]
+        word = tok.text.lower()
+        side = None
+        if word in ("src", "dst"):
+            side = word
+            self.take()
+            word = self.peek() or ""
+        if word in ("host", "ip"):
+            self.take()
+            return self.hosts(side)
+        if word == "net":
+            self.take()
+            return self.net(side)
+        if word == "port":
+            self.take()
+            return self.port(side)
+        if word == "vlan":
+            self.take()
+            v = _number(self.take())
+            return lambda r: r.get("vlanId") == v
+        if side is not None:
+            raise FilterError(f"expected host, ip, net, port or vlan after {side!r}", self.where())
+        self.take()
+        if word == "proto":
+            p = self.take()
+            num = PROTOCOLS.get(p.text.lower())
+            num = _number(p) if num is None else num
+            return lambda r: r.get("protocolIdentifier") == num
+        if word in ("inet", "ipv4"):
+            return lambda r: SRC4 in r
+        if word in ("inet6", "ipv6"):
+            return lambda r: SRC6 in r
+        if word in PROTOCOLS:
+            num = PROTOCOLS[word]
+            return lambda r: r.get("protocolIdentifier") == num
+        if word == "tos":
+            return self.compare("ipClassOfService")
+        if word == "flags":
+            return self.flags()
+        if word in ("packets", "bytes"):
+            return self.compare("packetDeltaCount" if word == "packets" else "octetDeltaCount")
+        if word == "duration":
+            op, v = self.comparison(), _number(self.take())
+            return _cmp(lambda r: r["flowEndMilliseconds"] - r["flowStartMilliseconds"], op, v)
+        if word in ("pps", "bps", "bpp"):
+            op, v = self.comparison(), _number(self.take())
+            return _cmp(_RATES[word], op, v)
+        if word in ("icmp-type", "icmp-code"):
+            v = _number(self.take())
+            shift = word == "icmp-type"
+            return lambda r: (r.get("protocolIdentifier") in (1, 58)
+                              and (r["destinationTransportPort"] >> 8 if shift
+                                   else r["destinationTransportPort"] & 0xFF) == v)
+        if word in ("sensor", "ident"):
+            name = self.take().text.strip("'\"")
+            return lambda r: r["flowsight"]["sensor"] == name
+        if word == "late":
+            return lambda r: bool(r["flowsight"].get("late"))
+        raise FilterError(f"expected a filter primitive, found {tok.text!r}", tok.pos)
+
+    def compare(self, field: str) -> Predicate:
+        op, v = self.comparison(), _number(self.take())
+        return _cmp(lambda r: r[field], op, v)
+
+    def flags(self) -> Predicate:
+        tok = self.take()
+        want = 0
+        for c in tok.text.upper():
+            if c not in FLAGS:
+                raise FilterError(f"unknown TCP flag {c!r} in {tok.text!r} (use A S F R P U X)", tok.pos)
+            want |= FLAGS[c]
+        return lambda r: r.get("tcpControlBits", 0) & want == want
+
+    def _addresses(self) -> list[tuple[int, int]]:
+        """One address or network, or ``in [ ... ]``: a list of them."""
+        if self.peek() == "in":
+            self.take()
+            self.expect("[")
+            out = []
+            while self.peek() not in ("]", None):
+                tok = self.take()
+                if tok.text == ",":
+                    continue
+                out.append(_net(tok.text, tok.pos))
+            if self.peek() is None:
+                raise FilterError("expected ']'", len(self.text))
+            self.take()
+            if not out:
+                raise FilterError("an empty list", self.where())
+            return out
+        tok = self.take()
+        return [_net(tok.text, tok.pos)]
+
+    def hosts(self, side: str | None) -> Predicate:
+        return _match_addr(side, self._addresses())
+
+    def net(self, side: str | None) -> Predicate:
+        tok = self.take()
+        text = tok.text
+        if self.peek() == "/":
+            self.take()
+            text += "/" + self.take().text
+        elif self.i < len(self.toks) and re.fullmatch(r"\d+\.\d+\.\d+\.\d+", self.toks[self.i].text) \
+                and "/" not in text:
+            text += "/" + self.take().text   # net 10.0.0.0 255.0.0.0
+        elif "/" not in text and ":" not in text:   # net 172.16 -> 172.16.0.0/16, as nfdump reads it
+            octets = text.split(".")
+            text = ".".join(octets + ["0"] * (4 - len(octets))) + f"/{8 * len(octets)}"
+        return _match_addr(side, [_net(text, tok.pos)])
+
+    def port(self, side: str | None) -> Predicate:
+        if self.peek() == "in":
+            self.take()
+            self.expect("[")
+            ports = set()
+            while self.peek() not in ("]", None):
+                tok = self.take()
+                if tok.text != ",":
+                    ports.add(_number(tok))
+            if self.peek() is None:
+                raise FilterError("expected ']'", len(self.text))
+            self.take()
+            return _by_side(side, lambda r: r.get("sourceTransportPort") in ports,
+                            lambda r: r.get("destinationTransportPort") in ports)
+        op, v = self.comparison(), _number(self.take())
+        return _by_side(side, _cmp(lambda r: r["sourceTransportPort"], op, v),
+                        _cmp(lambda r: r["destinationTransportPort"], op, v))
+
+
+def _cmp(get: Callable[[Record], float], op: str, v: float) -> Predicate:
+    if op == "==":
+        return lambda r: get(r) == v
+    if op == ">":
+        return lambda r: get(r) > v
+    if op == "<":
+        return lambda r: get(r) < v
+    if op == ">=":
+        return lambda r: get(r) >= v
+    return lambda r: get(r) <= v
+
+
+def _duration_s(r: Record) -> float:
+    return max(r["flowEndMilliseconds"] - r["flowStartMilliseconds"], 1) / 1000
+
+
+_RATES: dict[str, Callable[[Record], float]] = {
+    "pps": lambda r: r["packetDeltaCount"] / _duration_s(r),
+    "bps": lambda r: 8 * r["octetDeltaCount"] / _duration_s(r),
+    "bpp": lambda r: r["octetDeltaCount"] / max(r["packetDeltaCount"], 1),
+}
+
+
+def _by_side(side: str | None, src: Predicate, dst: Predicate) -> Predicate:
+    if side == "src":
+        return src
+    if side == "dst":
+        return dst
+    return lambda r: src(r) or dst(r)
+
+
+def _match_addr(side: str | None, nets: list[tuple[int, int]]) -> Predicate:
+    if len(nets) == 1:
+        lo, hi = nets[0]
+
+        def inside(a: int | None) -> bool:
+            return a is not None and lo <= a <= hi
+    else:
+        def inside(a: int | None) -> bool:
+            return a is not None and any(lo <= a <= hi for lo, hi in nets)
+    return _by_side(side, lambda r: inside(_addr_int(_src(r))), lambda r: inside(_addr_int(_dst(r))))
+
+
+def compile_filter(text: str) -> Predicate:
+    """The predicate of a filter (an empty filter passes everything); :class:`FilterError` if it does not
+    parse."""
+    if len(text) > 65536:
+        raise FilterError("a filter of more than 64 KiB", 65536)
+    return _Parser(text).parse()
