@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from app.runtime.gaps import GapFinder
 from app.runtime.send import send_all
@@ -61,8 +62,12 @@ async def handle(p: int, raw: bytes | dict, timestamp_ms: int) -> None:
         plan = merger.on_tick(p, flows, now_ms)
     else:
         plan = merger.on_parts(p, value, flows, now_ms, raw=encoded, marks=watermarks)
-    await send_all([(_TOPICS[topic], key.encode(), rec, p if topic == "flows" else None)
-                    for topic, key, rec in plan.emit], f"merge of partition {p}")
+    # a flows batch carries its window's capture time as its Kafka record time (a query seeks by it), never
+    # after this process's clock (the broker refuses records far in the future: a damaged capture time)
+    wall_ms = time.time() * 1000
+    await send_all([(_TOPICS[topic], key.encode(), rec, p if topic == "flows" else None, None,
+                     min(max(plan.stamps[i], 0), wall_ms) / 1000 if i in plan.stamps else None)
+                    for i, (topic, key, rec) in enumerate(plan.emit)], f"merge of partition {p}")
     for rk, row in plan.writes.items():
         if row is None:
             if rk in flows:

@@ -147,6 +147,12 @@ class Settings:
     max_long_polls: int = 64
     #: Longest a long poll is held open, in seconds; a longer ?timeout= is shortened to it.
     long_poll_max_s: int = 60
+    #: Longest a search or an aggregate (GET /v1/flows with a filter or a time range, /v1/top) reads before it
+    #: answers with what it has (a search then carries on from its cursor; an aggregate says it is partial).
+    query_max_s: int = 30
+    #: Bytes of flow records the flows topic keeps per partition. Its records carry their capture time, so
+    #: a replay of old captures would be deleted at once by a time limit: the topic is limited by size only.
+    flows_retention_bytes: int = 8 << 30
     #: Uploads per minute per sensor (a token bucket holding a burst of a tenth of a minute, at least 5).
     sensor_uploads_per_min: int = 600
     #: Folder of upload spool files (default DATADIR/spool).
@@ -353,6 +359,8 @@ _RANGES: dict[str, tuple[int, int]] = {
     "sensor_max_concurrent_uploads": (1, 1024),
     "max_long_polls": (1, 100000),
     "long_poll_max_s": (0, 60),
+    "query_max_s": (1, 600),
+    "flows_retention_bytes": (1 << 20, 1 << 50),
     "sensor_uploads_per_min": (1, 1000000),
     "spool_min_free_bytes": (0, 1 << 50),
     "client_idle_timeout_s": (1, 3600),

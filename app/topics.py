@@ -42,8 +42,10 @@ pcap_chunks = app.topic(_pre + "pcap-chunks", key_type=bytes, value_type=bytes, 
 flow_parts = app.topic(_pre + "flow-parts", key_type=bytes, key_serializer="raw", value_serializer="raw",
                        partitions=_n, config=_big, internal=True)
 # values are JSON written by app.flows.windows (raw here: encoded once, by the code that knows their shape)
+# records carry their window's capture time: retention by size, never by time (a replay is years old)
 flows = app.topic(_pre + "flows", key_type=bytes, key_serializer="raw", value_serializer="raw", partitions=_n,
-                   internal=True)
+                  internal=True, config={"retention.ms": "-1",
+                                         "retention.bytes": str(settings.flows_retention_bytes)})
 heartbeats = app.topic(_pre + "heartbeats", key_type=bytes, key_serializer="raw", value_serializer="json",
                        partitions=1, internal=True)
 # one partition: the scorer sees every partition's summaries and frontiers in one order

@@ -19,17 +19,44 @@ from faust.web import View
 
 from app.api import cursor as cursors
 from app.main import settings
-from app.runtime.egress import GRACE_S, bounded_poll, poll  # noqa: F401  (the reader the views share)
+from app.topics import flows as _flows_topic
+from app.query.filter import FilterError, compile_filter
+from app.query.top import METRICS, BY, Series, Top, parse_time
+from app.runtime.egress import GRACE_S, Query, bounded_poll, poll, search  # noqa: F401  (the readers the views share)
 
+FLOWS_TOPIC = _flows_topic.get_topic_name()
 MAX_TIMEOUT_S = 60
 DEFAULT_TIMEOUT_S = 30
 MAX_RECORDS = 5000
 
 
 class PollError(Exception):
-    """A long poll refused: its HTTP status and the reason."""
-    def __init__(self, status: int, message: str):
-        self.status, self.message = status, message
+    """A long poll refused: its HTTP status and the reason (and more fields of the answer)."""
+
+    def __init__(self, status: int, message: str, **extra):
+        self.status, self.message, self.extra = status, message, extra
+
+
+#: The query parameters of a search of the flows topic.
+SEARCH_PARAMS = ("since", "until", "filter")
+
+
+def parse_search(query) -> Query:
+    """``since``, ``until`` (capture time: ms since the epoch or RFC 3339) and ``filter`` (nfdump's syntax)."""
+    try:
+        since = parse_time(query["since"], "since") if query.get("since") else None
+        until = parse_time(query["until"], "until") if query.get("until") else None
+    except ValueError as exc:
+        raise PollError(400, str(exc)) from None
+    if since is not None and until is not None and until <= since:
+        raise PollError(400, "until must be after since")
+    try:
+        match = compile_filter(query["filter"]) if query.get("filter") else None
+    except FilterError as exc:
+        raise PollError(400, str(exc), position=exc.position) from None
+    except RecursionError:
+        raise PollError(400, "filter: nested too deep") from None
+    return Query(match, since, until, settings.window_ms)
 
 
 def parse_query(query, partitions: int | None = None) -> tuple[dict[int, int] | None, float, int, bool]:
@@ -60,21 +87,78 @@ open_polls = asyncio.Semaphore(settings.max_long_polls)
 
 def poll_view(topic: str, partitions: int | None = None, batched: bool = False) -> type[View]:
     class Poll(View):
-        """GET on one egress topic: records after a cursor, waiting up to ``timeout`` for new ones."""
+        """GET on one egress topic: records after a cursor, waiting up to ``timeout`` for new ones. On the flows
+        topic, ``since``/``until``/``filter`` make it a search (:func:`app.runtime.egress.search`)."""
+
         async def get(self, request):
             try:
                 cur, timeout, limit, from_end = parse_query(request.query, partitions)
+                searching = batched and any(request.query.get(k) for k in SEARCH_PARAMS)
+                q = parse_search(request.query) if searching else None
                 if open_polls.locked():
                     return self.json({"error": f"this worker holds {settings.max_long_polls} long polls already; "
                                       "retry with the same cursor"}, status=503, headers={"Retry-After": "2"})
                 async with open_polls:
+                    if q is not None:
+                        # a range that ends is read to its end (then "complete"); an open one is a filtered tail
+                        bounded = q.until_ms is not None
+                        budget = min(timeout if not bounded else settings.query_max_s, settings.query_max_s)
+                        found = await asyncio.wait_for(search(topic, cur, q, limit, budget, bounded, partitions),
+                                                       budget + GRACE_S)
+                        found.pop("ends", None)
+                        return self.json(found)
                     timeout = min(timeout, settings.long_poll_max_s)
                     return self.json(await bounded_poll(topic, cur, timeout, limit, from_end, partitions, batched))
             except PollError as exc:
-                return self.json({"error": exc.message}, status=exc.status)
+                return self.json({"error": exc.message, **exc.extra}, status=exc.status)
             except (TimeoutError, KafkaError) as exc:
                 return self.json({"error": f"Kafka is unavailable ({type(exc).__name__}); retry with the same cursor"},
                                  status=503, headers={"Retry-After": "5"})
 
     Poll.__name__ = f"Poll_{topic.replace('-', '_')}"
     return Poll
+
+
+class TopView(View):
+    """GET /v1/top: the top N of an element (``by``) by ``metric`` over a range of capture time and a filter,
+    as ``nfdump -s`` gives it, and, with ``bucket`` (seconds), flows, packets and bytes over time."""
+
+    async def get(self, request):
+        qs = request.query
+        try:
+            by, metric = qs.get("by", "srcip"), qs.get("metric", "bytes")
+            if by not in BY:
+                raise PollError(400, f"by must be one of {', '.join(BY)}")
+            if metric not in METRICS:
+                raise PollError(400, f"metric must be one of {', '.join(METRICS)}")
+            try:
+                n, bucket_s = int(qs.get("n", 10)), int(qs.get("bucket", 0))
+            except ValueError:
+                raise PollError(400, "n and bucket must be whole numbers") from None
+            if not 1 <= n <= 1000 or not 0 <= bucket_s <= 86400 * 366:
+                raise PollError(400, "n must be from 1 to 1000, bucket from 0 to 31622400 seconds")
+            q = parse_search(qs)
+            if open_polls.locked():
+                return self.json({"error": f"this worker holds {settings.max_long_polls} queries already; retry"},
+                                 status=503, headers={"Retry-After": "2"})
+            top, series = Top(by), Series(bucket_s * 1000) if bucket_s else None
+
+            def visit(r: dict) -> None:
+                top.add(r)
+                if series is not None:
+                    series.add(r)
+            async with open_polls:
+                budget = settings.query_max_s
+                done = await asyncio.wait_for(search(FLOWS_TOPIC, None, q, 1, budget, True, visit=visit),
+                                              budget + GRACE_S)
+            out = {"by": by, "metric": metric, "since": q.since_ms, "until": q.until_ms, "records": top.records,
+                   "scanned": done["scanned"], "complete": done["complete"], "top": top.result(n, metric)}
+            if series is not None:
+                out["series"] = {"bucketMs": bucket_s * 1000, "columns": ["start", "flows", "packets", "bytes"],
+                                 "rows": series.result()}
+            return self.json(out)
+        except PollError as exc:
+            return self.json({"error": exc.message, **exc.extra}, status=exc.status)
+        except (TimeoutError, KafkaError) as exc:
+            return self.json({"error": f"Kafka is unavailable ({type(exc).__name__}); retry"}, status=503,
+                             headers={"Retry-After": "5"})

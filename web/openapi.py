@@ -44,11 +44,22 @@ _poll_params = [
 ]
 
 
-def _poll(what: str) -> dict:
+_search_params = [
+    {"name": "since", "in": "query", "schema": {"type": "string"},
+     "description": "Flows that end at or after this capture time: ms since the epoch, or RFC 3339."},
+    {"name": "until", "in": "query", "schema": {"type": "string"},
+     "description": "Flows that start before this capture time. A range with an end is read to its end, then "
+                    "the answer says complete: true."},
+    {"name": "filter", "in": "query", "schema": {"type": "string", "maxLength": 65536},
+     "description": "nfdump's filter syntax, e.g. 'src host 10.1.2.3 and dst port 22'."},
+]
+
+
+def _poll(what: str, search: bool = False) -> dict:
     return {"get": {
-        "summary": f"Long poll for {what}",
+        "summary": f"Long poll for {what}" + (", or a search by capture time and filter" if search else ""),
         "security": READ,
-        "parameters": _poll_params,
+        "parameters": _poll_params + (_search_params if search else []),
         "responses": {
             "200": {"description": "Records after the cursor (maybe none) and the cursor to send next.",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Page"}}}},
@@ -96,7 +107,26 @@ DOCUMENT: dict = {
              "description": "Packet captures in; NetFlow-style flow records, anomalies and alerts out."},
     "paths": {
         "/v1/captures": {"post": _upload, "put": {**_upload, "summary": "The same as POST (for curl -T)"}},
-        "/v1/flows": _poll("flow records"),
+        "/v1/flows": _poll("flow records", search=True),
+        "/v1/top": {"get": {
+            "summary": "Top N talkers, ports or protocols by flows, packets or bytes (like nfdump -s), and traffic "
+                       "over time",
+            "security": READ,
+            "parameters": [
+                {"name": "by", "in": "query", "schema": {"type": "string", "default": "srcip", "enum": [
+                    "srcip", "dstip", "ip", "srcport", "dstport", "port", "proto", "pair", "sensor"]}},
+                {"name": "metric", "in": "query", "schema": {"type": "string", "default": "bytes",
+                                                             "enum": ["flows", "packets", "bytes"]}},
+                {"name": "n", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
+                                                        "default": 10}},
+                {"name": "bucket", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 31622400,
+                                                             "default": 0},
+                 "description": "Seconds per bucket of a time series of the same flows (0: none)."},
+                *_search_params],
+            "responses": {"200": {"description": "The top N, and whether the whole range was read.",
+                                  "content": {"application/json": {"schema": {"type": "object"}}}},
+                          "400": _error("A parameter is out of range, or the filter does not parse."),
+                          **AUTH, **UNAVAILABLE}}},
         "/v1/anomalies": _poll("anomalies"),
         "/v1/alerts": _poll("alerts"),
         "/v1/actions": {**_poll("analysts' actions"), "post": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 from app.main import app
 from app.topics import actions, alerts, anomalies, flows
 from web.dashboard import Actions, Index, Login, Logout, Static
-from web.egress import poll_view
+from web.egress import TopView, poll_view
 from web.health import Health, Healthz, Readyz
 from web import metrics
 from web.ingest import Blocks, Captures
@@ -14,6 +14,7 @@ app.page("/v1/captures", name="captures")(Captures)
 app.page("/v1/flows", name="flows")(poll_view(flows.get_topic_name(), batched=True))
 app.page("/v1/anomalies", name="anomalies")(poll_view(anomalies.get_topic_name()))
 app.page("/v1/alerts", name="alerts")(poll_view(alerts.get_topic_name()))
+app.page("/v1/top", name="top")(TopView)
 app.page("/v1/actions", name="actions")(type("ActionsView", (Actions, poll_view(actions.get_topic_name(), 1)), {}))
 app.page("/v1/health", name="health")(Health)
 app.page("/", name="index")(Index)

@@ -153,3 +153,100 @@ async def token(self, name: str, path: str, kind: str) -> None:
         raise self.UsageError(str(exc)) from None
     print(f"{kind} token for {name!r}: its hash is in {path}; this is the only copy of the token",
           file=sys.stderr)
+
+
+@app.command(
+    argument("filter_words", nargs=-1),
+    option("--since", type=str, default=None, help="Flows that end at or after this capture time (RFC 3339 or ms)."),
+    option("--until", type=str, default=None, help="Flows that start before this capture time (RFC 3339 or ms)."),
+    option("--json", "as_json", is_flag=True, default=False, help="One JSON record per line."),
+    option("--csv", "as_csv", is_flag=True, default=False, help="CSV with pcap2flows' columns."),
+    option("--limit", type=int, default=0, help="Stop after this many records (0: all)."),
+)
+async def query(self, filter_words: tuple[str, ...], since: str | None, until: str | None, as_json: bool,
+                as_csv: bool, limit: int) -> None:
+    """Flow records of a range of capture time that match a filter in nfdump's syntax, e.g.
+    faust -A app query --since 2026-12-01T10:00Z --until 2026-12-01T10:15Z 'src host 10.1.2.3 and dst port 22'"""
+    import json
+
+    from app.main import settings
+    from app.query import show
+    from app.query.filter import FilterError, compile_filter
+    from app.query.top import parse_time
+    from app.runtime.egress import Query, search
+    from app.topics import flows
+
+    text = " ".join(filter_words)
+    try:
+        q = Query(compile_filter(text) if text else None, parse_time(since, "--since") if since else None,
+                  parse_time(until, "--until") if until else None, settings.window_ms)
+    except (FilterError, ValueError) as exc:
+        raise self.UsageError(str(exc)) from None
+    cur, ends, n = None, None, 0
+    if not as_json and not as_csv:
+        print(show.HEADER)
+    while True:
+        room = 5000 if not limit else min(5000, limit - n)
+        page = await search(flows.get_topic_name(), cur, q, room, settings.query_max_s, True, ends=ends)
+        recs = page["records"]
+        if as_json:
+            sys.stdout.write("".join(json.dumps(r) + "\n" for r in recs))
+        elif as_csv:
+            sys.stdout.write(show.csv_rows(recs, header=cur is None))
+        else:
+            sys.stdout.write("".join(show.table_row(r) + "\n" for r in recs))
+        n += len(recs)
+        cur, ends = _decode_cursor(page["cursor"]), page["ends"]
+        if page["complete"] or (limit and n >= limit):
+            break
+    print(f"{n} flow records", file=sys.stderr)
+
+
+def _decode_cursor(cursor: str):
+    from app.api import cursor as cursors
+    return cursors.decode(cursor)
+
+
+@app.command(
+    argument("filter_words", nargs=-1),
+    option("--by", type=str, default="srcip", help="srcip, dstip, ip, srcport, dstport, port, proto, pair or sensor."),
+    option("--metric", type=str, default="bytes", help="flows, packets or bytes."),
+    option("-n", "n", type=int, default=10, help="How many."),
+    option("--since", type=str, default=None, help="Flows that end at or after this capture time."),
+    option("--until", type=str, default=None, help="Flows that start before this capture time."),
+    option("--json", "as_json", is_flag=True, default=False, help="One JSON object per line."),
+)
+async def top(self, filter_words: tuple[str, ...], by: str, metric: str, n: int, since: str | None,
+              until: str | None, as_json: bool) -> None:
+    """The top N of an element by flows, packets or bytes, as nfdump -s gives it, over a range of capture time
+    and a filter."""
+    import json
+
+    from app.main import settings
+    from app.query.filter import FilterError, compile_filter
+    from app.query.top import Top, parse_time
+    from app.runtime.egress import Query, search
+    from app.topics import flows
+
+    text = " ".join(filter_words)
+    try:
+        q = Query(compile_filter(text) if text else None, parse_time(since, "--since") if since else None,
+                  parse_time(until, "--until") if until else None, settings.window_ms)
+        agg = Top(by)
+        agg.result(1, metric)
+    except (FilterError, ValueError) as exc:
+        raise self.UsageError(str(exc)) from None
+    cur, ends = None, None
+    while True:
+        page = await search(flows.get_topic_name(), cur, q, 1, settings.query_max_s, True, visit=agg.add, ends=ends)
+        cur, ends = _decode_cursor(page["cursor"]), page["ends"]
+        if page["complete"]:
+            break
+    rows = agg.result(n, metric)
+    if as_json:
+        sys.stdout.write("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        print(f"{by:<40} {'flows':>10} {'packets':>12} {'bytes':>15}")
+        for r in rows:
+            print(f"{r['key']:<40} {r['flows']:>10} {r['packets']:>12} {r['bytes']:>15}")
+    print(f"top {len(rows)} of {len(agg.sums)} by {metric}, over {agg.records} flow records", file=sys.stderr)

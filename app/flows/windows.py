@@ -90,6 +90,9 @@ class Plan:
     writes: dict[str, bytes | None] = field(default_factory=dict)      #: table rows (JSON); None deletes
     marks: dict[str, dict] = field(default_factory=dict)               #: watermark rows
     ends: Counter = field(default_factory=Counter)                     #: records by end: flowEndReason or "late"
+    #: emit index -> the capture time (ms) of a flows batch: its window's start, its Kafka record time, so
+    #: that a query can seek by capture time
+    stamps: dict[int, int] = field(default_factory=dict)
 
 
 class Window:
@@ -275,7 +278,7 @@ class Merger:
             by_window.setdefault(part[0], []).append(part)
         opened, closed = self.open[p].setdefault(sensor, {}), self.closed[p]
         top = None
-        late: list[str] = []
+        late: list[tuple[int, list[str]]] = []   # (window, its late records)
         for w, parts in by_window.items():
             t = max(part[5] for part in parts)
             top = t if top is None or t > top else top
@@ -292,7 +295,7 @@ class Merger:
             mark = closed.get((sensor, w))
             if mark is not None and ranges.contains(mark["a"].get(source), chunk):
                 continue
-            late.extend(self._late(p, sensor, w, source, chunk, parts, plan))
+            late.append((w, self._late(p, sensor, w, source, chunk, parts, plan)))
             if mark is None:
                 mark = {"closed_ms": now_ms, "a": {}}
                 self.expiry[p].append((now_ms, sensor, w))
@@ -302,8 +305,10 @@ class Merger:
             plan.writes[closed_key(p, w, sensor)] = json.dumps(mark).encode()
         if not opened:
             del self.open[p][sensor]
-        for batch in batches(late):
-            plan.emit.append(("flows", f"late{SEP}{p}", batch))
+        for w, recs in late:   # a batch per window: its Kafka record time is that window's start
+            for batch in batches(recs):
+                plan.stamps[len(plan.emit)] = w
+                plan.emit.append(("flows", f"late{SEP}{p}", batch))
         if "top" in msg:   # the chunk's highest capture time over every partition, damaged stamps left out
             top = msg["top"]
         clock.observe(top, source, chunk, msg.get("n", 0), self.max_jump_ms)
@@ -443,6 +448,7 @@ class Merger:
                 stats.add(src, dst, int(proto), int(sport), int(dport), c[0], c[1], c[4], src in home)
             plan.ends[reason] += len(records)
             for batch in batches(records):
+                plan.stamps[len(plan.emit)] = w
                 plan.emit.append(("flows", f"{w}{SEP}{p}", batch))
             if records and window_ms > 0:   # far ahead: a damaged capture time, counted and never scored
                 summaries.append([w, stats.to_json(), clock.far_ahead(w, self.max_jump_ms)])

@@ -1,14 +1,19 @@
-"""Reading an egress topic from a cursor: the long polls of web/egress.py and the placebo sink share it."""
+"""Reading an egress topic from a cursor: the long polls of web/egress.py and the placebo sink share it, and
+searches of the flows topic by capture time and filter (GET /v1/flows with a query, /v1/top, the query
+command)."""
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from app.api import cursor as cursors
 from app.main import settings
+from app.query.top import overlaps
 
 #: Seconds past its timeout that a long poll may take at most, whatever happens in the Kafka client underneath.
 GRACE_S = 15
@@ -76,3 +81,117 @@ async def bounded_poll(topic: str, cur, timeout_s: float, limit: int, from_end: 
     does underneath (a fetcher task that died once held a poll, and its slot, for ever)."""
     return await asyncio.wait_for(poll(topic, cur, timeout_s, limit, from_end, partitions, batched),
                                   timeout_s + GRACE_S)
+
+
+@dataclass
+class Query:
+    """A search of the flows topic: a predicate (app/query/filter.py) and a range of capture time."""
+
+    match: Callable[[dict], bool] | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    #: the window length of the flows' Kafka record times (a batch's record time is its window's start)
+    window_ms: int = 0
+
+    def skips(self, ts_ms: int) -> bool:
+        """Whether a whole batch of record time ``ts_ms`` lies outside the range, unread."""
+        if self.window_ms <= 0:
+            return False   # one window for a whole capture: record times say nothing
+        return (self.since_ms is not None and ts_ms + self.window_ms <= self.since_ms) or \
+            (self.until_ms is not None and ts_ms >= self.until_ms)
+
+    def keeps(self, r: dict) -> bool:
+        return overlaps(r, self.since_ms, self.until_ms) and (self.match is None or self.match(r))
+
+
+async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Query, limit: int,
+                 timeout_s: float, bounded: bool, partitions: int | None = None,
+                 visit: Callable[[dict], None] | None = None, ends: dict[int, int] | None = None) -> dict:
+    """Records of the flows topic that ``query`` keeps, past the cursor.
+
+    Without a cursor, each partition starts at the first batch whose record time (its window's start, a
+    capture time) may hold flows of ``since``, found with Kafka's offsets for times; batches whose record
+    time lies outside the range are passed over unread. ``bounded``: read up to the topic's end as it was
+    when the search began, and say ``"complete": true`` when there (a range in the past, a command line);
+    else wait for new records like a long poll. Answers with up to ``limit`` records (``visit``: each kept
+    record is handed to it instead, and none answered: an aggregate), or with what it has after
+    ``timeout_s``; the cursor goes on from there either way. ``ends``: where a bounded search stops, per
+    partition (a command that pages through a range keeps the ends of its first page; the answer's
+    ``ends`` are those used)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+                                group_id=None, request_timeout_ms=15000, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=4 << 20, **settings.kafka_kwargs())
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():
+            return {"records": [], "cursor": cursors.encode(cur or {}), "complete": True, "scanned": 0, "ends": {}}
+        tps = [TopicPartition(topic, p) for p in range(partitions or settings.partitions)]
+        consumer.assign(tps)
+        last = await consumer.end_offsets(tps)
+        stop = {tp: (ends or {}).get(tp.partition, last[tp]) for tp in tps}
+        pos: dict[int, cursors.Position] = {}
+        if cur is not None:
+            pos = {tp.partition: cur.get(tp.partition, 0) for tp in tps}
+        elif query.since_ms is not None and query.window_ms > 0:
+            found = await consumer.offsets_for_times({tp: max(0, query.since_ms - query.window_ms) for tp in tps})
+            pos = {tp.partition: (found[tp].offset if found.get(tp) is not None else last[tp]) for tp in tps}
+        else:
+            begin = await consumer.beginning_offsets(tps)
+            pos = {tp.partition: begin[tp] for tp in tps}
+        for tp in tps:
+            consumer.seek(tp, cursors.split(pos[tp.partition])[0])
+        records: list[dict] = []
+        scanned = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+
+        def left() -> list[TopicPartition]:
+            return [tp for tp in tps if not bounded or cursors.split(pos[tp.partition])[0] < stop[tp]]
+
+        full = False
+        while not full:
+            todo = left()
+            if not todo:
+                break
+            wait = deadline - loop.time()
+            if wait <= 0:
+                break
+            fetched = await consumer.getmany(*todo, timeout_ms=int(min(wait, 1.0) * 1000), max_records=2000)
+            if not fetched and records and visit is None:
+                break   # caught up, with something to answer: do not hold it back
+            for tp in sorted(fetched, key=lambda t: t.partition):
+                at, skip = cursors.split(pos[tp.partition])
+                for m in fetched[tp]:
+                    if bounded and m.offset >= stop[tp]:
+                        break
+                    first = skip if m.offset == at else 0
+                    if query.skips(m.timestamp):
+                        pos[tp.partition] = m.offset + 1
+                        continue
+                    recs = json.loads(m.value).get("records", [])
+                    scanned += len(recs) - first
+                    for i in range(first, len(recs)):
+                        r = recs[i]
+                        if not query.keeps(r):
+                            continue
+                        if visit is not None:
+                            visit(r)
+                            continue
+                        records.append(r)
+                        if len(records) >= limit:
+                            pos[tp.partition] = (m.offset, i + 1) if i + 1 < len(recs) else m.offset + 1
+                            full = True
+                            break
+                    if full:
+                        break
+                    pos[tp.partition] = m.offset + 1
+                if full:
+                    break
+        complete = bounded and not left()
+        return {"records": records, "cursor": cursors.encode(pos), "complete": complete, "scanned": scanned,
+                "ends": {tp.partition: stop[tp] for tp in tps}}
+    finally:
+        try:
+            await asyncio.wait_for(consumer.stop(), STOP_S)
+        except (TimeoutError, KafkaError, OSError):
+            pass

@@ -20,18 +20,18 @@ MAX_BACKOFF_S = 10.0
 
 
 async def send_all(sends: list[tuple], what: str) -> None:
-    """``sends``: (topic, key bytes, value, partition or None[, headers]). Returns when every one is
-    acknowledged."""
+    """``sends``: (topic, key bytes, value, partition or None[, headers[, timestamp in s]]). Returns when every
+    one is acknowledged."""
     pending = list(sends)
     attempt = 0
     while pending:
         futures = []
         failed = []
         for item in pending:
-            topic, key, value, partition, *headers = item
+            topic, key, value, partition, *rest = item
+            extra = {k: v for k, v in zip(("headers", "timestamp"), rest) if v is not None}
             try:
-                futures.append((item, await topic.send(key=key, value=value, partition=partition,
-                                                       **({"headers": headers[0]} if headers else {}))))
+                futures.append((item, await topic.send(key=key, value=value, partition=partition, **extra)))
             except KafkaError as exc:
                 failed.append((item, exc))
         for item, fut in futures:

@@ -1,0 +1,136 @@
+"""Aggregates of flow records, as ``nfdump -s`` gives them: the top N by an element, and traffic over time.
+Also the time range of a query. Pure code.
+
+>>> top = Top("dstport")
+>>> for port, n in ((22, 3), (443, 10), (22, 4)):
+...     top.add({"destinationTransportPort": port, "protocolIdentifier": 6, "packetDeltaCount": n,
+...              "octetDeltaCount": 100 * n})
+>>> [(row["key"], row["packets"]) for row in top.result(10, "packets")]
+[('443/tcp', 10), ('22/tcp', 7)]
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, UTC
+
+from app.query.filter import PROTOCOLS
+
+_PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp", 51: "ah", 132: "sctp"}
+METRICS = ("flows", "packets", "bytes")
+
+
+def proto_name(num: int) -> str:
+    """A protocol as people write it: ``tcp``, ``udp``, ... or its number."""
+    return _PROTO_NAMES.get(num) or next((k for k, v in PROTOCOLS.items() if v == num), str(num))
+
+
+def _src(r: dict) -> str:
+    return r.get("sourceIPv4Address") or r.get("sourceIPv6Address") or ""
+
+
+def _dst(r: dict) -> str:
+    return r.get("destinationIPv4Address") or r.get("destinationIPv6Address") or ""
+
+
+def _port(field: str) -> Callable[[dict], str]:
+    return lambda r: f"{r[field]}/{proto_name(r['protocolIdentifier'])}"
+
+
+#: What a top-N list can be by: the element of a record it counts (``ip`` and ``port`` count both sides, as
+#: nfdump's ``-s ip`` does).
+BY: dict[str, Callable[[dict], list[str]]] = {
+    "srcip": lambda r: [_src(r)],
+    "dstip": lambda r: [_dst(r)],
+    "ip": lambda r: [_src(r), _dst(r)] if _src(r) != _dst(r) else [_src(r)],
+    "srcport": lambda r: [_port("sourceTransportPort")(r)],
+    "dstport": lambda r: [_port("destinationTransportPort")(r)],
+    "port": lambda r: list(dict.fromkeys([_port("sourceTransportPort")(r), _port("destinationTransportPort")(r)])),
+    "proto": lambda r: [proto_name(r["protocolIdentifier"])],
+    "pair": lambda r: [f"{_src(r)} -> {_dst(r)}"],
+    "sensor": lambda r: [r["flowsight"]["sensor"]],
+}
+
+
+class Top:
+    """Flows, packets and bytes per value of one element (``by``: a key of :data:`BY`)."""
+
+    def __init__(self, by: str):
+        if by not in BY:
+            raise ValueError(f"by={by!r}: expected one of {', '.join(BY)}")
+        self.by, self.key = by, BY[by]
+        self.sums: dict[str, list[int]] = {}
+        self.records = 0
+
+    def add(self, r: dict) -> None:
+        self.records += 1
+        p, b = r["packetDeltaCount"], r["octetDeltaCount"]
+        for k in self.key(r):
+            s = self.sums.get(k)
+            if s is None:
+                self.sums[k] = [1, p, b]
+            else:
+                s[0] += 1
+                s[1] += p
+                s[2] += b
+
+    def result(self, n: int, metric: str = "bytes") -> list[dict]:
+        """The ``n`` biggest by ``metric`` (ties by key), each with all three metrics."""
+        if metric not in METRICS:
+            raise ValueError(f"metric={metric!r}: expected one of {', '.join(METRICS)}")
+        i = METRICS.index(metric)
+        rows = sorted(self.sums.items(), key=lambda kv: (-kv[1][i], kv[0]))[:n]
+        return [{"key": k, "flows": s[0], "packets": s[1], "bytes": s[2]} for k, s in rows]
+
+
+class Series:
+    """Flows, packets and bytes per time bucket of capture time (by each record's start)."""
+
+    def __init__(self, bucket_ms: int):
+        if bucket_ms <= 0:
+            raise ValueError("a bucket of at least 1 ms")
+        self.bucket_ms = bucket_ms
+        self.sums: dict[int, list[int]] = {}
+
+    def add(self, r: dict) -> None:
+        t = r["flowStartMilliseconds"]
+        t -= t % self.bucket_ms
+        s = self.sums.get(t)
+        if s is None:
+            self.sums[t] = [1, r["packetDeltaCount"], r["octetDeltaCount"]]
+        else:
+            s[0] += 1
+            s[1] += r["packetDeltaCount"]
+            s[2] += r["octetDeltaCount"]
+
+    def result(self) -> list[list[int]]:
+        """``[bucket start ms, flows, packets, bytes]`` in time order."""
+        return [[t, *s] for t, s in sorted(self.sums.items())]
+
+
+def parse_time(text: str, name: str = "time") -> int:
+    """Milliseconds since the epoch from ``text``: whole milliseconds, or RFC 3339 / ISO 8601 (a time
+    without a zone is UTC; ``2026/12/01.10:00`` as nfdump writes it is accepted too).
+
+    >>> parse_time("1764583200000"), parse_time("2025-12-01T10:00:00Z"), parse_time("2025/12/01.10:00")
+    (1764583200000, 1764583200000, 1764583200000)
+    """
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    iso = text.replace("/", "-").replace(".", "T", 1) if "/" in text else text
+    if iso.endswith(("Z", "z")):
+        iso = iso[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(iso)
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: expected milliseconds since the epoch or a time such as "
+                         "2026-12-01T10:00:00Z") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def overlaps(r: dict, since_ms: int | None, until_ms: int | None) -> bool:
+    """Whether a record's flow overlaps ``[since, until)`` of capture time."""
+    return (since_ms is None or r["flowEndMilliseconds"] >= since_ms) and \
+        (until_ms is None or r["flowStartMilliseconds"] < until_ms)
