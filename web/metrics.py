@@ -11,13 +11,37 @@ oldest producer batch, and whether the placebo round trip passes. Per sensor, fr
 worker that scores: ``flowsight_sensor_late_records_total`` (records that came after their
 window was closed or scored), ``flowsight_sensor_ahead_records_total`` (records far ahead of
 the sensor's clock, not scored) and ``flowsight_sensor_scored_windows_total``.
+
+Every counter of a closed set (:data:`DECLARED`: rejections per status, skips per reason, alerts
+per rung, ...) is there from the start at 0, so that ``rate()`` and ``absent()`` rules work before
+the first event. Each component's last progress is a Unix time,
+``flowsight_<component>_last_progress_timestamp_seconds``. The answer is Prometheus' text format
+0.0.4, or OpenMetrics when the scraper asks for it (``Accept: application/openmetrics-text``).
 """
 from __future__ import annotations
 
 import re
 
+from app.flows.decode import SKIP_REASONS
 from app.runtime import progress
 from app.runtime import status as status_registry
+
+#: component -> the counters it has from the start, at 0 until their first event
+DECLARED: dict[str, tuple[str, ...]] = {
+    "ingest": ("uploads", "bytes", "packets", "duplicates",
+               *(f"rejected_{s}" for s in (400, 401, 403, 404, 408, 409, 411, 413, 415, 429, 503, 507))),
+    "decode": ("chunks", "packets", "duplicate_chunks", "conflicting_chunks"),
+    "decode_skipped": tuple(SKIP_REASONS.values()),
+    "merge": ("messages",),
+    "emit": ("records", "messages"),
+    "flows_by_end": ("window_closed", "idle_flush", "late"),
+    "score": ("windows",),
+    "alerts": ("L0", "L1", "L2"),
+    "send_retries": ("messages",),
+    "placebo-source": ("uploads",),
+    "placebo-sink": ("packets",),
+    "export": ("records", "datagrams", "skipped_before_start"),
+}
 
 _BAD = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -33,16 +57,19 @@ def families() -> dict[str, tuple[str, list[tuple[dict, float]]]]:
     def add(name: str, kind: str, value: float, labels: dict | None = None) -> None:
         out.setdefault(name, (kind, []))[1].append((labels or {}, float(value)))
 
-    for component, counts in sorted(progress.snapshot().items()):
+    snap = progress.snapshot()
+    last = progress.last_times()
+    for component in sorted(set(snap) | set(DECLARED)):
+        counts = {**dict.fromkeys(DECLARED.get(component, ()), 0), **snap.get(component, {})}
+        counts.pop("last_progress_s_ago", None)
         labels = None
         base = component
         if component.startswith("sensor:"):
             base, labels = "sensor", {"sensor": component.split(":", 1)[1]}
         for key, value in sorted(counts.items()):
-            if key == "last_progress_s_ago":
-                add(_name(base, "last_progress_seconds_ago"), "gauge", value, labels)
-            else:
-                add(_name(base, key), "counter", value, labels)
+            add(_name(base, key), "counter", value, labels)
+        if component in last:
+            add(_name(base, "last_progress_timestamp_seconds"), "gauge", round(last[component], 3), labels)
     status = status_registry.read("flows")
     for p, n in status.get("open_windows", {}).items():
         add(_name("open_windows"), "gauge", n, {"partition": p})
@@ -82,10 +109,32 @@ class FlowsightCollector:
         return []
 
 
+def exposition(accept: str) -> tuple[bytes, str]:
+    """The registry's metrics and their content type: OpenMetrics if ``accept`` asks for it, else
+    Prometheus' text format 0.0.4 (what every scraper reads)."""
+    from prometheus_client import REGISTRY
+    from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+
+    if "application/openmetrics-text" in accept:
+        from prometheus_client.openmetrics import exposition as om
+        return om.generate_latest(REGISTRY), om.CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_PLAIN_0_0_4
+
+
 def setup(app) -> None:
     """/metrics: Faust's Prometheus sensor (faust_* metrics) plus FlowsightCollector (flowsight_*)."""
-    from faust.sensors.prometheus import setup_prometheus_sensors
+    from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+    from faust.web import View
     from prometheus_client import REGISTRY
 
-    setup_prometheus_sensors(app, pattern="/metrics", name_prefix="faust")
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(REGISTRY, "faust"))
     REGISTRY.register(FlowsightCollector())
+
+    class Metrics(View):
+        """GET /metrics."""
+
+        async def get(self, request):
+            body, content_type = exposition(request.headers.get("Accept", ""))
+            return self.bytes(body, headers={"Content-Type": content_type})   # it names a charset
+
+    app.page("/metrics", name="metrics")(Metrics)

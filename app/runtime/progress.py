@@ -20,6 +20,11 @@ def changed_since(t: float) -> bool:
     return any(v > t for v in _last.values())
 
 
+def last_times() -> dict[str, float]:
+    """When each component last made progress (Unix time, seconds)."""
+    return dict(_last)
+
+
 def snapshot() -> dict[str, dict]:
     now = time.time()
     return {c: {"last_progress_s_ago": round(now - t, 3), **_counts[c]} for c, t in sorted(_last.items())}

@@ -8,6 +8,7 @@ the expected band, p-value, P(event), the rung) and point at the flood's target.
 from __future__ import annotations
 
 import asyncio
+import time
 import random
 
 import aiohttp
@@ -105,13 +106,19 @@ async def test_flood_after_warm_up_raises_one_explained_alert(deployment):
                 break
             await asyncio.sleep(1)
         async with s.get(w.url + "/metrics") as r:
-            assert r.status == 200 and r.content_type == "text/plain"
+            assert r.status == 200 and r.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
             metrics = parse_metrics(await r.text())
+        async with s.get(w.url + "/metrics", headers={"Accept": "application/openmetrics-text"}) as r:
+            assert r.status == 200 and r.content_type == "application/openmetrics-text"
+            assert (await r.text()).rstrip().endswith("# EOF")
         async with s.get(w.url + "/healthz") as r:
             assert r.status == 200
         async with s.get(w.url + "/readyz") as r:
             assert r.status == 200, await r.text()
     assert metrics["flowsight_alerts_L2_total"] == 1
+    # series of a closed set are there before their first event, at 0; progress is a Unix time
+    assert metrics["flowsight_alerts_L0_total"] == 0 and metrics["flowsight_ingest_rejected_413_total"] == 0
+    assert abs(metrics["flowsight_ingest_last_progress_timestamp_seconds"] - time.time()) < 900
     assert any(k.startswith("faust_messages_received") for k in metrics)     # Faust's own sensor
     assert metrics["flowsight_ingest_uploads_total"] == 1
     assert metrics['flowsight_sensor_uploads_total{sensor="site-a"}'] == 1
