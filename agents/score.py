@@ -167,7 +167,8 @@ LEGACY_ACTIONS = "actions"   # an older version kept every action ever made in t
 
 def suppress_rows(action: dict, at_ms: int) -> dict[str, bytes | None]:
     """The table rows an analyst's action changes (:func:`app.detect.attention.suppressions`), encoded."""
-    return {SUPPRESS + key: _encode(until) for key, until in suppressions(action, at_ms).items()}
+    return {SUPPRESS + key: None if until is None else _encode(until)
+            for key, until in suppressions(action, at_ms).items()}
 
 
 def migrate_actions() -> None:
@@ -213,7 +214,10 @@ if settings.scoring:
             migrate_actions()
             expire_suppressions(at_ms)
             for key, row in suppress_rows(event.value, at_ms).items():
-                scoring[key] = row
+                if row is not None:
+                    scoring[key] = row
+                elif key in scoring:
+                    del scoring[key]   # a suppression lifted
 
 
 status_registry.register("scoring", status)

@@ -147,6 +147,13 @@ class Settings:
     max_long_polls: int = 64
     #: Longest a long poll is held open, in seconds; a longer ?timeout= is shortened to it.
     long_poll_max_s: int = 60
+    #: Webhooks for chat and ticket systems: URLs (``,``-separated); each alert is POSTed to each as JSON,
+    #: signed with HMAC-SHA256 (webhook_secret_file), and retried with backoff on failure.
+    alert_webhooks: str = ""
+    #: File holding the key that signs webhook bodies (header X-Flowsight-Signature: sha256=HEX).
+    webhook_secret_file: str = ""
+    #: Attempts per alert and URL before a webhook delivery is given up (and counted as failed).
+    webhook_attempts: int = 6
     #: Longest a search or an aggregate (GET /v1/flows with a filter or a time range, /v1/top) reads before it
     #: answers with what it has (a search then carries on from its cursor; an aggregate says it is partial).
     query_max_s: int = 30
@@ -201,6 +208,12 @@ class Settings:
             value = getattr(self, name)
             if not lo <= value <= hi:
                 raise SettingsError(f"{PREFIX}{name.upper()}={value}: expected a whole number from {lo} to {hi}")
+        for url in self.webhook_urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise SettingsError(f"{PREFIX}ALERT_WEBHOOKS: {url!r} is not an http(s) URL")
+        if self.webhook_secret_file and not os.path.isfile(self.webhook_secret_file):
+            raise SettingsError(f"{PREFIX}WEBHOOK_SECRET_FILE={self.webhook_secret_file!r}: no such file")
         if self.export_from not in ("now", "start"):
             raise SettingsError(f"{PREFIX}EXPORT_FROM={self.export_from!r}: expected now or start")
         for server in self.broker_servers:
@@ -290,6 +303,10 @@ class Settings:
         return ctx
 
     @property
+    def webhook_urls(self) -> list[str]:
+        return [u.strip() for u in self.alert_webhooks.split(",") if u.strip()]
+
+    @property
     def home_networks(self) -> list[str]:
         import ipaddress
         return [str(ipaddress.ip_network(n.strip())) for n in self.home_nets.split(",") if n.strip()]
@@ -306,6 +323,8 @@ class Settings:
         parts = urlsplit(self.broker)
         if parts.password:
             out["broker"] = self.broker.replace(parts.password, "***")
+        # a chat system's webhook URL is its secret: show where it goes, not the path
+        out["alert_webhooks"] = ",".join(f"{urlsplit(u).scheme}://{urlsplit(u).netloc}/***" for u in self.webhook_urls)
         return out
 
 
@@ -360,6 +379,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "max_long_polls": (1, 100000),
     "long_poll_max_s": (0, 60),
     "query_max_s": (1, 600),
+    "webhook_attempts": (1, 20),
     "flows_retention_bytes": (1 << 20, 1 << 50),
     "sensor_uploads_per_min": (1, 1000000),
     "spool_min_free_bytes": (0, 1 << 50),

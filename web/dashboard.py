@@ -85,8 +85,13 @@ def check_action(body) -> dict:
         for_s = body.get("for_s", 3600)
         if type(for_s) is not int or not 60 <= for_s <= 30 * 86400:
             raise ValueError("for_s must be a whole number of seconds from 60 to 2592000")
-        return {"action": "suppress", "type": body["type"], "entity": body["entity"], "for_s": for_s}
-    raise ValueError("action must be 'ack' or 'suppress'")
+        return {"action": "suppress", "type": body["type"], "entity": body["entity"], "for_s": for_s, "note": note}
+    if kind == "lift":
+        if body.get("type") not in FAMILIES or not isinstance(body.get("entity"), str) \
+                or not ENTITY.fullmatch(body["entity"]):
+            raise ValueError("lift needs the type and entity of a suppression")
+        return {"action": "lift", "type": body["type"], "entity": body["entity"], "note": note}
+    raise ValueError("action must be 'ack', 'suppress' or 'lift'")
 
 
 #: Failed logins per client address (a token has 256 bits; this only keeps the log and CPU quiet).
@@ -147,14 +152,28 @@ class Logout(View):
 
 
 class Actions(View):
-    """POST /v1/actions: an analyst's ack of an alert or suppression of a (type, entity)."""
+    """POST /v1/actions: an analyst's ack of an alert, suppression of a (type, entity) or lifting of one; each
+    recorded with who (the token's name), when and a note."""
+
     async def post(self, request):
+        from agents import ledger
+        from web.security import principal
         try:
             action = check_action(json.loads(await request.text() or "null"))
         except RecursionError:
             return self.json({"error": "expected a JSON object, not one nested that deep"}, status=400)
         except ValueError as exc:
             return self.json({"error": str(exc)}, status=400)
+        if action["action"] == "ack" and action["id"] not in ledger.alert_ids:
+            if not ledger.caught_up["alerts"]:
+                return self.json({"error": "this worker is still reading the alerts; retry"}, status=503,
+                                 headers={"Retry-After": "2"})
+            return self.json({"error": f"no alert {action['id']}"}, status=404)
+        if action["action"] == "lift" and entity_key(action["type"], action["entity"]) not in \
+                {entity_key(s["type"], s["entity"]) for s in ledger.ledger.active(int(time.time() * 1000))}:
+            return self.json({"error": f"no active suppression of {action['type']} {action['entity']}"}, status=404)
+        p = principal(request)
+        action.update(by=p.name if p is not None else None, at_ms=int(time.time() * 1000))
         key = action.get("id") or entity_key(action["type"], action["entity"])
         try:
             fut = await actions.send(key=key.encode(), value=action)
@@ -163,3 +182,13 @@ class Actions(View):
             return self.json({"error": f"Kafka is unavailable ({type(exc).__name__}); retry"}, status=503,
                              headers={"Retry-After": "5"})
         return self.json({"accepted": action}, status=202)
+
+
+class Suppressions(View):
+    """GET /v1/suppressions: the suppressions active now, with who made them, when, why and until when."""
+
+    async def get(self, request):
+        from agents import ledger
+        now_ms = int(time.time() * 1000)
+        return self.json({"suppressions": ledger.ledger.active(now_ms), "now_ms": now_ms,
+                          "complete": ledger.caught_up["actions"]})

@@ -41,6 +41,7 @@ DECLARED: dict[str, tuple[str, ...]] = {
     "placebo-source": ("uploads",),
     "placebo-sink": ("packets",),
     "export": ("records", "datagrams", "skipped_before_start"),
+    "webhooks": ("sent", "refused", "failed", "retries"),
 }
 
 _BAD = re.compile(r"[^a-zA-Z0-9_]")

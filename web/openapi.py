@@ -130,13 +130,22 @@ DOCUMENT: dict = {
         "/v1/anomalies": _poll("anomalies"),
         "/v1/alerts": _poll("alerts"),
         "/v1/actions": {**_poll("analysts' actions"), "post": {
-            "summary": "Acknowledge an alert or suppress an entity",
+            "summary": "Acknowledge an alert, suppress an entity or lift a suppression (who, when and a note are "
+                       "recorded)",
             "security": READ,
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "$ref": "#/components/schemas/Action"}}}},
             "responses": {"202": {"description": "Recorded.", "content": {"application/json": {"schema": {
                 "type": "object"}}}},
-                          "400": _error("Not a valid action."), **AUTH, **UNAVAILABLE}}},
+                          "400": _error("Not a valid action."),
+                          "404": _error("No such alert (ack), or no such active suppression (lift)."),
+                          **AUTH, **UNAVAILABLE}}},
+        "/v1/suppressions": {"get": {
+            "summary": "The suppressions active now: type, entity, until when, by whom, when and why",
+            "security": READ,
+            "responses": {"200": {"description": "Active suppressions, the soonest to end first.",
+                                  "content": {"application/json": {"schema": {"type": "object"}}}},
+                          **AUTH}}},
         "/v1/blocks/{key}": {"get": {
             "summary": "The state of an uploaded block, SENSOR~BLOCK_ID",
             "security": READ,
@@ -203,7 +212,7 @@ DOCUMENT: dict = {
                                       "chunks": {"type": "integer"}, "packets": {"type": "integer"},
                                       "bytes": {"type": "integer"}, "duplicate": {"type": "boolean"}}},
             "Action": {"type": "object", "required": ["action"], "properties": {
-                "action": {"type": "string", "enum": ["ack", "suppress"]}, "id": {"type": "string"},
+                "action": {"type": "string", "enum": ["ack", "suppress", "lift"]}, "id": {"type": "string"},
                 "note": {"type": "string"}, "type": {"type": "string"}, "entity": {"type": "string"},
                 "for_s": {"type": "integer", "minimum": 60, "maximum": 2592000}}},
         },

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from app.main import app
 from app.topics import actions, alerts, anomalies, flows
-from web.dashboard import Actions, Index, Login, Logout, Static
+from web.dashboard import Actions, Index, Login, Logout, Static, Suppressions
 from web.egress import TopView, poll_view
 from web.health import Health, Healthz, Readyz
 from web import metrics
@@ -16,6 +16,7 @@ app.page("/v1/anomalies", name="anomalies")(poll_view(anomalies.get_topic_name()
 app.page("/v1/alerts", name="alerts")(poll_view(alerts.get_topic_name()))
 app.page("/v1/top", name="top")(TopView)
 app.page("/v1/actions", name="actions")(type("ActionsView", (Actions, poll_view(actions.get_topic_name(), 1)), {}))
+app.page("/v1/suppressions", name="suppressions")(Suppressions)
 app.page("/v1/health", name="health")(Health)
 app.page("/", name="index")(Index)
 app.page("/ui/{name}", name="static")(Static)

@@ -159,20 +159,24 @@ def calibrate(events: list[tuple[int, str, str, float]], days: float, cfg: Atten
     return float(cands[lo])
 
 
-def suppressions(action: dict, at_ms: int) -> dict[str, int]:
-    """What an analyst's action suppresses: ``type|entity`` -> until (ms). A suppression is one small row
-    of its own per (type, entity), so that no row grows with history; an ack suppresses nothing (it lives on
-    topic ``actions``, where the page reads it). Ill-formed actions (they are checked where they are posted,
-    web/dashboard.py) change nothing.
+def suppressions(action: dict, at_ms: int) -> dict[str, int | None]:
+    """What an analyst's action suppresses: ``type|entity`` -> until (ms), or None for a suppression lifted.
+    A suppression is one small row of its own per (type, entity), so that no row grows with history; an ack
+    suppresses nothing (it lives on topic ``actions``, where the page reads it). Ill-formed actions (they are
+    checked where they are posted, web/dashboard.py) change nothing.
 
     >>> suppressions({"action": "suppress", "type": "traffic", "entity": "tap1", "for_s": 60}, 1_000)
     {'traffic|tap1': 61000}
+    >>> suppressions({"action": "lift", "type": "traffic", "entity": "tap1"}, 2_000)
+    {'traffic|tap1': None}
     >>> suppressions({"action": "ack", "id": "x"}, 1_000)
     {}
     """
     try:
         if action.get("action") == "suppress":
             return {entity_key(action["type"], action["entity"]): at_ms + int(action["for_s"]) * 1000}
+        if action.get("action") == "lift":
+            return {entity_key(action["type"], action["entity"]): None}
     except (KeyError, TypeError, ValueError):
         pass
     return {}
