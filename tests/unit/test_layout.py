@@ -62,7 +62,9 @@ SHOWN = ("app.records", "app.detect.models.welford", "app.detect.models.seasonal
 
 
 @pytest.mark.parametrize("module", [*SHOWN, "app.detect.models.log_seasonal", "app.detect.models.persistence",
-                                    "app.detect.attention", "app.flows.clock", "app.flows.ranges"])
+                                    "app.detect.attention", "app.flows.clock", "app.flows.ranges", "app.api.ledger",
+                                    "app.api.webhook", "app.query.top", "app.query.show", "app.runtime.status",
+                                    "app.runtime.roundtrip"])
 def test_doctests(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.failed == 0
