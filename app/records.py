@@ -88,6 +88,20 @@ def source_block(src: str) -> str:
     return src.split(SOURCE_SEP, 1)[-1]
 
 
+_PROTO_NAMES = {1: "icmp", 2: "igmp", 4: "ipip", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp", 51: "ah",
+                58: "icmp6", 89: "ospf", 103: "pim", 112: "vrrp", 132: "sctp"}
+
+
+def proto_name(num: int) -> str:
+    """A protocol as people write it: ``tcp``, ``udp``, ... or its number."""
+    return _PROTO_NAMES.get(num, str(num))
+
+
+def port_name(port: int, proto: int) -> str:
+    """A port as people write it, with its protocol: ``22/tcp``; ICMP's type and code stay a number."""
+    return f"{port}/{proto_name(proto)}" if proto in (6, 17, 132) else str(port)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # flowIds: one scheme, offline and in the pipeline
 

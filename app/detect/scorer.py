@@ -317,6 +317,11 @@ class SensorScorer:
             "topFlows": [f._asdict() for f in summary.top],
             "topSources": [{"host": k, "bytes": v} for k, v in summary.src_bytes.most_common(5)],
             "topDestinations": [{"host": k, "flows": v} for k, v in summary.dst_flows.most_common(5)],
+            # what made a failed-attempts anomaly: its victims, sources and ports, ranked by attempts
+            **({"failedDestinations": [{"host": k, "attempts": v} for k, v in summary.failed_dst.most_common(5)],
+                "failedSources": [{"host": k, "attempts": v} for k, v in summary.failed_src.most_common(5)],
+                "failedPorts": [{"port": k, "attempts": v} for k, v in summary.failed_port.most_common(5)],
+                "failedSourcesSeen": len(summary.failed_src)} if summary.failed else {}),
             # the sensor's metrics over the last windows (bytes for a host's alert), with the expected band
             "series": {n: [[t, *vals[n]] for t, vals in self.recent]
                        for n in (c["metrics"] if fam == "traffic" else ["bytes"]) or ["flows"]},

@@ -13,6 +13,10 @@ Metrics of a window, per sensor (see :data:`METRICS`):
 an ACK, i.e. connection attempts that got no SYN-ACK or were reset;
 ``dports``: distinct destination ports of TCP and UDP flows; ``fanin``: the most
 flows into one destination address. Per inside host: bytes it sent.
+
+Evidence, for an alert to show what made it: the failed attempts per destination,
+per source and per destination port (a SYN flood's victim, its sources, its port),
+cut to the top ``TOP_HOSTS`` like the per-host figures.
 """
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
+
+from app.records import port_name
 
 METRICS = ("flows", "packets", "bytes", "failed", "dports", "fanin")
 TOP_HOSTS = 256
@@ -78,6 +84,9 @@ class Summary:
     dst_flows: Counter = field(default_factory=Counter)
     src_bytes: Counter = field(default_factory=Counter)
     top: list[TopFlow] = field(default_factory=list)   #: the biggest flows, biggest first
+    failed_dst: Counter = field(default_factory=Counter)    #: failed attempts per destination address
+    failed_src: Counter = field(default_factory=Counter)    #: failed attempts per source address
+    failed_port: Counter = field(default_factory=Counter)   #: failed attempts per destination port (``80/tcp``)
 
     def add(self, src: str, dst: str, proto: int, sport: int, dport: int, packets: int, nbytes: int,
             flags: int, inside: bool) -> None:
@@ -86,6 +95,9 @@ class Summary:
         self.bytes += nbytes
         if proto == 6 and flags & SYN and not flags & ACK:
             self.failed += 1
+            self.failed_dst[dst] += 1
+            self.failed_src[src] += 1
+            self.failed_port[port_name(dport, proto)] += 1
         if proto in (6, 17):
             self.dports.add(dport)
         self.dst_flows[dst] += 1
@@ -105,6 +117,9 @@ class Summary:
         self.dst_flows.update(other.dst_flows)
         self.src_bytes.update(other.src_bytes)
         self.top = sorted(self.top + other.top, key=lambda f: -f.bytes)[:TOP_FLOWS]
+        self.failed_dst.update(other.failed_dst)
+        self.failed_src.update(other.failed_src)
+        self.failed_port.update(other.failed_port)
 
     def metrics(self) -> np.ndarray:
         fanin = max(self.dst_flows.values()) if self.dst_flows else 0
@@ -113,12 +128,16 @@ class Summary:
     def to_json(self) -> dict:
         return {"flows": self.flows, "packets": self.packets, "bytes": self.bytes, "failed": self.failed,
                 "dports": sorted(self.dports), "dst_flows": dict(self.dst_flows.most_common(TOP_HOSTS)),
-                "src_bytes": dict(self.src_bytes.most_common(TOP_HOSTS)), "top": [list(f) for f in self.top]}
+                "src_bytes": dict(self.src_bytes.most_common(TOP_HOSTS)), "top": [list(f) for f in self.top],
+                **({"failed_dst": dict(self.failed_dst.most_common(TOP_HOSTS)),
+                    "failed_src": dict(self.failed_src.most_common(TOP_HOSTS)),
+                    "failed_port": dict(self.failed_port.most_common(TOP_HOSTS))} if self.failed else {})}
 
     @classmethod
     def from_json(cls, d: dict) -> Summary:
         return cls(d["flows"], d["packets"], d["bytes"], d["failed"], set(d["dports"]), Counter(d["dst_flows"]),
-                   Counter(d["src_bytes"]), [TopFlow(*f) for f in d["top"]])
+                   Counter(d["src_bytes"]), [TopFlow(*f) for f in d["top"]], Counter(d.get("failed_dst", {})),
+                   Counter(d.get("failed_src", {})), Counter(d.get("failed_port", {})))
 
 
 def summarize_columns(src: np.ndarray, dst: np.ndarray, proto: np.ndarray, dport: np.ndarray,

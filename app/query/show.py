@@ -13,8 +13,7 @@ import csv
 import io
 from datetime import datetime, UTC
 
-from app.query.top import proto_name
-from app.records import CSV_COLUMNS
+from app.records import CSV_COLUMNS, proto_name
 
 HEADER = (f"{'Date first seen':<23} {'Duration':>9} {'Proto':<5} {'Src IP Addr:Port':>25}    "
           f"{'Dst IP Addr:Port':<20} {'Flags':<6} {'Packets':>8} {'Bytes':>8} Sensor")

@@ -13,15 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, UTC
 
-from app.query.filter import PROTOCOLS
+from app.records import port_name, proto_name
 
-_PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6", 47: "gre", 50: "esp", 51: "ah", 132: "sctp"}
 METRICS = ("flows", "packets", "bytes")
-
-
-def proto_name(num: int) -> str:
-    """A protocol as people write it: ``tcp``, ``udp``, ... or its number."""
-    return _PROTO_NAMES.get(num) or next((k for k, v in PROTOCOLS.items() if v == num), str(num))
 
 
 def _src(r: dict) -> str:
@@ -33,7 +27,7 @@ def _dst(r: dict) -> str:
 
 
 def _port(field: str) -> Callable[[dict], str]:
-    return lambda r: f"{r[field]}/{proto_name(r['protocolIdentifier'])}"
+    return lambda r: port_name(r[field], r["protocolIdentifier"])
 
 
 #: What a top-N list can be by: the element of a record it counts (``ip`` and ``port`` count both sides, as
