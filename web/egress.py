@@ -22,7 +22,8 @@ from app.main import settings
 from app.topics import flows as _flows_topic
 from app.query.filter import FilterError, compile_filter
 from app.query.top import METRICS, BY, Series, Top, parse_time
-from app.runtime.egress import GRACE_S, Query, bounded_poll, poll, search  # noqa: F401  (the readers the views share)
+from app.query.top import Query
+from app.runtime.egress import GRACE_S, bounded_poll, poll, search  # noqa: F401  (the readers the views share)
 
 FLOWS_TOPIC = _flows_topic.get_topic_name()
 MAX_TIMEOUT_S = 60
@@ -56,7 +57,7 @@ def parse_search(query) -> Query:
         raise PollError(400, str(exc), position=exc.position) from None
     except RecursionError:
         raise PollError(400, "filter: nested too deep") from None
-    return Query(match, since, until, settings.window_ms)
+    return Query.of(match, since, until, settings.window_ms)
 
 
 def parse_query(query, partitions: int | None = None) -> tuple[dict[int, int] | None, float, int, bool]:

@@ -173,12 +173,13 @@ async def query(self, filter_words: tuple[str, ...], since: str | None, until: s
     from app.query import show
     from app.query.filter import FilterError, compile_filter
     from app.query.top import parse_time
-    from app.runtime.egress import Query, search
+    from app.query.top import Query
+    from app.runtime.egress import search
     from app.topics import flows
 
     text = " ".join(filter_words)
     try:
-        q = Query(compile_filter(text) if text else None, parse_time(since, "--since") if since else None,
+        q = Query.of(compile_filter(text) if text else None, parse_time(since, "--since") if since else None,
                   parse_time(until, "--until") if until else None, settings.window_ms)
     except (FilterError, ValueError) as exc:
         raise self.UsageError(str(exc)) from None
@@ -225,12 +226,13 @@ async def top(self, filter_words: tuple[str, ...], by: str, metric: str, n: int,
     from app.main import settings
     from app.query.filter import FilterError, compile_filter
     from app.query.top import Top, parse_time
-    from app.runtime.egress import Query, search
+    from app.query.top import Query
+    from app.runtime.egress import search
     from app.topics import flows
 
     text = " ".join(filter_words)
     try:
-        q = Query(compile_filter(text) if text else None, parse_time(since, "--since") if since else None,
+        q = Query.of(compile_filter(text) if text else None, parse_time(since, "--since") if since else None,
                   parse_time(until, "--until") if until else None, settings.window_ms)
         agg = Top(by)
         agg.result(1, metric)

@@ -33,6 +33,7 @@ app.query.filter.FilterError: filter: expected a filter primitive, found 'and' a
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,33 @@ _TOKEN = re.compile(r"\s*(?:(#[^\n]*)|(\|\||&&|==|>=|<=|[()\[\]!<>=,/])|([^\s()\
 
 SRC4, SRC6, DST4, DST6 = ("sourceIPv4Address", "sourceIPv6Address", "destinationIPv4Address",
                           "destinationIPv6Address")
+
+
+# -- needles: byte strings a flows message must hold for a record of it to match (a batch that holds none of
+# a clause's is passed over unparsed). A predicate's ``cnf`` is a list of clauses, each a set of needles; a
+# message may match only if, for every clause, it holds one of its needles. None: no such requirement. The
+# needles are the compact JSON that app.records.record_json writes.
+
+def _need(pred: Predicate, cnf: list[frozenset[bytes]] | None) -> Predicate:
+    pred.cnf = cnf  # type: ignore[attr-defined]
+    return pred
+
+
+def _cnf(pred: Predicate) -> list[frozenset[bytes]] | None:
+    return getattr(pred, "cnf", None)
+
+
+def _field_needle(name: str, value: int) -> bytes:
+    return f'"{name}":{value},'.encode()
+
+
+def prefilter(pred: Predicate) -> Callable[[bytes], bool] | None:
+    """A cheap test of a whole flows message's bytes: False only if no record of it can match ``pred``."""
+    cnf = _cnf(pred)
+    if not cnf:
+        return None
+    clauses = [tuple(c) for c in cnf]
+    return lambda raw: all(any(n in raw for n in c) for c in clauses)
 
 
 class FilterError(ValueError):
@@ -176,7 +204,10 @@ class _Parser:
             parts.append(self.term())
         if len(parts) == 1:
             return parts[0]
-        return lambda r: any(p(r) for p in parts)
+        cnfs = [_cnf(p) for p in parts]
+        # a message holds a match of one part or another: one clause, the union of each part's first
+        either = None if any(c is None for c in cnfs) else [frozenset().union(*(c[0] for c in cnfs if c))]
+        return _need(lambda r: any(p(r) for p in parts), either)
 
     def term(self) -> Predicate:
         parts = [self.factor()]
@@ -185,7 +216,8 @@ class _Parser:
             parts.append(self.factor())
         if len(parts) == 1:
             return parts[0]
-        return lambda r: all(p(r) for p in parts)
+        both = [c for p in parts for c in (_cnf(p) or [])]
+        return _need(lambda r: all(p(r) for p in parts), both or None)
 
     def factor(self) -> Predicate:
         word = self.peek()
@@ -231,7 +263,7 @@ class _Parser:
         if word == "vlan":
             self.take()
             v = _number(self.take())
-            return lambda r: r.get("vlanId") == v
+            return _need(lambda r: r.get("vlanId") == v, [frozenset({_field_needle("vlanId", v)})])
         if side is not None:
             raise FilterError(f"expected host, ip, net, port or vlan after {side!r}", self.where())
         self.take()
@@ -239,14 +271,16 @@ class _Parser:
             p = self.take()
             num = PROTOCOLS.get(p.text.lower())
             num = _number(p) if num is None else num
-            return lambda r: r.get("protocolIdentifier") == num
+            return _need(lambda r: r.get("protocolIdentifier") == num,
+                         [frozenset({_field_needle("protocolIdentifier", num)})])
         if word in ("inet", "ipv4"):
             return lambda r: SRC4 in r
         if word in ("inet6", "ipv6"):
             return lambda r: SRC6 in r
         if word in PROTOCOLS:
             num = PROTOCOLS[word]
-            return lambda r: r.get("protocolIdentifier") == num
+            return _need(lambda r: r.get("protocolIdentifier") == num,
+                         [frozenset({_field_needle("protocolIdentifier", num)})])
         if word == "tos":
             return self.compare("ipClassOfService")
         if word == "flags":
@@ -267,7 +301,8 @@ class _Parser:
                                    else r["destinationTransportPort"] & 0xFF) == v)
         if word in ("sensor", "ident"):
             name = self.take().text.strip("'\"")
-            return lambda r: r["flowsight"]["sensor"] == name
+            return _need(lambda r: r["flowsight"]["sensor"] == name,
+                         [frozenset({b'"sensor":' + json.dumps(name).encode()})])
         if word == "late":
             return lambda r: bool(r["flowsight"].get("late"))
         raise FilterError(f"expected a filter primitive, found {tok.text!r}", tok.pos)
@@ -306,7 +341,12 @@ class _Parser:
         return [_net(tok.text, tok.pos)]
 
     def hosts(self, side: str | None) -> Predicate:
-        return _match_addr(side, self._addresses())
+        nets = self._addresses()
+        pred = _match_addr(side, nets)
+        # IPv4 addresses one by one (their text has one form): a message must name one of them
+        if all(lo == hi < (1 << 32) for lo, hi in nets):
+            return _need(pred, [frozenset(f'"{ipaddress.IPv4Address(lo)}"'.encode() for lo, _ in nets)])
+        return pred
 
     def net(self, side: str | None) -> Predicate:
         tok = self.take()
@@ -334,11 +374,18 @@ class _Parser:
             if self.peek() is None:
                 raise FilterError("expected ']'", len(self.text))
             self.take()
-            return _by_side(side, lambda r: r.get("sourceTransportPort") in ports,
-                            lambda r: r.get("destinationTransportPort") in ports)
+            return _need(_by_side(side, lambda r: r.get("sourceTransportPort") in ports,
+                                  lambda r: r.get("destinationTransportPort") in ports), _port_needles(side, ports))
         op, v = self.comparison(), _number(self.take())
-        return _by_side(side, _cmp(lambda r: r["sourceTransportPort"], op, v),
+        pred = _by_side(side, _cmp(lambda r: r["sourceTransportPort"], op, v),
                         _cmp(lambda r: r["destinationTransportPort"], op, v))
+        return _need(pred, _port_needles(side, {v}) if op == "==" else None)
+
+
+def _port_needles(side: str | None, ports: set[int]) -> list[frozenset[bytes]]:
+    names = {"src": ("sourceTransportPort",), "dst": ("destinationTransportPort",)}.get(
+        side or "", ("sourceTransportPort", "destinationTransportPort"))
+    return [frozenset(_field_needle(n, p) for n in names for p in ports)]
 
 
 def _cmp(get: Callable[[Record], float], op: str, v: float) -> Predicate:

@@ -11,6 +11,7 @@ Also the time range of a query. Pure code.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, UTC
 
 from app.records import port_name, proto_name
@@ -128,3 +129,33 @@ def overlaps(r: dict, since_ms: int | None, until_ms: int | None) -> bool:
     """Whether a record's flow overlaps ``[since, until)`` of capture time."""
     return (since_ms is None or r["flowEndMilliseconds"] >= since_ms) and \
         (until_ms is None or r["flowStartMilliseconds"] < until_ms)
+
+
+@dataclass
+class Query:
+    """A search of the flows topic: a predicate (app/query/filter.py) and a range of capture time."""
+
+    match: Callable[[dict], bool] | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    #: the window length of the flows' Kafka record times (a batch's record time is its window's start)
+    window_ms: int = 0
+    #: a test of a whole message's bytes that says False only if none of its records can match
+    #: (:func:`app.query.filter.prefilter`)
+    maybe: Callable[[bytes], bool] | None = None
+
+    @classmethod
+    def of(cls, match: Callable[[dict], bool] | None, since_ms: int | None, until_ms: int | None,
+           window_ms: int) -> Query:
+        from app.query.filter import prefilter
+        return cls(match, since_ms, until_ms, window_ms, prefilter(match) if match is not None else None)
+
+    def skips(self, ts_ms: int) -> bool:
+        """Whether a whole batch of record time ``ts_ms`` lies outside the range, unread."""
+        if self.window_ms <= 0:
+            return False   # one window for a whole capture: record times say nothing
+        return (self.since_ms is not None and ts_ms + self.window_ms <= self.since_ms) or \
+            (self.until_ms is not None and ts_ms >= self.until_ms)
+
+    def keeps(self, r: dict) -> bool:
+        return overlaps(r, self.since_ms, self.until_ms) and (self.match is None or self.match(r))

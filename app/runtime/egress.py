@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from app.api import cursor as cursors
 from app.main import settings
-from app.query.top import overlaps
+from app.query.top import Query
 
 #: Seconds past its timeout that a long poll may take at most, whatever happens in the Kafka client underneath.
 GRACE_S = 15
@@ -83,27 +82,6 @@ async def bounded_poll(topic: str, cur, timeout_s: float, limit: int, from_end: 
                                   timeout_s + GRACE_S)
 
 
-@dataclass
-class Query:
-    """A search of the flows topic: a predicate (app/query/filter.py) and a range of capture time."""
-
-    match: Callable[[dict], bool] | None = None
-    since_ms: int | None = None
-    until_ms: int | None = None
-    #: the window length of the flows' Kafka record times (a batch's record time is its window's start)
-    window_ms: int = 0
-
-    def skips(self, ts_ms: int) -> bool:
-        """Whether a whole batch of record time ``ts_ms`` lies outside the range, unread."""
-        if self.window_ms <= 0:
-            return False   # one window for a whole capture: record times say nothing
-        return (self.since_ms is not None and ts_ms + self.window_ms <= self.since_ms) or \
-            (self.until_ms is not None and ts_ms >= self.until_ms)
-
-    def keeps(self, r: dict) -> bool:
-        return overlaps(r, self.since_ms, self.until_ms) and (self.match is None or self.match(r))
-
-
 async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Query, limit: int,
                  timeout_s: float, bounded: bool, partitions: int | None = None,
                  visit: Callable[[dict], None] | None = None, ends: dict[int, int] | None = None) -> dict:
@@ -165,8 +143,8 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
                     if bounded and m.offset >= stop[tp]:
                         break
                     first = skip if m.offset == at else 0
-                    if query.skips(m.timestamp):
-                        pos[tp.partition] = m.offset + 1
+                    if query.skips(m.timestamp) or (query.maybe is not None and not query.maybe(m.value)):
+                        pos[tp.partition] = m.offset + 1   # outside the range, or holding nothing the filter needs
                         continue
                     recs = json.loads(m.value).get("records", [])
                     scanned += len(recs) - first

@@ -2,14 +2,16 @@
 position, and the same answers as nfdump itself on real captures exported to nfcapd."""
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from app.cli import pcap2flows
 from app.export import netflow
-from app.query.filter import FilterError, compile_filter
+from app.query.filter import FilterError, compile_filter, prefilter
 from tests import reference
 from tests.nfdump import collected, key
 
@@ -122,3 +124,50 @@ def test_the_same_records_as_nfdump_on_real_captures_in_nfcapd(nfcapd):
         assert got == dict(want), (flt, len(got), len(want),
                                    [(k, got.get(k), want.get(k)) for k in set(got) ^ set(want)][:3])
         assert 0 < len(got) or flt in ("duration > 1000",), f"{flt!r} selects nothing: a weak case"
+
+
+# -- the prefilter of whole messages: never passes over a message holding a match
+
+PREFILTERED = ["host 10.0.0.1", "src host 10.0.0.2", "dst port 22", "port 443", "proto udp", "sensor tap2",
+               "host 10.0.0.1 and port 22", "host 10.0.0.1 or host 10.0.0.9", "port in [ 80 443 ]",
+               "(proto tcp and dst port 22) or (proto udp and dst port 53)", "vlan 100 and tcp",
+               "host in [ 10.0.0.1 10.0.0.3 ]", "not port 22", "host 10.0.0.1 or bytes > 1k"]
+
+
+def _message(recs: list[dict]) -> bytes:
+    from app import records
+    texts = []
+    for r in recs:
+        key = records.flow_key(r["flowsight"]["sensor"], r["sourceIPv4Address"], r["destinationIPv4Address"],
+                               r["protocolIdentifier"], r["sourceTransportPort"], r["destinationTransportPort"],
+                               r["vlanId"], r["ipClassOfService"])
+        texts.append(records.record_json(60_000, key.split("|"), [r["packetDeltaCount"], r["octetDeltaCount"],
+                                         r["flowStartMilliseconds"], r["flowEndMilliseconds"], r["tcpControlBits"]],
+                                         60_000, 2, False, json.dumps(r["flowsight"]["sensor"]), "[]", 1))
+    return records.batches(texts)[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.9"]),
+                          st.sampled_from(["10.0.0.1", "10.0.0.2", "192.0.2.1"]),
+                          st.sampled_from([6, 17, 1]), st.sampled_from([22, 53, 80, 443, 40000, 2222]),
+                          st.sampled_from([22, 53, 80, 443, 8443]), st.sampled_from([0, 100]),
+                          st.sampled_from(["tap1", "tap2"]), st.integers(1, 5000)), min_size=1, max_size=8),
+       st.sampled_from(PREFILTERED))
+def test_the_prefilter_never_passes_over_a_message_that_holds_a_match(rows, flt):
+    recs = [rec(src=s, dst=d, proto=p, sport=sp, dport=dp, vlan=v, sensor=sen, nbytes=b)
+            for s, d, p, sp, dp, v, sen, b in rows]
+    raw = _message(recs)
+    decoded = json.loads(raw)["records"]
+    pred = compile_filter(flt)
+    maybe = prefilter(pred)
+    if any(pred(r) for r in decoded):
+        assert maybe is None or maybe(raw), (flt, decoded)
+
+
+def test_the_prefilter_passes_over_messages_without_the_needles():
+    raw = _message([rec(src="10.0.0.2", dst="192.0.2.1", dport=80, proto=6)])
+    for flt in ("host 10.0.0.1", "dst port 22", "proto udp", "sensor tap2", "host 10.0.0.1 or port 22"):
+        assert prefilter(compile_filter(flt))(raw) is False, flt
+    for flt in ("not port 22", "bytes > 1k", "net 10.0.0.0/8", "port > 22", "host 10.0.0.1 or bytes > 1"):
+        assert prefilter(compile_filter(flt)) is None, flt     # no requirement it can check: every message read

@@ -1,0 +1,153 @@
+"""Searching a retained flows topic: records read per second, and how much a time-bounded search reads.
+
+    .venv/bin/python bench/query.py [MILLION_RECORDS] [DAYS]      (default: 2 million records over 10 days)
+
+It starts a Kafka broker of its own (compose/kafka/kafka.sh, port 39392), writes MILLION_RECORDS million flow
+records to a flows topic of 4 partitions exactly as the flows agent writes them (batches of 500 records of one
+window, each message's record time its window's capture time), spread over DAYS days of capture time and
+50,000 hosts, then runs the searches of GET /v1/flows and /v1/top (app.runtime.egress.search) in this process
+and prints, per search, the records it read, those it passed over unread, the CPU-seconds and the records per
+CPU-second. The search is one consumer: what one worker does for one query.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PORT = int(os.environ.get("BENCH_KAFKA_PORT", "39392"))
+os.environ.setdefault("FLOWSIGHT_BROKER", f"kafka://127.0.0.1:{PORT}")
+os.environ.setdefault("FLOWSIGHT_PARTITIONS", "4")
+os.environ.setdefault("FLOWSIGHT_QUIET", "true")
+os.environ.setdefault("FLOWSIGHT_PLACEBO_SOURCE", "false")
+
+import app.main  # noqa: E402,F401  (the worker's settings and modules, as a worker loads them)
+from app import records  # noqa: E402
+from app.query.filter import compile_filter  # noqa: E402
+from app.query.top import Query, Top  # noqa: E402
+
+TOPIC = "bench-query-flows"
+W_MS = 60_000
+DAY_MS = 86_400_000
+T0 = 1_764_547_200_000   # 2025-12-01 00:00 UTC
+
+
+def kafka(*args: str) -> None:
+    env = {**os.environ, "FLOWSIGHT_VAR": str(ROOT / "var" / "bench-query"), "KAFKA_BASE_PORT": str(PORT)}
+    subprocess.run([str(ROOT / "compose" / "kafka" / "kafka.sh"), *args], env=env, check=True, capture_output=True)
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+async def fill(n_records: int, days: int) -> int:
+    """Write the records; returns how many messages."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{PORT}")
+    await admin.start()
+    await admin.create_topics([NewTopic(TOPIC, 4, 1, topic_configs={"retention.ms": "-1"})])
+    await admin.close()
+    prod = AIOKafkaProducer(bootstrap_servers=f"127.0.0.1:{PORT}", max_batch_size=1 << 20, linger_ms=20,
+                            max_request_size=4 << 20)
+    await prod.start()
+    rng = random.Random(1)
+    windows = days * DAY_MS // W_MS
+    per_window = max(1, n_records // windows)
+    messages = 0
+    sent = 0
+    for wi in range(windows):
+        w = T0 + wi * W_MS
+        texts = []
+        for _ in range(per_window):
+            src, dst = f"10.{rng.randint(0, 199)}.{rng.randint(0, 249)}.{rng.randint(1, 250)}", \
+                f"198.51.{rng.randint(0, 99)}.{rng.randint(1, 250)}"
+            proto = 6 if rng.random() < 0.8 else 17
+            dport = rng.choice((443, 443, 443, 80, 53, 22, 8080, 123)) if proto == 6 else rng.choice((53, 123, 443))
+            key = records.flow_key("tap1", src, dst, proto, rng.randint(1024, 65535), dport, 0, 0)
+            first = w + rng.randint(0, W_MS - 1000)
+            texts.append(records.record_json(w, key.split("|"), [rng.randint(1, 50), rng.randint(60, 200_000), first,
+                                             first + rng.randint(0, 900), 0x1B if proto == 6 else 0], W_MS, 2, False,
+                                             '"tap1"', '["b"]', sent))
+            sent += 1
+        for batch in records.batches(texts):
+            await prod.send(TOPIC, batch, partition=messages % 4, timestamp_ms=w)
+            messages += 1
+        if sent >= n_records:
+            break
+    await prod.flush()
+    await prod.stop()
+    return messages
+
+
+async def run(name: str, query: Query, top: bool = False) -> dict:
+    from app.runtime.egress import search
+
+    agg = Top("srcip") if top else None
+    cur, ends, got, scanned = None, None, 0, 0
+    c0, t0 = cpu_s(), time.perf_counter()
+    while True:
+        page = await search(TOPIC, cur, query, 5000, 600, True, partitions=4,
+                            visit=agg.add if agg else None, ends=ends)
+        got += len(page["records"])
+        scanned += page["scanned"]
+        from app.api import cursor as cursors
+        cur, ends = cursors.decode(page["cursor"]), page["ends"]
+        if page["complete"]:
+            break
+    cpu, wall = cpu_s() - c0, time.perf_counter() - t0
+    return {"search": name, "matched": agg.records if agg else got, "read": scanned, "cpu_s": round(cpu, 2),
+            "wall_s": round(wall, 2)}
+
+
+async def main() -> None:
+    n = int(float(sys.argv[1]) * 1_000_000) if len(sys.argv) > 1 else 2_000_000
+    days = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    kafka("wipe")
+    kafka("start", "1")
+    try:
+        t = time.perf_counter()
+        messages = await fill(n, days)
+        print(f"{n:,} records in {messages:,} messages over {days} days of capture time, written in "
+              f"{time.perf_counter() - t:.0f} s", file=sys.stderr)
+        day = T0 + (days // 2) * DAY_MS
+        cases = [
+            ("every record, no filter", Query.of(None, None, None, W_MS), False),
+            ("'dst port 443 and src net 10.0.0.0/8'", Query.of(compile_filter("dst port 443 and src net 10.0.0.0/8"),
+                                                               None, None, W_MS), False),
+            ("'bytes > 150k' (no needle: every message parsed)",
+             Query.of(compile_filter("bytes > 150k"), None, None, W_MS), False),
+            ("'host 10.1.2.3' (needle: messages without it unread)",
+             Query.of(compile_filter("host 10.1.2.3"), None, None, W_MS), False),
+            (f"one day of {days}, 'proto udp'", Query.of(compile_filter("proto udp"), day, day + DAY_MS, W_MS), False),
+            (f"top srcip, one hour of {days} days", Query.of(None, day, day + 3_600_000, W_MS), True),
+        ]
+        rows = []
+        for name, q, top in cases:
+            r = await run(name, q, top)
+            r["read_per_cpu_s"] = round(r["read"] / max(r["cpu_s"], 1e-9))
+            rows.append(r)
+            print(json.dumps(r), file=sys.stderr)
+        print(f"\n{n:,} flow records, 4 partitions, {days} days; one search = one consumer in one process\n")
+        print("| search | matched | records read | CPU-s | wall-s | records read per CPU-s |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['search']} | {r['matched']:,} | {r['read']:,} ({r['read'] / n:.1%}) | {r['cpu_s']} | "
+                  f"{r['wall_s']} | {r['read_per_cpu_s']:,} |")
+    finally:
+        kafka("stop")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
