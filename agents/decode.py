@@ -25,18 +25,13 @@ from app.runtime import progress
 from app.flows import ranges
 from app.flows.clock import robust_top
 from app.main import app, settings
-from app.records import MESSAGE_VERSIONS
+from app.records import MESSAGE_VERSIONS, ChunkHeaders
 from app.runtime.gaps import GapFinder
 from app.runtime.send import send_all
 from app.topics import block_key, flow_parts, home_partition, pcap_chunks, row_key
 from tables import blocks
 
 log = logging.getLogger(__name__)
-
-
-def header_map(headers) -> dict[str, str]:
-    items = headers.items() if hasattr(headers, "items") else headers or ()
-    return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in items}
 
 
 def decode_chunk(data: bytes, sensor: str) -> tuple[dict[int, list], decode.Packets]:
@@ -71,28 +66,27 @@ def chunk_messages(block: str, chunk: int, sensor: str, chunks: int, by_partitio
             for p in range(settings.partitions)]
 
 
-def new_row(h: dict[str, str]) -> dict:
-    return {"sensor": h["sensor"], "sha256": h.get("sha256", ""), "chunks": int(h.get("chunks", 0)), "done": [],
-            "chunk_bytes": int(h.get("chunk_bytes", 0)) or None}
+def new_row(h: ChunkHeaders) -> dict:
+    return {"sensor": h.sensor, "sha256": h.sha256, "chunks": h.chunks, "done": [],
+            "chunk_bytes": h.chunk_bytes or None}
 
 
-async def report(bkey: str, chunk: int, h: dict[str, str]) -> None:
+async def report(bkey: str, chunk: int, h: ChunkHeaders) -> None:
     """Tell the block's own row that a chunk of another lane is done (ingest reads that row only)."""
     if chunk % settings.partitions:
-        headers = [(k, v.encode()) for k, v in h.items() if k != "done"] + [("done", b"1")]
+        headers = h._replace(done=True).encode()
         await send_all([(pcap_chunks, bkey.encode(), b"", home_partition(bkey, settings.partitions), headers)],
-                       f"done report of chunk {chunk} of block {h['block']}")
+                       f"done report of chunk {chunk} of block {h.block}")
 
 
 async def handle(value: bytes, headers) -> None:
     """Decode one chunk once; mark it done only after Kafka acknowledged every part it produced."""
-    h = header_map(headers)
-    if "tick" in h:  # agents/ticks.py: only for the gap check before it
+    h = ChunkHeaders.decode(headers)
+    if h is None:  # a tick (agents/ticks.py): only for the gap check before it
         return
-    block, sensor, chunk = h["block"], h["sensor"], int(h["chunk"])
-    sha = h.get("sha256", "")
+    block, sensor, chunk, sha = h.block, h.sensor, h.chunk, h.sha256
     bkey = block_key(sensor, block)
-    if h.get("done"):  # another lane finished this chunk
+    if h.done:  # another lane finished this chunk
         row = blocks.get(bkey) or new_row(h)
         if row["sha256"] == sha and not ranges.contains(row["done"], chunk):
             blocks[bkey] = {**row, "done": ranges.add(row["done"], chunk)}

@@ -16,6 +16,7 @@ import time
 from aiokafka.errors import KafkaError
 
 from app.main import app, settings
+from app.records import TICK_HEADERS
 from app.runtime import compat
 from app.topics import ALL, flow_parts, pcap_chunks
 
@@ -66,4 +67,4 @@ async def tick() -> None:
 @app.timer(interval=5.0, on_leader=True)
 async def chunk_tick() -> None:
     for p in range(settings.partitions):
-        await pcap_chunks.send(key=b"tick", value=b"", headers=[("tick", b"1")], partition=p)
+        await pcap_chunks.send(key=b"tick", value=b"", headers=TICK_HEADERS, partition=p)

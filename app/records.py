@@ -306,6 +306,42 @@ def batches(records: list[str]) -> list[bytes]:
     return out
 
 
+class ChunkHeaders(NamedTuple):
+    """The headers of a pcap-chunks message (its value is the chunk's bytes): which block of which sensor,
+    which chunk of how many, the whole upload's sha256 and the size it was cut with. ``done``: a lane's
+    report that it decoded the chunk (an empty message to the block's own partition)."""
+
+    block: str
+    sensor: str
+    chunk: int
+    chunks: int
+    sha256: str
+    chunk_bytes: int
+    done: bool = False
+
+    def encode(self) -> list[tuple[str, bytes]]:
+        out = [("v", str(MESSAGE_VERSIONS["pcap-chunks"]).encode()), ("block", self.block.encode()),
+               ("sensor", self.sensor.encode()), ("chunk", str(self.chunk).encode()),
+               ("chunks", str(self.chunks).encode()), ("sha256", self.sha256.encode()),
+               ("chunk_bytes", str(self.chunk_bytes).encode())]
+        return out + [("done", b"1")] if self.done else out
+
+    @classmethod
+    def decode(cls, headers) -> ChunkHeaders | None:
+        """The headers of a message as read (pairs or a mapping; bytes or text); None for a tick
+        (:data:`TICK_HEADERS`)."""
+        items = headers.items() if hasattr(headers, "items") else headers or ()
+        h = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in items}
+        if "tick" in h:
+            return None
+        return cls(h["block"], h["sensor"], int(h["chunk"]), int(h.get("chunks", 0)), h.get("sha256", ""),
+                   int(h.get("chunk_bytes", 0)), bool(h.get("done")))
+
+
+#: The headers of the tick a leader sends into every pcap-chunks partition (agents/ticks.py).
+TICK_HEADERS = [("tick", b"1")]
+
+
 # The JSON messages between agents, typed (their builders and readers are annotated with these; a part is
 # ``[window_ms, flow key, packets, bytes, first_ms, last_ms, flags]``, as compact on the wire as it can be).
 

@@ -27,7 +27,7 @@ from faust.web import View
 
 from app.capture import pcap
 from app.flows import decode
-from app.records import MESSAGE_VERSIONS, NAME
+from app.records import NAME, ChunkHeaders
 from app.runtime import compat, progress
 from app.flows import ranges
 from app.main import app, settings
@@ -203,10 +203,7 @@ async def produce(plan: pcap.Chunks, block_id: str, sensor: str, sha256: str,
     count = 0
     bkey = block_key(sensor, block_id)
     for chunk in plan:
-        headers = [("v", b"%d" % MESSAGE_VERSIONS["pcap-chunks"]), ("block", block_id.encode()),
-                   ("sensor", sensor.encode()), ("chunk", str(chunk.index).encode()),
-                   ("chunks", str(len(plan)).encode()), ("sha256", sha256.encode()),
-                   ("chunk_bytes", str(plan.chunk_bytes).encode())]
+        headers = ChunkHeaders(block_id, sensor, chunk.index, len(plan), sha256, plan.chunk_bytes).encode()
         await slots.acquire()
         try:
             fut = await pcap_chunks.send(key=bkey.encode(), value=chunk.data, headers=headers,
