@@ -10,7 +10,8 @@
                 ``"c|partition|window_ms|sensor"`` -> ``{"closed_ms": when it closed (message time),
                 "a": {"sensor~block": [[lo, hi], ...]} chunks applied}`` for a closed window of a sensor
                 (app/flows/windows.py; an older version wrote ``"c|partition|window_ms"`` for every sensor at once)
-``export_marks`` ``"p<partition>"`` -> when export to collectors began on that flows partition (ms; agents/export.py)
+``export_marks`` ``"p<partition>"`` -> ``{"offset": N}``: where export to collectors began on that flows partition
+                (agents/export.py; an older version kept a time in ms, read as offset 0)
 ``watermarks``  ``"p<partition>|sensor"`` -> :meth:`app.flows.clock.SensorClock.to_json`, that sensor's capture clock
                 on the partition: highest capture time, flushed floor, blocks in flight, a jump held as damaged
 ``scoring``     ``"clock|SENSOR"`` -> :meth:`app.flows.complete.SensorProgress.to_json` (every partition's frontier of
@@ -40,7 +41,7 @@ flows = app.Table("flows", default=None, partitions=_n, key_type=str, value_type
 watermarks = app.Table("watermarks", default=None, partitions=_n, key_type=str,
                        options=_rocks, help="Each sensor's capture clock on each flow-parts partition.")
 export_marks = app.Table("export_marks", default=None, partitions=_n, key_type=str, options=_rocks,
-                         help="When export to NetFlow/IPFIX collectors began on each flows partition (ms).")
+                         help="Where export to NetFlow/IPFIX collectors began on each flows partition (offset).")
 # one partition, like its source topic window-summaries; a scorer state can exceed the 1 MB default
 # rows are JSON bytes written by agents/score.py: a row is encoded once, not for the store and the changelog
 scoring = app.Table("scoring", default=None, partitions=1, key_type=str, value_type=bytes, options=_rocks,

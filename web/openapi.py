@@ -55,6 +55,13 @@ _search_params = [
 ]
 
 
+#: A 400 from a view (JSON), or from the HTTP parser before any view (plain text).
+_BAD_REQUEST = {**_error("A parameter is out of range, the cursor is not one of ours, or the filter does not parse."),
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+                            "text/plain": {"schema": {"type": "string"},
+                                           "example": "request line over 64 KiB, refused by the HTTP parser"}}}
+
+
 def _poll(what: str, search: bool = False) -> dict:
     return {"get": {
         "summary": f"Long poll for {what}" + (", or a search by capture time and filter" if search else ""),
@@ -63,10 +70,7 @@ def _poll(what: str, search: bool = False) -> dict:
         "responses": {
             "200": {"description": "Records after the cursor (maybe none) and the cursor to send next.",
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Page"}}}},
-            "400": {**_error("A parameter is out of range or the cursor is not one of ours."),
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
-                                "text/plain": {"schema": {"type": "string"},
-                                               "example": "request line over 64 KiB, refused by the HTTP parser"}}},
+            "400": _BAD_REQUEST,
             **AUTH, **UNAVAILABLE}}}
 
 
@@ -125,7 +129,7 @@ DOCUMENT: dict = {
                 *_search_params],
             "responses": {"200": {"description": "The top N, and whether the whole range was read.",
                                   "content": {"application/json": {"schema": {"type": "object"}}}},
-                          "400": _error("A parameter is out of range, or the filter does not parse."),
+                          "400": _BAD_REQUEST,
                           **AUTH, **UNAVAILABLE}}},
         "/v1/anomalies": _poll("anomalies"),
         "/v1/alerts": _poll("alerts"),
