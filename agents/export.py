@@ -44,13 +44,6 @@ async def end_offsets(partitions: list[int]) -> dict[int, int]:
         await c.stop()
 
 
-def start_offset(mark) -> int | None:
-    """Where export began on a partition, from its ``export_marks`` row (an older version kept a time: that
-    export began long ago, and the group's offsets say where it is)."""
-    if mark is None:
-        return None
-    return int(mark.get("offset", 0)) if isinstance(mark, dict) else 0
-
 exporter = Exporter(parse_collectors(settings.netflow_v5), parse_collectors(settings.ipfix))
 
 
@@ -90,11 +83,10 @@ if settings.netflow_v5 or settings.ipfix:
         async for event in stream.events():  # one message: a batch of the records of one window
             p = event.message.partition
             key = f"p{p}"
-            start = start_offset(export_marks.get(key))
-            if start is None or not isinstance(export_marks.get(key), dict):   # new here, or an older row
-                start = await where_export_begins(p) if start is None else start
-                export_marks[key] = {"offset": start}
-            if event.message.offset < start:
+            mark = export_marks.get(key)
+            if not isinstance(mark, dict):   # new here, or an older version's row (a time: export began long ago)
+                mark = export_marks[key] = {"offset": await where_export_begins(p) if mark is None else 0}
+            if event.message.offset < mark["offset"]:
                 progress.mark("export", skipped_before_start=1)
                 continue
             records = json.loads(event.value)["records"]

@@ -92,20 +92,14 @@ async def fill(n_records: int, days: int) -> int:
 
 
 async def run(name: str, query: Query, top: bool = False) -> dict:
-    from app.runtime.egress import search
+    from app.runtime.egress import pages
 
     agg = Top("srcip") if top else None
-    cur, ends, got, scanned = None, None, 0, 0
+    got, scanned = 0, 0
     c0, t0 = cpu_s(), time.perf_counter()
-    while True:
-        page = await search(TOPIC, cur, query, 5000, 600, True, partitions=4,
-                            visit=agg.add if agg else None, ends=ends)
+    async for page in pages(TOPIC, query, visit=agg.add if agg else None, partitions=4):
         got += len(page["records"])
         scanned += page["scanned"]
-        from app.api import cursor as cursors
-        cur, ends = cursors.decode(page["cursor"]), page["ends"]
-        if page["complete"]:
-            break
     cpu, wall = cpu_s() - c0, time.perf_counter() - t0
     return {"search": name, "matched": agg.records if agg else got, "read": scanned, "cpu_s": round(cpu, 2),
             "wall_s": round(wall, 2)}

@@ -20,8 +20,8 @@ from faust.web import View
 from app.api import cursor as cursors
 from app.main import settings
 from app.topics import flows as _flows_topic
-from app.query.filter import FilterError, compile_filter
-from app.query.top import METRICS, BY, Series, Top, parse_time
+from app.query.filter import FilterError
+from app.query.top import METRICS, BY, Series, Top
 from app.query.top import Query
 from app.runtime.egress import GRACE_S, bounded_poll, poll, search  # noqa: F401  (the readers the views share)
 
@@ -34,8 +34,22 @@ MAX_RECORDS = 5000
 class PollError(Exception):
     """A long poll refused: its HTTP status and the reason (and more fields of the answer)."""
 
-    def __init__(self, status: int, message: str, **extra):
-        self.status, self.message, self.extra = status, message, extra
+    def __init__(self, status: int, message: str, headers: dict | None = None, **extra):
+        self.status, self.message, self.headers, self.extra = status, message, headers, extra
+
+    def answer(self, view: View):
+        return view.json({"error": self.message, **self.extra}, status=self.status, headers=self.headers)
+
+
+def ensure_slot(what: str) -> None:
+    """A 503 (retry soon) when this worker holds all the long polls and searches it may."""
+    if open_polls.locked():
+        raise PollError(503, f"this worker holds {settings.max_long_polls} long polls and searches already; "
+                             f"retry {what}", {"Retry-After": "2"})
+
+
+def unavailable(exc: Exception, what: str) -> PollError:
+    return PollError(503, f"Kafka is unavailable ({type(exc).__name__}); retry {what}", {"Retry-After": "5"})
 
 
 #: The query parameters of a search of the flows topic.
@@ -45,19 +59,11 @@ SEARCH_PARAMS = ("since", "until", "filter")
 def parse_search(query) -> Query:
     """``since``, ``until`` (capture time: ms since the epoch or RFC 3339) and ``filter`` (nfdump's syntax)."""
     try:
-        since = parse_time(query["since"], "since") if query.get("since") else None
-        until = parse_time(query["until"], "until") if query.get("until") else None
-    except ValueError as exc:
-        raise PollError(400, str(exc)) from None
-    if since is not None and until is not None and until <= since:
-        raise PollError(400, "until must be after since")
-    try:
-        match = compile_filter(query["filter"]) if query.get("filter") else None
+        return Query.parse(query.get("filter"), query.get("since"), query.get("until"), settings.window_ms)
     except FilterError as exc:
         raise PollError(400, str(exc), position=exc.position) from None
-    except RecursionError:
-        raise PollError(400, "filter: nested too deep") from None
-    return Query.of(match, since, until, settings.window_ms)
+    except ValueError as exc:
+        raise PollError(400, str(exc)) from None
 
 
 def parse_query(query, partitions: int | None = None) -> tuple[dict[int, int] | None, float, int, bool]:
@@ -96,14 +102,12 @@ def poll_view(topic: str, partitions: int | None = None, batched: bool = False) 
                 cur, timeout, limit, from_end = parse_query(request.query, partitions)
                 searching = batched and any(request.query.get(k) for k in SEARCH_PARAMS)
                 q = parse_search(request.query) if searching else None
-                if open_polls.locked():
-                    return self.json({"error": f"this worker holds {settings.max_long_polls} long polls already; "
-                                      "retry with the same cursor"}, status=503, headers={"Retry-After": "2"})
+                ensure_slot("with the same cursor")
                 async with open_polls:
                     if q is not None:
                         # a range that ends is read to its end (then "complete"); an open one is a filtered tail
                         bounded = q.until_ms is not None
-                        budget = min(timeout if not bounded else settings.query_max_s, settings.query_max_s)
+                        budget = settings.query_max_s if bounded else min(timeout, settings.query_max_s)
                         found = await asyncio.wait_for(search(topic, cur, q, limit, budget, bounded, partitions),
                                                        budget + GRACE_S)
                         found.pop("ends", None)
@@ -111,10 +115,9 @@ def poll_view(topic: str, partitions: int | None = None, batched: bool = False) 
                     timeout = min(timeout, settings.long_poll_max_s)
                     return self.json(await bounded_poll(topic, cur, timeout, limit, from_end, partitions, batched))
             except PollError as exc:
-                return self.json({"error": exc.message, **exc.extra}, status=exc.status)
+                return exc.answer(self)
             except (TimeoutError, KafkaError) as exc:
-                return self.json({"error": f"Kafka is unavailable ({type(exc).__name__}); retry with the same cursor"},
-                                 status=503, headers={"Retry-After": "5"})
+                return unavailable(exc, "with the same cursor").answer(self)
 
     Poll.__name__ = f"Poll_{topic.replace('-', '_')}"
     return Poll
@@ -139,9 +142,7 @@ class TopView(View):
             if not 1 <= n <= 1000 or not 0 <= bucket_s <= 86400 * 366:
                 raise PollError(400, "n must be from 1 to 1000, bucket from 0 to 31622400 seconds")
             q = parse_search(qs)
-            if open_polls.locked():
-                return self.json({"error": f"this worker holds {settings.max_long_polls} queries already; retry"},
-                                 status=503, headers={"Retry-After": "2"})
+            ensure_slot("later")
             top, series = Top(by), Series(bucket_s * 1000) if bucket_s else None
 
             def visit(r: dict) -> None:
@@ -159,7 +160,6 @@ class TopView(View):
                                  "rows": series.result()}
             return self.json(out)
         except PollError as exc:
-            return self.json({"error": exc.message, **exc.extra}, status=exc.status)
+            return exc.answer(self)
         except (TimeoutError, KafkaError) as exc:
-            return self.json({"error": f"Kafka is unavailable ({type(exc).__name__}); retry"}, status=503,
-                             headers={"Retry-After": "5"})
+            return unavailable(exc, "later").answer(self)

@@ -169,43 +169,38 @@ async def query(self, filter_words: tuple[str, ...], since: str | None, until: s
     faust -A app query --since 2026-12-01T10:00Z --until 2026-12-01T10:15Z 'src host 10.1.2.3 and dst port 22'"""
     import json
 
-    from app.main import settings
     from app.query import show
-    from app.query.filter import FilterError, compile_filter
-    from app.query.top import parse_time
-    from app.query.top import Query
-    from app.runtime.egress import search
+    from app.runtime.egress import pages
     from app.topics import flows
 
-    text = " ".join(filter_words)
-    try:
-        q = Query.of(compile_filter(text) if text else None, parse_time(since, "--since") if since else None,
-                  parse_time(until, "--until") if until else None, settings.window_ms)
-    except (FilterError, ValueError) as exc:
-        raise self.UsageError(str(exc)) from None
-    cur, ends, n = None, None, 0
+    q = _search_of(self, filter_words, since, until)
+    n = 0
     if not as_json and not as_csv:
         print(show.HEADER)
-    while True:
-        room = 5000 if not limit else min(5000, limit - n)
-        page = await search(flows.get_topic_name(), cur, q, room, settings.query_max_s, True, ends=ends)
-        recs = page["records"]
+    first = True
+    async for page in pages(flows.get_topic_name(), q):
+        recs = page["records"][:limit - n] if limit else page["records"]
         if as_json:
             sys.stdout.write("".join(json.dumps(r) + "\n" for r in recs))
         elif as_csv:
-            sys.stdout.write(show.csv_rows(recs, header=cur is None))
+            sys.stdout.write(show.csv_rows(recs, header=first))
         else:
             sys.stdout.write("".join(show.table_row(r) + "\n" for r in recs))
-        n += len(recs)
-        cur, ends = _decode_cursor(page["cursor"]), page["ends"]
-        if page["complete"] or (limit and n >= limit):
+        n, first = n + len(recs), False
+        if limit and n >= limit:
             break
     print(f"{n} flow records", file=sys.stderr)
 
 
-def _decode_cursor(cursor: str):
-    from app.api import cursor as cursors
-    return cursors.decode(cursor)
+def _search_of(cmd, filter_words: tuple[str, ...], since: str | None, until: str | None):
+    """The search a command's options ask for (a usage error saying what is wrong)."""
+    from app.main import settings
+    from app.query.top import Query
+
+    try:
+        return Query.parse(" ".join(filter_words), since, until, settings.window_ms)
+    except ValueError as exc:
+        raise cmd.UsageError(str(exc)) from None
 
 
 @app.command(
@@ -223,27 +218,18 @@ async def top(self, filter_words: tuple[str, ...], by: str, metric: str, n: int,
     and a filter."""
     import json
 
-    from app.main import settings
-    from app.query.filter import FilterError, compile_filter
-    from app.query.top import Top, parse_time
-    from app.query.top import Query
-    from app.runtime.egress import search
+    from app.query.top import Top
+    from app.runtime.egress import pages
     from app.topics import flows
 
-    text = " ".join(filter_words)
+    q = _search_of(self, filter_words, since, until)
     try:
-        q = Query.of(compile_filter(text) if text else None, parse_time(since, "--since") if since else None,
-                  parse_time(until, "--until") if until else None, settings.window_ms)
         agg = Top(by)
         agg.result(1, metric)
-    except (FilterError, ValueError) as exc:
+    except ValueError as exc:
         raise self.UsageError(str(exc)) from None
-    cur, ends = None, None
-    while True:
-        page = await search(flows.get_topic_name(), cur, q, 1, settings.query_max_s, True, visit=agg.add, ends=ends)
-        cur, ends = _decode_cursor(page["cursor"]), page["ends"]
-        if page["complete"]:
-            break
+    async for _ in pages(flows.get_topic_name(), q, 1, visit=agg.add):
+        pass
     rows = agg.result(n, metric)
     if as_json:
         sys.stdout.write("".join(json.dumps(r) + "\n" for r in rows))

@@ -197,11 +197,16 @@ class _Parser:
             raise FilterError(f"expected 'and', 'or' or the end, found {tok.text!r}", tok.pos)
         return pred
 
-    def expr(self) -> Predicate:
-        parts = [self.term()]
-        while self.peek() in ("or", "||"):
+    def joined(self, words: tuple[str, str], operand: Callable[[], Predicate]) -> list[Predicate]:
+        """Operands joined by one of ``words``."""
+        parts = [operand()]
+        while self.peek() in words:
             self.take()
-            parts.append(self.term())
+            parts.append(operand())
+        return parts
+
+    def expr(self) -> Predicate:
+        parts = self.joined(("or", "||"), self.term)
         if len(parts) == 1:
             return parts[0]
         cnfs = [_cnf(p) for p in parts]
@@ -210,10 +215,7 @@ class _Parser:
         return _need(lambda r: any(p(r) for p in parts), either)
 
     def term(self) -> Predicate:
-        parts = [self.factor()]
-        while self.peek() in ("and", "&&"):
-            self.take()
-            parts.append(self.factor())
+        parts = self.joined(("and", "&&"), self.factor)
         if len(parts) == 1:
             return parts[0]
         both = [c for p in parts for c in (_cnf(p) or [])]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, UTC
 
+from app.query.filter import FilterError, compile_filter, prefilter
 from app.records import port_name, proto_name
 
 METRICS = ("flows", "packets", "bytes")
@@ -147,8 +148,21 @@ class Query:
     @classmethod
     def of(cls, match: Callable[[dict], bool] | None, since_ms: int | None, until_ms: int | None,
            window_ms: int) -> Query:
-        from app.query.filter import prefilter
         return cls(match, since_ms, until_ms, window_ms, prefilter(match) if match is not None else None)
+
+    @classmethod
+    def parse(cls, filter_text: str | None, since: str | None, until: str | None, window_ms: int) -> Query:
+        """A search as people ask for it (the view's parameters, the command's options); ``ValueError``
+        saying what is wrong (:class:`app.query.filter.FilterError`, with its position, for the filter)."""
+        since_ms = parse_time(since, "since") if since else None
+        until_ms = parse_time(until, "until") if until else None
+        if since_ms is not None and until_ms is not None and until_ms <= since_ms:
+            raise ValueError("until must be after since")
+        try:
+            match = compile_filter(filter_text) if filter_text else None
+        except RecursionError:
+            raise FilterError("nested too deep", 0) from None
+        return cls.of(match, since_ms, until_ms, window_ms)
 
     def skips(self, ts_ms: int) -> bool:
         """Whether a whole batch of record time ``ts_ms`` lies outside the range, unread."""

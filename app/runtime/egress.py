@@ -173,3 +173,17 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
             await asyncio.wait_for(consumer.stop(), STOP_S)
         except (TimeoutError, KafkaError, OSError):
             pass
+
+
+async def pages(topic: str, query: Query, page_records: int = 5000, visit: Callable[[dict], None] | None = None,
+                partitions: int | None = None):
+    """A bounded search read to its end, page after page: each page resumes from the last cursor and stops
+    at the ends of the first (what the topic held when it began). Yields each page's records."""
+    cur, ends = None, None
+    while True:
+        page = await search(topic, cur, query, page_records, settings.query_max_s, True, partitions,
+                            visit=visit, ends=ends)
+        yield page
+        cur, ends = cursors.decode(page["cursor"]), page["ends"]
+        if page["complete"]:
+            return
