@@ -17,15 +17,16 @@ from app.runtime import status as status_registry
 from app.main import app, settings
 from app.records import END_ACTIVE_TIMEOUT, END_FORCED
 from app.flows.summary import Home
-from app.topics import flow_parts, flows as flows_topic, window_summaries
+from app.topics import entity_flows, flow_parts, flows as flows_topic, window_summaries
 from app.flows.windows import Merger
 from tables import flows, watermarks
 
 log = logging.getLogger(__name__)
 merger = Merger(settings.window_ms, settings.lateness_s * 1000, settings.idle_flush_s * 1000,
                 home=Home(settings.home_networks), max_jump_ms=settings.max_clock_jump_s * 1000,
-                live_idle_ms=settings.live_idle_flush_s * 1000, max_open_flows=settings.max_open_flows)
-_TOPICS = {"flows": flows_topic, "window-summaries": window_summaries}
+                live_idle_ms=settings.live_idle_flush_s * 1000, max_open_flows=settings.max_open_flows,
+                entity_partitions=settings.partitions if settings.scoring and settings.entities else 0)
+_TOPICS = {"flows": flows_topic, "window-summaries": window_summaries, "entity-flows": entity_flows}
 END_NAMES = {END_ACTIVE_TIMEOUT: "window_closed", END_FORCED: "idle_flush"}
 
 
@@ -65,7 +66,7 @@ async def handle(p: int, raw: bytes | dict, timestamp_ms: int) -> None:
     # a flows batch carries its window's capture time as its Kafka record time (a query seeks by it), never
     # after this process's clock (the broker refuses records far in the future: a damaged capture time)
     wall_ms = time.time() * 1000
-    await send_all([(_TOPICS[topic], key.encode(), rec, p if topic == "flows" else None, None,
+    await send_all([(_TOPICS[topic], key.encode(), rec, p if topic == "flows" else plan.partitions.get(i), None,
                      min(max(plan.stamps[i], 0), wall_ms) / 1000 if i in plan.stamps else None)
                     for i, (topic, key, rec) in enumerate(plan.emit)], f"merge of partition {p}")
     for rk, row in plan.writes.items():

@@ -22,7 +22,7 @@ from app.main import app, settings
 from app.flows.complete import Completer
 from app.detect.attention import suppressions
 from app.detect.scorer import ScoreConfig, SensorScorer, scored
-from app.topics import actions, alerts, anomalies, window_summaries
+from app.topics import actions, alerts, anomalies, findings, window_summaries
 from tables import scoring
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,31 @@ if settings.scoring and settings.window_ms > 0:
                 await handle(json.loads(m.value), m.value)
             await handle(event.value, event.message.value)
             gaps.processed(p, offset)
+
+
+async def attend(finding: dict) -> None:
+    """A finding of the detectors per entity (agents/entities.py) through the sensor's attention control."""
+    sensor = finding["sensor"]
+    if not scored(sensor):
+        return
+    key = ScoringRows.SENSOR + sensor
+    scorer = _scorer(sensor)
+    anomaly, alert = scorer.attend(finding, Muted())
+    sends = [(anomalies, sensor, anomaly)] + ([(alerts, sensor, alert)] if alert else [])
+    await send_all([(topic, k.encode(), v, None) for topic, k, v in sends], "findings")
+    _write(key, scorer.state())
+    _last["anomalies"] += 1
+    if alert:
+        _last["alerts"] += 1
+        progress.mark("alerts", entity=1)
+
+
+if settings.scoring and settings.entities:
+    # one partition, like table scoring
+    @app.agent(findings, concurrency=1)
+    async def attend_findings(stream):
+        async for event in stream.events():
+            await attend(event.value)
 
 
 SUPPRESS = ScoringRows.SUPPRESS

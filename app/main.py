@@ -128,6 +128,6 @@ async def _print_settings() -> None:
 # Registering agents, tables and views imports them; they import `app` from here.
 from agents import decode as _decode, export as _export, flows as _flows, placebo as _placebo  # noqa: E402,F401
 from agents import ledger as _ledger, score as _score, ticks as _ticks, watchdog as _watchdog  # noqa: E402,F401
-from agents import webhooks as _webhooks  # noqa: E402,F401
+from agents import entities as _entities, webhooks as _webhooks  # noqa: E402,F401
 from web import routes as _routes  # noqa: E402,F401
 from app.cli import commands as _commands  # noqa: E402,F401

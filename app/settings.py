@@ -110,6 +110,8 @@ class Settings:
 
     #: Score complete windows and raise anomalies and alerts.
     scoring: bool = True
+    #: Run the detectors per entity (scans, brute force, beacons, DNS tunnels, exfiltration; needs scoring).
+    entities: bool = True
     #: Alert episodes per day an analyst is willing to read (thresholds are calibrated to it).
     alert_budget: int = 5
     #: Seconds after an alert during which its (type, entity) raises nothing new.

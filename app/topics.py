@@ -20,6 +20,12 @@
 |                |                          | the sensor's windows closed up to there; ``{late,  |
 |                |                          | sensor, window, partition, source, chunk}``: late  |
 |                |                          | records (app/flows/windows.py; one partition)           |
+| entity-flows   | ``sensor|partition``     | ``{v, sensor, window, windowLengthMs, origin, part,  |
+|                | (on the partition of its | actors: {source: [row, ...]}}``: the records of a   |
+|                | actors)                  | closed window the detectors per entity read       |
+|                |                          | (app/detect/entities.py EntityRows)               |
+| findings       | sensor                   | what a detector per entity found, for attention   |
+|                |                          | control (one partition)                           |
 | anomalies      | sensor                   | every scored window over a threshold (app/detect/scorer.py) |
 | alerts         | sensor                   | what attention control lets through              |
 | actions        | alert id or entity       | ``ack`` of an alert, ``suppress`` of an entity (one partition) |
@@ -51,6 +57,12 @@ heartbeats = app.topic(_pre + "heartbeats", key_type=bytes, key_serializer="raw"
 # one partition: the scorer sees every partition's summaries and frontiers in one order
 window_summaries = app.topic(_pre + "window-summaries", key_type=bytes, key_serializer="raw",
                              value_serializer="json", partitions=1, internal=True)
+# the actors' partitions: table entities is co-partitioned with it
+entity_flows = app.topic(_pre + "entity-flows", key_type=bytes, key_serializer="raw", value_serializer="json",
+                         partitions=_n, internal=True)
+# one partition, like table scoring: findings go through the same attention control as scored windows
+findings = app.topic(_pre + "findings", key_type=bytes, key_serializer="raw", value_serializer="json",
+                     partitions=1, internal=True)
 anomalies = app.topic(_pre + "anomalies", key_type=bytes, key_serializer="raw", value_serializer="json",
                       partitions=_n, internal=True)
 alerts = app.topic(_pre + "alerts", key_type=bytes, key_serializer="raw", value_serializer="json",
@@ -58,7 +70,8 @@ alerts = app.topic(_pre + "alerts", key_type=bytes, key_serializer="raw", value_
 
 actions = app.topic(_pre + "actions", key_type=bytes, key_serializer="raw", value_serializer="json",
                     partitions=1, internal=True)
-ALL = (actions, pcap_chunks, flow_parts, flows, window_summaries, anomalies, alerts, heartbeats)
+ALL = (actions, pcap_chunks, flow_parts, flows, window_summaries, entity_flows, findings, anomalies, alerts,
+       heartbeats)
 
 
 # -- partitioning rules: where a block's chunks go (flow parts go to the partition of their flow key,

@@ -22,6 +22,8 @@
                 :meth:`app.detect.scorer.SensorScorer.state`; ``"suppress|TYPE|ENTITY"`` -> until when (ms)
                 an analyst suppressed it. Rows of an older version (``completer``, ``pending|window|partition``,
                 ``actions``) are read and rewritten. Row keys: :class:`app.records.ScoringRows`.
+``entities``    ``"sensor|source address"`` -> :meth:`app.detect.entities.Actor.to_json`: what the detectors per
+                entity keep of that actor (sliding counts, sketches, outside addresses it talks to, habits)
 """
 from __future__ import annotations
 
@@ -50,3 +52,7 @@ scoring = app.Table("scoring", default=None, partitions=1, key_type=str, value_t
                          "'pending|NAME|window|partition' (and '...|batch') its summaries not scored yet, "
                          "'sensor|NAME' its models, calibration history and alert episodes, "
                          "'suppress|TYPE|ENTITY' an analyst's suppression (until, ms).")
+# co-partitioned with topic entity-flows (an actor's rows go to its partition); rows are JSON bytes written
+# by agents/entities.py
+entities = app.Table("entities", default=None, partitions=_n, key_type=str, value_type=bytes, options=_rocks,
+                     help="What the detectors per entity keep of each actor ('sensor|source address').")

@@ -82,6 +82,7 @@ class Health(View):
             "lag": await consumer_lag(),
             "flows": status.read("flows"),
             "scoring": status.read("scoring"),
+            "entities": status.read("entities"),
             "producer": status.read("producer"),
             "export": status.read("export"),
             "progress": progress.snapshot(),

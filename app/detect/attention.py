@@ -62,13 +62,14 @@ class Attention:
     suppressed: int = 0
     capped: int = 0
 
-    def observe(self, t_ms: int, type_: str, entity: str, score: float) -> tuple[str, Episode]:
+    def observe(self, t_ms: int, type_: str, entity: str, score: float, remind: bool = True) -> tuple[str, Episode]:
         """One anomalous window. Returns ("alert" | "extend" | "suppressed" | "capped", the episode).
 
         Windows up to ``gap_windows`` quiet windows apart extend an episode. Within
         ``suppress_ms`` of an alert its (type, entity) raises nothing new: a new
         episode there is suppressed. An episode that goes on is alerted again
-        every ``remind_ms``."""
+        every ``remind_ms`` (unless ``remind`` is false: a finding about an entity that goes on, a beacon,
+        says nothing new)."""
         cfg = self.cfg
         key = (type_, entity)
         ep = self.episodes.get(key)
@@ -78,7 +79,7 @@ class Attention:
         if ep is not None:
             going_on = t_ms - ep.last_ms <= (cfg.gap_windows + 1) * cfg.window_ms
             since = t_ms - (ep.start_ms if ep.alert_ms is None else ep.alert_ms)
-            if since < cfg.suppress_ms or (going_on and since < cfg.remind_ms):
+            if since < cfg.suppress_ms or (going_on and (since < cfg.remind_ms or not remind)):
                 ep.last_ms, ep.peak, ep.windows = t_ms, max(ep.peak, score), ep.windows + 1
                 if not going_on:
                     self.suppressed += 1

@@ -41,6 +41,11 @@ FAMILIES = ("traffic", "host-bytes")
 SERIES = 36
 RUNGS = ("L0", "L1", "L2")
 DEFAULT_THRESHOLDS = {"L0": 3.0, "L1": 8.0, "L2": 4.0}
+#: What found each class of finding of the detectors per entity (app/detect/entities.py).
+ENTITY_MODELS = {"horizontal-scan": "distinct-hosts-per-port", "vertical-scan": "distinct-ports-per-host",
+                 "brute-force": "short-connections-per-service", "beacon": "interval-regularity",
+                 "dns-tunnel": "dns-volume-vs-own-history", "exfiltration": "bytes-per-address-vs-own-history",
+                 "slow-exfiltration": "bytes-to-new-address-over-hours"}
 
 
 class Peak(NamedTuple):
@@ -294,6 +299,23 @@ class SensorScorer:
                 alerts.append(rec)
         self.attention.expire(t_ms)
         return anomalies, alerts, sc
+
+    def attend(self, finding: dict, muted: dict[str, int] | None = None) -> tuple[dict, dict | None]:
+        """A detector per entity's finding (:func:`app.detect.entities.finding_record`) through attention
+        control: (the anomaly, the alert or None). A habitual finding (the same on two earlier days) and one an
+        analyst suppressed are published as anomalies and raise no alert."""
+        t_ms, kind, entity = finding["windowStartMs"], finding["type"], finding["entity"]
+        rec = {"id": alert_id(self.sensor, kind, entity, t_ms), "sensor": self.sensor, "type": kind,
+               "entity": entity, "windowStartMs": t_ms, "windowLengthMs": finding["windowLengthMs"],
+               "rung": "entity", "model": ENTITY_MODELS.get(kind, kind), "firedRungs": ["entity"],
+               "score": finding["score"], "threshold": finding["threshold"], "title": finding["title"],
+               "evidence": finding["evidence"]}
+        if muted and t_ms < muted.get(entity_key(kind, entity), -1):
+            return {**rec, "attention": "muted"}, None
+        if finding.get("habitual"):
+            return {**rec, "attention": "habitual"}, None
+        what, _ = self.attention.observe(t_ms, kind, entity, finding["score"], remind=False)
+        return {**rec, "attention": what}, (rec if what == "alert" else None)
 
     def explain(self, t_ms: int, c: dict, sc: dict, summary: Summary, rung: str) -> dict:
         fam = c["type"]

@@ -62,6 +62,7 @@ from app.records import (DAY_MS, END_ACTIVE_TIMEOUT, END_FORCED, MESSAGE_VERSION
                          record_json, source_block, source_sensor, watermark_key)
 from app.records import source as source_of
 from app.flows.summary import Home, Summary
+from app.detect.entities import EntityRows
 
 SUMMARIES_VERSION = MESSAGE_VERSIONS["window-summaries"]
 #: Window summaries per window-summaries message stay under this (a message holds those of many windows).
@@ -93,6 +94,8 @@ class Plan:
     #: emit index -> the capture time (ms) of a flows batch: its window's start, its Kafka record time, so
     #: that a query can seek by capture time
     stamps: dict[int, int] = field(default_factory=dict)
+    #: emit index -> the partition an entity-flows message goes to (its actors')
+    partitions: dict[int, int] = field(default_factory=dict)
 
 
 class Window:
@@ -148,8 +151,11 @@ class Merger:
 
     def __init__(self, window_ms: int, lateness_ms: int, idle_flush_ms: int, retention_ms: int = 600_000,
                  home: Home | None = None, hold_ms: int = 60_000, max_jump_ms: int = DAY_MS,
-                 live_idle_ms: int = 600_000, max_open_flows: int = 2_000_000):
+                 live_idle_ms: int = 600_000, max_open_flows: int = 2_000_000, entity_partitions: int = 0):
         self.window_ms = window_ms
+        #: partitions of topic entity-flows: a closed window's records the entity detectors read go to the
+        #: partition of their actor (app/detect/entities.py); 0: none are sent
+        self.entity_partitions = entity_partitions
         self.lateness_ms = lateness_ms
         self.idle_flush_ms = idle_flush_ms
         self.retention_ms = retention_ms
@@ -437,6 +443,7 @@ class Merger:
             block_sets: dict[frozenset, str] = {}   # JSON of each set of block ids
             keys = sorted(win.flows)
             ids = flow_ids([id_text(key, w, win.flows[key][2]) for key in keys])
+            picks = EntityRows(sensor, self.entity_partitions) if self.entity_partitions else None
             for key, fid in zip(keys, ids):
                 c = win.flows[key]
                 f = key.split(SEP)
@@ -445,11 +452,18 @@ class Merger:
                 if bj is None:
                     bj = block_sets[blocks] = json.dumps(sorted(blocks))
                 records.append(record_json(w, f, c, window_ms, reason, False, sensor_json, bj, fid))
-                stats.add(src, dst, int(proto), int(sport), int(dport), c[0], c[1], c[4], src in home)
+                inside = src in home
+                stats.add(src, dst, int(proto), int(sport), int(dport), c[0], c[1], c[4], inside)
+                if picks is not None:
+                    picks.add(src, dst, inside, dst in home, int(proto), int(sport), int(dport), c)
             plan.ends[reason] += len(records)
             for batch in batches(records):
                 plan.stamps[len(plan.emit)] = w
                 plan.emit.append(("flows", f"{w}{SEP}{p}", batch))
+            if picks is not None and not clock.far_ahead(w, self.max_jump_ms):
+                for part, msg in picks.messages(w, window_ms, p):
+                    plan.partitions[len(plan.emit)] = part
+                    plan.emit.append(("entity-flows", f"{sensor}{SEP}{part}", msg))
             if records and window_ms > 0:   # far ahead: a damaged capture time, counted and never scored
                 summaries.append([w, stats.to_json(), clock.far_ahead(w, self.max_jump_ms)])
             applied: dict[str, list] = {}

@@ -536,3 +536,20 @@ def test_an_idle_flush_reports_a_frontier_past_every_window_it_closed():
     closed = [w for topic, _, v in plan.emit if topic == "window-summaries" and "windows" in v
               for w, _, _ in v["windows"]]
     assert sorted(closed) == [0, 10 * W] and fronts and fronts[-1] >= 11 * W
+
+
+def test_a_closed_window_sends_the_detectors_records_to_their_actors_partitions():
+    from app.detect.entities import OBS_FIELDS, actor_partition
+    m = Merger(W, 5_000, 5_000, entity_partitions=4)
+    probe = [0, "s|10.0.0.9|10.0.1.5|6|51000|445|0|0", 1, 60, 10, 10, 0x02]       # an attempt: sent
+    answer = [0, "s|10.0.1.5|10.0.0.9|6|445|51000|0|0", 1, 60, 11, 11, 0x14]      # its answer (RST): not
+    m.on_parts(0, msg("b", 0, probe, answer), {}, 0)
+    plan = m.on_parts(0, msg("b", 1, part(W, t=W + 6_000)), {}, 0)
+    sent = [(plan.partitions[i], v) for i, (topic, _, v) in enumerate(plan.emit) if topic == "entity-flows"]
+    assert [p for p, _ in sent] == [actor_partition("s", "10.0.0.9", 4)]
+    row = dict(zip(OBS_FIELDS, sent[0][1]["actors"]["10.0.0.9"][0]))
+    assert (row["dst"], row["dport"], row["flags"], row["dst_inside"]) == ("10.0.1.5", 445, 0x02, True)
+    assert list(sent[0][1]["actors"]) == ["10.0.0.9"] and sent[0][1]["window"] == 0
+    off = Merger(W, 5_000, 5_000)
+    off.on_parts(0, msg("b", 0, probe), {}, 0)
+    assert all(t != "entity-flows" for t, _, _ in off.on_parts(0, msg("b", 1, part(W, t=W + 6_000)), {}, 0).emit)

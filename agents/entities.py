@@ -1,0 +1,122 @@
+"""watch_entities: entity-flows -> table entities -> topic findings.
+
+All logic is in app.detect.entities (Actor). An entity-flows message holds the
+records of one closed window whose actors (sensor, source address) live on this
+partition; each actor's row of table ``entities`` is read (kept in memory after
+that), fed the records, and written back after what it found is acknowledged.
+A message seen again after a crash is skipped per actor (``Actor.first_time``).
+
+Admission: an outside source's first records make it an actor only when they are
+at least :data:`ADMIT_ROWS` in one message: a flood from spoofed addresses would
+otherwise make an actor of every packet. Detectors need more than that of an
+outside source anyway (their thresholds are ``outside_factor`` times higher).
+Idle actors are forgotten: outside ones after :data:`OUTSIDE_IDLE_MS` of their
+sensor's capture time, inside ones after :data:`INSIDE_IDLE_MS`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+
+from app.detect.entities import Actor, EntityConfig, actor_key, finding_record
+from app.detect.scorer import scored
+from app.flows.summary import Home
+from app.main import app, settings
+from app.records import DAY_MS
+from app.runtime import progress
+from app.runtime import status as status_registry
+from app.runtime.send import send_all
+from app.topics import entity_flows, findings
+from tables import entities
+
+log = logging.getLogger(__name__)
+CONFIG = EntityConfig()
+HOME = Home(settings.home_networks)
+ADMIT_ROWS = 2
+OUTSIDE_IDLE_MS = 2 * 3_600_000
+INSIDE_IDLE_MS = 8 * DAY_MS
+CACHE = 50_000                      #: actors kept decoded in memory
+_mem: OrderedDict[str, Actor] = OrderedDict()
+_newest: dict[str, int] = {}        #: per sensor: the newest capture time seen here
+_last = {"messages": 0, "rows": 0, "findings": 0, "actors": 0, "forgotten": 0, "not_admitted": 0}
+
+
+@app.on_partitions_revoked.connect
+async def _forget(app_, revoked, **kwargs) -> None:
+    if any(tp.topic == entity_flows.get_topic_name() for tp in revoked):
+        _mem.clear()
+
+
+def _actor(key: str, sensor: str, src: str, inside: bool, rows: int) -> Actor | None:
+    actor = _mem.get(key)
+    if actor is not None:
+        _mem.move_to_end(key)
+        return actor
+    raw = entities.get(key)
+    if raw:
+        actor = Actor.from_json(json.loads(raw))
+    elif not inside and rows < ADMIT_ROWS:
+        _last["not_admitted"] += 1
+        return None
+    else:
+        actor = Actor(sensor, src, inside)
+        _last["actors"] += 1
+    _mem[key] = actor
+    while len(_mem) > CACHE:
+        _mem.popitem(last=False)
+    return actor
+
+
+def _expire(sensor: str, now_ms: int) -> list[str]:
+    """Keys of this sensor's cached actors idle for too long."""
+    return [k for k, a in _mem.items() if a.sensor == sensor and
+            now_ms - a.last_ms > (INSIDE_IDLE_MS if a.inside else OUTSIDE_IDLE_MS)]
+
+
+async def handle(msg: dict) -> None:
+    sensor, w, wl = msg["sensor"], msg["window"], msg["windowLengthMs"]
+    if not scored(sensor):
+        return
+    mark = f"{w}/{msg.get('origin')}/{msg.get('part')}"
+    touched: dict[str, Actor] = {}
+    found = []
+    n = 0
+    for src, rows in msg["actors"].items():
+        key = actor_key(sensor, src)
+        actor = _actor(key, sensor, src, src in HOME, len(rows))
+        if actor is None or not actor.first_time(mark):
+            continue
+        n += len(rows)
+        found += [finding_record(sensor, f, wl) for f in actor.observe(CONFIG, w, rows)]
+        touched[key] = actor
+    if found:
+        await send_all([(findings, sensor.encode(), f, None) for f in found], "entity findings")
+    for key, actor in touched.items():
+        entities[key] = json.dumps(actor.to_json(), separators=(",", ":")).encode()
+    newest = _newest[sensor] = max(_newest.get(sensor, 0), w)
+    if _last["messages"] % 200 == 0:
+        for key in _expire(sensor, newest):
+            _mem.pop(key, None)
+            if key in entities:
+                del entities[key]
+            _last["forgotten"] += 1
+    _last["messages"] += 1
+    _last["rows"] += n
+    _last["findings"] += len(found)
+    progress.mark("entities", messages=1, rows=n, findings=len(found))
+
+
+def status() -> dict:
+    """Counters of this process: messages and records read, actors made, forgotten and not admitted, findings."""
+    return {**_last, "cached": len(_mem)}
+
+
+if settings.scoring and settings.entities:
+    @app.agent(entity_flows, concurrency=1)
+    async def watch_entities(stream):
+        async for event in stream.events():
+            await handle(event.value)
+
+
+status_registry.register("entities", status)
