@@ -26,6 +26,9 @@ RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 def title(alert: dict) -> str:
     """One line saying what the alert is about: class, entity, sensor, capture time, what stood out."""
     when = datetime.fromtimestamp(alert.get("windowStartMs", 0) / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+    if alert.get("title"):       # a detector per entity says what it found in its own words
+        return (f"{alert['title']} at sensor {alert.get('sensor')}, window {when} UTC "
+                f"[{alert.get('type')}, score {alert.get('score', 0):.1f}]")
     what = {"traffic": "unusual traffic", "host-bytes": "unusual outbound bytes"}.get(alert.get("type", ""),
                                                                                    alert.get("type", "alert"))
     obs = alert.get("observed") or {}

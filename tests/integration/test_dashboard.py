@@ -135,3 +135,35 @@ async def test_dashboard_shows_explains_and_acknowledges_an_alert(deployment, br
         async with s.post(w.url + "/v1/actions", json={"action": "delete"}) as r:
             assert r.status == 400 and "action must be" in (await r.json())["error"]
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+async def test_an_alert_about_an_entity_reads_as_its_finding_and_leads_to_its_flows(deployment, browser):
+    from selenium.webdriver.common.by import By
+
+    from tests.reference import pcaps_dir
+    scan = (pcaps_dir() / "attack" / "esnet-masscan-tcp_0_1000.pcap").read_bytes()
+    w = deployment(FLOWSIGHT_WINDOW_S="60").start()
+    async with aiohttp.ClientSession(headers=AUTH) as s:
+        status, answer = await upload(s, w.url, scan, sensor="edge")
+        assert status == 202, answer
+        browser.get(w.url + "/")
+        wait_for(lambda: browser.find_element(By.ID, "token").is_displayed(), 10, "the sign-in form")
+        browser.find_element(By.ID, "token").send_keys(TOKEN)
+        browser.find_element(By.ID, "signin").click()
+        item = wait_for(lambda: [li for li in browser.find_elements(By.CSS_SELECTOR, "#alerts li")
+                                 if "vertical scan" in li.text], 120, "the scan's alert in the list")[0]
+        assert "ports of 198.124.152.15 from 172.31.15.102" in item.text, item.text
+        alert_id = item.get_attribute("data-id")
+        wait_for(lambda: browser.find_element(By.CSS_SELECTOR, f'#alerts li[data-id="{alert_id}"]').click() or
+                 browser.find_element(By.ID, "d-title").text, 10, "the alert's details")
+        facts = browser.find_element(By.ID, "d-facts").text
+        assert "target" in facts and "198.124.152.15" in facts and "distinct-ports-per-host" in facts, facts
+        assert browser.find_element(By.ID, "h-flows").text == "examplePorts"
+        assert "/tcp" in browser.find_element(By.ID, "t-flows").text
+        browser.save_screenshot(str(ARTIFACTS / "entity-alert.png"))
+        browser.find_element(By.ID, "to-flows").click()
+        wait_for(lambda: browser.find_element(By.ID, "explorer").is_displayed(), 10, "the flows explorer")
+        assert "src host 172.31.15.102" in browser.find_element(By.ID, "q-filter").get_attribute("value")
+        wait_for(lambda: "198.124.152.15" in browser.find_element(By.ID, "q-flows").text, 60, "the scan's flows")
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not w.errors(), w.log_tail()

@@ -21,6 +21,7 @@ const GLOSSARY = {
   L1: "L1: seasonal model (rate per time of day and weekday, Ihler et al.): how unlikely the value is now",
   L2: "L2: persistence (a two-state Markov filter over L1's p-values): evidence of an event sustained over windows",
   "P(event)": "L2's probability that the window is part of an event", "p-value": "L1's probability of a value this high or higher",
+  entity: "a detector per entity: what one source did (scans, brute force, beacons, DNS tunnels, exfiltration)",
 };
 
 function el(tag, attrs, ...children) {
@@ -124,11 +125,18 @@ function select(id) {
   const facts = $("d-facts");
   facts.replaceChildren();
   const fact = (k, v) => facts.append(el("dt", {}, k), el("dd", {}, v));
-  fact("model", `${a.model} (rung ${a.rung}: ${GLOSSARY[a.rung] || ""}; fired: ${a.firedRungs.join(", ") || "-"})`);
+  fact("model", `${a.model} (rung ${a.rung}: ${GLOSSARY[a.rung] || ""}; fired: ${(a.firedRungs || []).join(", ") || "-"})`);
   fact("score", `${fmtNum(a.score)} (threshold ${fmtNum(a.threshold)})`);
-  fact("p-value", a.pValue.toExponential(2));
-  fact("P(event)", a.pEvent.toFixed(3));
-  for (const [m, v] of Object.entries(a.observed)) {
+  if (a.pValue !== undefined) fact("p-value", a.pValue.toExponential(2));
+  if (a.pEvent !== undefined) fact("P(event)", a.pEvent.toFixed(3));
+  // a detector per entity's evidence: its counts as facts, its lists as a table
+  const lists = Object.entries(a.evidence || {}).filter(([, v]) => Array.isArray(v) && v.length);
+  for (const [k, v] of Object.entries(a.evidence || {})) {
+    if (Array.isArray(v)) continue;
+    fact(k, typeof v === "object" && v !== null ? Object.entries(v).map(([x, y]) => `${x}: ${fmtNum(y)}`).join(", ") :
+      typeof v === "number" ? fmtNum(v) : String(v));
+  }
+  for (const [m, v] of Object.entries(a.observed || {})) {
     fact(m, `observed ${fmtNum(v.observed)}, expected ${fmtNum(v.expected)} (band ${fmtNum(v.low)}–${fmtNum(v.high)})` +
       (GLOSSARY[m] ? ` — ${GLOSSARY[m]}` : ""));
   }
@@ -137,7 +145,13 @@ function select(id) {
   charts.replaceChildren();
   for (const [metric, points] of Object.entries(a.series || {})) charts.append(chart(metric, points, a.windowStartMs));
   // the evidence ranked by what made the alert: failed attempts when they stood out, else bytes and fan-in
-  if (failedLed(a)) {
+  if (a.rung === "entity") {
+    const rows = (v) => v.map((x) => (typeof x === "object" ? x : { value: x }));
+    const [first, second, third] = lists;
+    $("h-flows").textContent = first ? first[0] : "Evidence"; table($("t-flows"), first ? Object.keys(rows(first[1])[0]) : [], first ? rows(first[1]) : []);
+    $("h-src").textContent = second ? second[0] : ""; table($("t-src"), second ? Object.keys(rows(second[1])[0]) : [], second ? rows(second[1]) : []);
+    $("h-dst").textContent = third ? third[0] : ""; table($("t-dst"), third ? Object.keys(rows(third[1])[0]) : [], third ? rows(third[1]) : []);
+  } else if (failedLed(a)) {
     $("h-flows").textContent = "Failed attempts by destination port"; table($("t-flows"), ["port", "attempts"], a.failedPorts);
     $("h-src").textContent = "Sources of failed attempts"; table($("t-src"), ["host", "attempts"], a.failedSources);
     $("h-dst").textContent = "Targets of failed attempts"; table($("t-dst"), ["host", "attempts"], a.failedDestinations);
@@ -166,7 +180,7 @@ function cell(c, r) {
   const v = r[c];
   if (c === "sport" || c === "dport") return el("td", { class: "num" }, fmtPort(v, r.proto));
   if (c === "proto") return el("td", {}, fmtProto(v));
-  if (["src", "dst", "host", "key"].includes(c) && isAddr(v)) return el("td", {}, hostLink(v));
+  if (["src", "dst", "host", "key", "value"].includes(c) && isAddr(v)) return el("td", {}, hostLink(v));
   return el("td", typeof v === "number" ? { class: "num", title: String(v) } : {}, typeof v === "number" ? fmtNum(v) : v ?? "");
 }
 
@@ -228,6 +242,7 @@ function failedLed(a) {
 
 // what the alert is about, in a line: the class, the entity, what stood out most against its expectation
 function finding(a) {
+  if (a.title) return a.title;
   if (failedLed(a)) {
     const d = a.failedDestinations[0], p = (a.failedPorts || [])[0];
     return `SYN flood on ${d.host}${p ? ":" + p.port : ""}: ${fmtNum(d.attempts)} unanswered attempts from ` +
@@ -261,8 +276,12 @@ $("suppress").addEventListener("click", () => {
 $("to-flows").addEventListener("click", () => {
   const a = state.alerts.get(state.selected);
   if (!a) return;
-  const since = new Date(a.windowStartMs).toISOString(), until = new Date(a.windowStartMs + a.windowLengthMs).toISOString();
-  const target = a.type === "host-bytes" ? `src host ${a.entity}` :
+  // a detector per entity looked back up to hours (a beacon, slow exfiltration): so does the search
+  const back = a.rung === "entity" ? Math.max((a.evidence || {}).spanMs || 0, 3600000) : 0;
+  const since = new Date(a.windowStartMs - back).toISOString(), until = new Date(a.windowStartMs + a.windowLengthMs).toISOString();
+  const [who, , peer] = String(a.entity).split(" ");
+  const target = a.rung === "entity" ? `sensor ${a.sensor} and src host ${who}` + (peer && peer.match(/^[0-9a-f.:]+$/i) ? ` and dst host ${peer}` : "") :
+    a.type === "host-bytes" ? `src host ${a.entity}` :
     failedLed(a) ? `sensor ${a.sensor} and dst host ${a.failedDestinations[0].host}` :
       (a.topDestinations || []).length && "fanin" in (a.observed || {}) ?
         `sensor ${a.sensor} and dst host ${a.topDestinations[0].host}` : `sensor ${a.sensor}`;
