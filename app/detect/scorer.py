@@ -16,9 +16,8 @@ event from the persistence filter. The shipped detector is L2 (``rung``).
 Thresholds are calibrated once per capture day from the last ``calib_days`` of
 scores (:func:`app.detect.attention.calibrate`); before a day of history the defaults hold.
 
-When a host's unusual bytes (an anomaly of its own, or a p-value below 1e-3)
-account for at least half of the sensor's excess bytes, they
-explains the sensor's bytes and packets: a ``traffic`` anomaly in that window
+When the bytes of a host's anomaly (raised in the same window) account for at
+least half of the sensor's excess bytes, they explain the sensor's bytes and packets: a ``traffic`` anomaly in that window
 stands on its own only if its other metrics are strong by themselves (combined
 p below 1e-6); otherwise it is left to the host's alert.
 """
@@ -41,6 +40,9 @@ FAMILIES = ("traffic", "host-bytes")
 SERIES = 36
 RUNGS = ("L0", "L1", "L2")
 DEFAULT_THRESHOLDS = {"L0": 3.0, "L1": 8.0, "L2": 4.0}
+#: The groups of the sensor's metrics an anomaly can be about (:meth:`SensorScorer.about`).
+METRIC_GROUPS = {"flows": "volume", "packets": "volume", "bytes": "volume", "failed": "attempts", "dports": "ports",
+                 "fanin": "fan-in"}
 #: What found each class of finding of the detectors per entity (app/detect/entities.py).
 ENTITY_MODELS = {"horizontal-scan": "distinct-hosts-per-port", "vertical-scan": "distinct-ports-per-host",
                  "brute-force": "short-connections-per-service", "beacon": "interval-regularity",
@@ -221,17 +223,30 @@ class SensorScorer:
         if t["scores"][rung] >= thresholds["traffic"][rung]:
             bad = [n for n, v in t["metrics"].items() if (v["z"] > 3 if rung == "L0" else v["p"] * len(METRICS) < 1e-3)]
             excess = t["metrics"]["bytes"]["observed"] - t["metrics"]["bytes"]["expected"]
-            unusual = [h for h in sc["hosts"] if h["p"] < 1e-3 or h in hosts]
-            if any(h["observed"] - h["expected"] >= 0.5 * excess for h in unusual):
+            # only a host anomaly raised in this very window may take the sensor's bytes: one that is merely
+            # unusual (below its threshold) raises nothing, and the anomaly would be lost
+            if any(h["observed"] - h["expected"] >= 0.5 * excess for h in hosts):
                 # a host's anomaly explains the bytes and packets; what is left must be strong by itself
                 left = [n for n in bad if n not in ("bytes", "packets")]
                 if rung == "L0" or min((t["metrics"][n]["p"] for n in left), default=1.0) * len(METRICS) < 1e-6:
-                    out.append({"type": "traffic", "entity": self.sensor, "score": t["scores"][rung], "metrics": left})
+                    out.append({"type": "traffic", "entity": self.sensor, "score": t["scores"][rung], "metrics": left,
+                                "about": self.about(t, left, rung)})
             else:
-                out.append({"type": "traffic", "entity": self.sensor, "score": t["scores"][rung], "metrics": bad})
+                out.append({"type": "traffic", "entity": self.sensor, "score": t["scores"][rung], "metrics": bad,
+                            "about": self.about(t, bad, rung)})
         for h in hosts:
             out.append({"type": "host-bytes", "entity": h["host"], "score": h["scores"][rung], "metrics": ["bytes"]})
         return out
+
+    @staticmethod
+    def about(traffic: dict, metrics: list[str], rung: str) -> str:
+        """What a sensor's anomaly is about, for attention control: the group of its strongest metric (volume,
+        attempts, ports, fan-in). An episode of failed attempts does not suppress a later burst of bytes."""
+        if not metrics:
+            return "volume"
+        m = traffic["metrics"]
+        lead = max(metrics, key=lambda n: m[n]["z"]) if rung == "L0" else min(metrics, key=lambda n: m[n]["p"])
+        return METRIC_GROUPS[lead]
 
     def remember(self, t_ms: int, sc: dict) -> None:
         """Keep the window's scores for calibration: the highest ``keep_per_day`` per family and day."""
@@ -257,12 +272,13 @@ class SensorScorer:
         if self.windows < self.cfg.min_calib_windows or not days:
             return
         att = self.cfg.attention()
-        share = self.cfg.budget_per_day / len(FAMILIES)
         for fam in FAMILIES:
             rows = [r for d in days for r in self.history[fam].get(d, [])]
             for i, rung in enumerate(RUNGS):
                 if fam == "host-bytes" and rung == "L0":
                     continue
+                # the budget is shared by the families that have the rung: L0 is the sensor's alone
+                share = self.cfg.budget_per_day / (1 if rung == "L0" else len(FAMILIES))
                 events = [(r.t_ms, fam, r.entity, (r.l0, r.l1, r.l2)[i]) for r in rows]
                 thr = calibrate(events, len(days), att, share)
                 if np.isfinite(thr):
@@ -292,7 +308,9 @@ class SensorScorer:
             if muted and t_ms < muted.get(entity_key(c["type"], c["entity"]), -1):
                 anomalies.append({**self.explain(t_ms, c, sc, summary, rung), "attention": "muted"})
                 continue
-            what, ep = self.attention.observe(t_ms, c["type"], c["entity"], c["score"])
+            # episodes and suppression go by what the anomaly is about: a sensor's by its metric group
+            about = f"{c['entity']} {c['about']}" if "about" in c else c["entity"]
+            what, ep = self.attention.observe(t_ms, c["type"], about, c["score"])
             rec = self.explain(t_ms, c, sc, summary, rung)
             anomalies.append({**rec, "attention": what})
             if what == "alert":

@@ -297,3 +297,79 @@ def test_persistence_resets_rows_through_its_own_method():
     assert f.prob[0] > 0.9
     f.reset_rows(np.array([0]))
     assert f.prob[0] < 1e-12 and f.prob[1] > 0.9
+
+
+def test_an_outage_does_not_drag_the_seasonal_level_away():
+    """Six hours of nothing (a capture stopped) must not teach the model that the site went quiet: the day-level
+    factor stays bounded and the windows after the outage are expected at their usual size."""
+    from app.detect.models.seasonal import Seasonal
+    rng = np.random.default_rng(5)
+    w_ms, per_day, t0 = 300_000, 288, 1_767_571_200_000
+    s = Seasonal(1)
+    levels, after = [], []
+    for i in range(per_day * 21):
+        hour = (i % per_day) / 12
+        mu = 2e6 * (0.1 + 0.9 * (0.5 - 0.5 * np.cos(2 * np.pi * (hour - 3) / 24)) ** 2) * rng.gamma(30, 1 / 30)
+        x = 0.0 if 14 * per_day + 100 <= i < 14 * per_day + 172 else rng.poisson(mu / 1000) * 1000.0
+        t = t0 + i * w_ms
+        if 14 * per_day + 172 <= i < 14 * per_day + 184:
+            after.append(float(s.predict(t)[0][0]) / mu)
+        s.learn(np.array([x]), t, s.score(np.array([x]), t).p)
+        levels.append(float(s.loglevel[0]))
+    assert max(abs(v) for v in levels) < 1.0
+    assert all(0.5 < r < 2.0 for r in after), after
+
+
+def _crafted(traffic_score: float, lead: str, hosts=()) -> dict:
+    """A window's scores as SensorScorer.score gives them: the sensor's L2 score and its metrics (``lead``
+    standing out), and ``hosts``."""
+    metrics = {n: {"observed": 10.0, "expected": 10.0, "low": 0.0, "high": 20.0, "p": 0.5, "threshold": 30.0,
+                   "z": 0.0} for n in METRICS}
+    metrics[lead].update(observed=1e6, p=1e-9, z=40.0)
+    if lead == "bytes":
+        metrics["packets"].update(observed=1e4, p=1e-8, z=30.0)
+    return {"traffic": {"scores": {"L0": 40.0, "L1": 9.0, "L2": traffic_score}, "metrics": metrics},
+            "hosts": list(hosts)}
+
+
+def _scorer_of(windows: list[dict]) -> SensorScorer:
+    sc = SensorScorer(ScoreConfig(60_000, budget_per_day=5), "s")
+    it = iter(windows)
+    sc.score = lambda t, m, ips, hb: next(it)      # type: ignore[method-assign]
+    return sc
+
+
+def test_a_sensor_anomaly_does_not_suppress_a_different_one():
+    """A flood of failed attempts, then half an hour later a burst of bytes: two alerts, each about its own."""
+    sc = _scorer_of([_crafted(9.0, "failed"), _crafted(9.0, "bytes")])
+    t0 = 1_767_600_000_000
+    first = sc.window(t0, Summary())[1]
+    second = sc.window(t0 + 30 * 60_000, Summary())[1]
+    assert [a["type"] for a in first + second] == ["traffic", "traffic"]
+    assert first[0]["observed"].keys() == {"failed"} and "bytes" in second[0]["observed"]
+
+
+def test_a_host_that_raises_nothing_does_not_take_the_sensors_anomaly():
+    """The sensor's bytes are explained by a host whose own score stays under its threshold: the sensor's
+    anomaly must stand, or nothing at all is raised."""
+    host = {"host": "10.0.0.5", "scores": {"L0": 0.0, "L1": 2.0, "L2": 1.0}, "observed": 9e5, "expected": 1e3,
+            "low": 0.0, "high": 2e3, "p": 1e-4}
+    sc = _scorer_of([_crafted(9.0, "bytes", [host])])
+    anomalies, alerts, _ = sc.window(1_767_600_000_000, Summary())
+    assert [a["type"] for a in alerts] == ["traffic"]
+
+
+def test_l0_alone_spends_the_whole_budget():
+    """With L0 shipped, the host family (which has no L0) leaves its half of the budget to the sensor."""
+    cfg = ScoreConfig(300_000, budget_per_day=4, rung="L0", min_calib_windows=1)
+    sc = SensorScorer(cfg, "s")
+    from app.detect.scorer import Peak
+    day0 = 1_767_571_200_000 // 86_400_000
+    for d in range(3):
+        sc.history["traffic"][day0 + d] = [Peak(float(k), float(k), 0.0, 0.0,
+                                                 (day0 + d) * 86_400_000 + k * 3_600_000, "s") for k in range(1, 21)]
+    sc.windows = 1000
+    sc.calibrate((day0 + 3) * 86_400_000)
+    thr = sc.thresholds["traffic"]["L0"]
+    per_day = sum(1 for d in range(3) for p in sc.history["traffic"][day0 + d] if p.l0 >= thr) / 3
+    assert per_day == pytest.approx(4, abs=0.5), (thr, per_day)

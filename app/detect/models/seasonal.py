@@ -39,6 +39,8 @@ class SeasonalConfig:
     disp_memory: float = 500.0        #: windows the dispersion estimate averages over
     clip_p: float = 1e-3              #: windows with p below this update the model clipped
     min_weight: float = 2.0           #: slot evidence needed before it predicts alone
+    max_loglevel: float = 3.0         #: the level stays within a factor e^3 (20) of the seasonal profile
+    level_reversion: float = 288.0    #: windows over which the level returns to the profile when nothing moves it
 
 
 class Seasonal:
@@ -146,7 +148,11 @@ class Seasonal:
         """Learn from a window (all rows, or only ``rows``, with x and p aligned to them).
 
         Values whose p-value is below ``clip_p`` are clipped to the top of the
-        expected band (mean + 3 sd) first, so that an attack is not learnt."""
+        expected band (mean + 3 sd) first, so that an attack is not learnt. A value as unlikely below, and
+        under a twentieth of what was expected (an outage, a capture that stopped), teaches nothing: the slot and
+        the level keep what they had (a quiet day, a holiday, is learnt through the level). The level
+        is bounded (``max_loglevel``) and returns to the profile over ``level_reversion`` windows, so that
+        it cannot wander off while the slots' profile absorbs it (they are learnt relative to it)."""
         cfg = self.cfg
         x = np.asarray(x, float)                       # aligned with ``rows`` when given
         idx = np.arange(self.rows) if rows is None else np.asarray(rows)
@@ -160,20 +166,25 @@ class Seasonal:
         if p is not None:
             hi = self._band(np.nan_to_num(mean), k)[1]
             x = np.where(known & own & (np.asarray(p) < cfg.clip_p), np.minimum(x, hi), x)
+        # far below the band: an outage, learnt as nothing
+        m0 = np.nan_to_num(mean)
+        low = known & own & (x < m0 * np.exp(-cfg.max_loglevel)) & (1.0 - nb_sf(x + 1, m0, k) < cfg.clip_p)
+        learn = ~low
         level = np.exp(self.loglevel[idx])
         g = 1.0 - 1.0 / cfg.memory
         for s, w in ((s0, w0), (s1, 1.0 - w0)):
             if w <= 0:
                 continue
-            gw = g ** w
-            self.a[idx, d, s] = gw * self.a[idx, d, s] + w * x / level
-            self.b[idx, d, s] = gw * self.b[idx, d, s] + w
+            gw = np.where(learn, g ** w, 1.0)
+            self.a[idx, d, s] = gw * self.a[idx, d, s] + np.where(learn, w * x / level, 0.0)
+            self.b[idx, d, s] = gw * self.b[idx, d, s] + np.where(learn, w, 0.0)
         # the level follows recent windows relative to the seasonal base
         base = self.base(t_ms)[idx]
-        okb = known & own & ~np.isnan(base) & (base > 0)
+        okb = known & own & learn & ~np.isnan(base) & (base > 0)
         r = np.log((x + 0.5) / (np.nan_to_num(base) + 0.5))
         bl = 1.0 / cfg.level_memory
-        self.loglevel[idx] = np.where(okb, (1 - bl) * self.loglevel[idx] + bl * r, self.loglevel[idx])
+        moved = np.where(okb, (1 - bl) * self.loglevel[idx] + bl * r, self.loglevel[idx])
+        self.loglevel[idx] = np.clip(moved * (1.0 - 1.0 / cfg.level_reversion), -cfg.max_loglevel, cfg.max_loglevel)
         # dispersion: variance of the log residual against the prediction, robust to outliers
         res = np.log((x + 0.5) / (np.nan_to_num(mean) + 0.5)) ** 2
         cur = self.disp[idx]
