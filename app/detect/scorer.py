@@ -17,9 +17,10 @@ Thresholds are calibrated once per capture day from the last ``calib_days`` of
 scores (:func:`app.detect.attention.calibrate`); before a day of history the defaults hold.
 
 When the bytes of a host's anomaly (raised in the same window) account for at
-least half of the sensor's excess bytes, they explain the sensor's bytes and packets: a ``traffic`` anomaly in that window
-stands on its own only if its other metrics are strong by themselves (combined
-p below 1e-6); otherwise it is left to the host's alert.
+least half of the sensor's excess bytes, they explain the sensor's bytes and
+packets: a ``traffic`` anomaly in that window stands on its own only if its
+other metrics are strong by themselves (combined p below 1e-6); otherwise it is
+left to the host's alert.
 """
 from __future__ import annotations
 
