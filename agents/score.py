@@ -28,7 +28,7 @@ from tables import scoring
 log = logging.getLogger(__name__)
 CONFIG = ScoreConfig(settings.window_ms, budget_per_day=settings.alert_budget,
                      suppress_ms=settings.alert_suppress_s * 1000, hard_cap_per_day=settings.alert_cap,
-                     host_capacity=settings.host_capacity)
+                     host_capacity=settings.host_capacity, timezones=tuple(settings.timezones.items()))
 _last: dict = {"windows": 0, "anomalies": 0, "alerts": 0}
 gaps = GapFinder(window_summaries.get_topic_name())
 

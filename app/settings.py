@@ -118,6 +118,11 @@ class Settings:
     alert_suppress_s: int = 3600
     #: Hard cap of alerts per capture day, whatever the thresholds.
     alert_cap: int = 20
+    #: The sites' time zones, ``sensor=Zone,...`` (IANA names such as Europe/Paris): the seasonal models' slots
+    #: of the day and days of the week follow each sensor's local time, daylight saving included.
+    sensor_timezones: str = ""
+    #: The time zone of the sensors FLOWSIGHT_SENSOR_TIMEZONES does not name.
+    timezone: str = "UTC"
     #: Inside networks, comma-separated CIDRs: their hosts' outgoing bytes are modelled one by one.
     home_nets: str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
     #: Inside hosts modelled per sensor (the host silent for longest makes room for a new one).
@@ -232,6 +237,10 @@ class Settings:
         except ValueError as exc:
             raise SettingsError(f"{PREFIX}HOME_NETS={self.home_nets!r}: expected CIDRs separated by commas ({exc})") \
                 from None
+        try:
+            _ = self.timezones
+        except ValueError as exc:
+            raise SettingsError(f"{PREFIX}SENSOR_TIMEZONES / {PREFIX}TIMEZONE: {exc}") from None
         from app.export.netflow import parse_collectors
         for name in ("netflow_v5", "ipfix"):
             try:
@@ -312,6 +321,25 @@ class Settings:
     def home_networks(self) -> list[str]:
         import ipaddress
         return [str(ipaddress.ip_network(n.strip())) for n in self.home_nets.split(",") if n.strip()]
+
+    @property
+    def timezones(self) -> dict[str, str]:
+        """Sensor -> time zone name (``""``: every sensor not named), each checked to be a known zone."""
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        out = {"": self.timezone}
+        for item in self.sensor_timezones.split(","):
+            if not item.strip():
+                continue
+            sensor, sep, zone = item.strip().partition("=")
+            if not sep or not sensor or not zone:
+                raise ValueError(f"{item!r}: expected sensor=Zone")
+            out[sensor] = zone
+        for zone in out.values():
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {zone!r}") from None
+        return out
 
     @property
     def window_ms(self) -> int:

@@ -27,6 +27,8 @@ from __future__ import annotations
 import base64
 import heapq
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 from typing import NamedTuple
 
 import numpy as np
@@ -82,6 +84,12 @@ class ScoreConfig:
     min_calib_windows: int = 288          #: windows of history before thresholds are calibrated
     keep_per_day: int = 300               #: highest scores kept per day and family for calibration
     rung: str = "L2"
+    #: (sensor, time zone) pairs, ``""`` for every other sensor: the seasonal models' slots follow local time
+    timezones: tuple[tuple[str, str], ...] = ()
+
+    def zone(self, sensor: str) -> str:
+        zones = dict(self.timezones)
+        return zones.get(sensor, zones.get("", "UTC"))
 
     def attention(self) -> AttentionConfig:
         return AttentionConfig(self.window_ms, self.budget_per_day, self.suppress_ms, 1, self.hard_cap_per_day)
@@ -124,6 +132,15 @@ class SensorScorer:
     def __post_init__(self):
         if self.attention is None:
             self.attention = Attention(self.cfg.attention())
+        zone = self.cfg.zone(self.sensor)
+        self._tz = None if zone == "UTC" else ZoneInfo(zone)
+
+    def local(self, t_ms: int) -> int:
+        """A capture time as the site's clock reads it (ms), for the seasonal models' slots and days."""
+        if self._tz is None:
+            return t_ms
+        off = self._tz.utcoffset(datetime.fromtimestamp(t_ms / 1000, UTC))
+        return t_ms + int(off.total_seconds() * 1000) if off is not None else t_ms
 
     # -- hosts
     def _rows(self, ips: list[str], t_ms: int) -> np.ndarray:
@@ -176,12 +193,13 @@ class SensorScorer:
         """Every rung's scores of a window, and the models updated with it."""
         m = np.asarray(metrics, float)
         z = self.l0.score(m).z
-        l1 = self.l1.score(m, t_ms)
+        lt = self.local(t_ms)
+        l1 = self.l1.score(m, lt)
         p, expected, lo, hi = l1.p, np.nan_to_num(l1.expected), l1.low, l1.high
         limit = self.l1_limit(l1.expected, l1.spread)
         pc = combine(p)
         s2 = float(self.l2.update(np.array([pc]))[0])
-        self.l1.learn(m, t_ms, p)
+        self.l1.learn(m, lt, p)
         self.l0.learn(m)
         # columns as Python floats at once (a scalar at a time cost a fifth of a window's scoring)
         cols = zip(METRICS, m.tolist(), expected.tolist(), np.asarray(lo, float).tolist(),
@@ -192,10 +210,10 @@ class SensorScorer:
         rows = self._rows(list(host_ips), t_ms)
         x = np.zeros(self.h1.rows)
         x[rows] = host_bytes
-        h1 = self.h1.score(x, t_ms)
+        h1 = self.h1.score(x, lt)
         hp, hmean, hlo, hhi = h1.p, h1.expected, h1.low, h1.high
         hs2 = self.h2.update(hp) if self.h2.logodds.size else np.zeros(0)
-        self.h1.learn(x, t_ms, hp)
+        self.h1.learn(x, lt, hp)
         ip_of = {r: ip for ip, r in self.hosts.items()}
         hot = [r for r in np.nonzero((hp < 0.01) | (hs2 > -1.0))[0].tolist() if r in ip_of]
         hcols = zip(hot, np.asarray(surprise(hp[hot])).tolist() if hot else [], hs2[hot].tolist(), x[hot].tolist(),

@@ -373,3 +373,31 @@ def test_l0_alone_spends_the_whole_budget():
     thr = sc.thresholds["traffic"]["L0"]
     per_day = sum(1 for d in range(3) for p in sc.history["traffic"][day0 + d] if p.l0 >= thr) / 3
     assert per_day == pytest.approx(4, abs=0.5), (thr, per_day)
+
+
+def test_the_seasonal_slots_follow_the_sites_local_time_across_daylight_saving():
+    """A site busy from 09:00 to 18:00 in Paris: after the clocks move on 29 March 2026, the models of a sensor
+    set to Europe/Paris expect the morning rise an hour earlier in UTC, as it comes; in UTC they do not."""
+    from zoneinfo import ZoneInfo
+    from datetime import datetime
+    paris = ZoneInfo("Europe/Paris")
+    w_ms, start = 300_000, 1_772_323_200_000        # 2026-03-01 00:00 UTC
+    utc = SensorScorer(ScoreConfig(w_ms), "s")
+    local = SensorScorer(ScoreConfig(w_ms, timezones=(("s", "Europe/Paris"),)), "s")
+
+    def traffic(t_ms: int) -> float:
+        h = datetime.fromtimestamp(t_ms / 1000, paris).hour
+        return 1000.0 if 9 <= h < 18 else 50.0
+
+    errors = {"utc": [], "local": []}
+    for i in range(35 * 288):                           # through 4 April
+        t = start + i * w_ms
+        x = traffic(t)
+        after = t >= 1_774_742_400_000 + 86_400_000     # from the day after the change (30 March)
+        for name, sc in (("utc", utc), ("local", local)):
+            lt = sc.local(t)
+            if after and datetime.fromtimestamp(t / 1000, paris).hour in (8, 9):
+                errors[name].append(abs(float(sc.l1.predict(lt)[0][0]) - x) / x)
+            sc.l1.learn(np.array([x, x, x, x, x, x]), lt)
+    assert local.local(1_774_742_400_000 + 86_400_000) - (1_774_742_400_000 + 86_400_000) == 2 * 3_600_000
+    assert np.median(errors["local"]) < 0.2 < np.mean(errors["utc"]), {k: np.mean(v) for k, v in errors.items()}

@@ -17,6 +17,9 @@ def test_defaults_match_the_documented_ones():
     ({"FLOWSIGHT_WINDOW_S": "-1"}, "from 0 to 86400"),
     ({"FLOWSIGHT_BROKER": "kafka://nohostport"}, "kafka://host:port"),
     ({"FLOWSIGHT_WINDOWS": "60"}, "unknown setting FLOWSIGHT_WINDOWS"),
+    ({"FLOWSIGHT_SENSOR_TIMEZONES": "site-a=Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+    ({"FLOWSIGHT_SENSOR_TIMEZONES": "Europe/Paris"}, "expected sensor=Zone"),
+    ({"FLOWSIGHT_TIMEZONE": "CEST"}, "unknown time zone"),
 ])
 def test_bad_values_say_what_a_valid_value_looks_like(env, words):
     with pytest.raises(SettingsError, match=words):
@@ -102,3 +105,9 @@ async def test_a_long_poll_ends_by_its_timeout_whatever_the_kafka_client_does(mo
     with pytest.raises(asyncio.TimeoutError):
         await egress.bounded_poll("t", None, 0.2, 10, False, 1)
     assert time.monotonic() - t0 < 2
+
+
+def test_time_zones_per_sensor():
+    s = Settings.from_env({"FLOWSIGHT_SENSOR_TIMEZONES": "paris=Europe/Paris, ny=America/New_York",
+                           "FLOWSIGHT_TIMEZONE": "Asia/Tokyo"})
+    assert s.timezones == {"": "Asia/Tokyo", "paris": "Europe/Paris", "ny": "America/New_York"}
