@@ -26,7 +26,7 @@ at several strengths and speeds: horizontal scans (port 22 or 445, 60-300 hosts
 in 10-60 min), vertical scans (200-1,000 ports of one host in 2-30 min), brute
 force (100-800 short connections to one service in 10-60 min), beacons (one
 small connection every 30-300 s with jitter, for 12-24 h), DNS tunnels
-(1,000-5,000 DNS flows of 200-400 bytes in an hour), exfiltration (0.5-3 GB to one
+(1,000-5,000 DNS flows of 200-400 bytes in an hour), exfiltration (0.8-3 GB to one
 address in 20-60 min at night) and slow exfiltration (30-80 MB an hour for 8-12 h
 to a new address).
 """
@@ -241,7 +241,7 @@ class Site:
 
     def _exfiltration(self, rng) -> None:
         src, start = self._pick_host(), self._when(night=True)
-        total, minutes = float(rng.uniform(0.5e9, 3e9)), float(rng.uniform(20, 60))
+        total, minutes = float(rng.uniform(0.8e9, 3e9)), float(rng.uniform(20, 60))
         dst = f"203.0.113.{int(rng.integers(1, 255))}"
         ev = Event("exfiltration", src, start, start)
         t0 = T0_MS + start * W_MS
@@ -386,17 +386,29 @@ def actor_of(alert: dict) -> str:
 
 def evaluate(run_: dict) -> dict:
     """Per class: events, detected within 3 windows (beacons: 2 hours; slow exfiltration: 6 hours), delays,
-    alerts per detected event; benign jobs' alerts after their second day; false alerts per day."""
+    alerts per detected event; benign jobs' alerts after their second day; false alerts per day.
+
+    An alert about an entity belongs to the event of its source; one of the sensor's or of an inside host's
+    (the ladder's) to an event active in its window or the two before (attacks first), else it is false."""
     per: dict[str, dict] = {k: {"n": 0, "hit": 0, "delays": [], "alerts": 0} for k in CLASSES}
     benign_late: dict[str, int] = {k: 0 for k in BENIGN}
     benign_early: dict[str, int] = {k: 0 for k in BENIGN}
-    used: set[int] = set()
+    owner: dict[int, Event] = {}
+    events = sorted(run_["events"], key=lambda e: e.benign)          # attacks first
+    for k, (i, a) in enumerate(run_["alerts"]):
+        for ev in events:
+            if a["type"] in ("traffic", "host-bytes"):
+                if any(j in ev.rows for j in (i, i - 1, i - 2)) and \
+                        (a["type"] == "traffic" or actor_of(a) in (ev.actor, *(r[1] for r in ev.rows.get(i, [])[:50]))):
+                    owner[k] = ev
+                    break
+            elif actor_of(a) == ev.actor and ev.start <= i <= ev.end + HOUR_W:
+                owner[k] = ev
+                break
     for ev in run_["events"]:
-        mine = [(k, i, a) for k, (i, a) in enumerate(run_["alerts"])
-                if actor_of(a) == ev.actor and ev.start <= i <= ev.end + HOUR_W]
-        used.update(k for k, _, _ in mine)
+        mine = [(i, a) for k, (i, a) in enumerate(run_["alerts"]) if owner.get(k) is ev]
         if ev.benign:
-            for _, i, _a in mine:
+            for i, _a in mine:
                 day = (i - run_["scored_from"]) // PER_DAY
                 (benign_late if day >= 2 else benign_early)[ev.kind] += 1
             continue
@@ -407,12 +419,13 @@ def evaluate(run_: dict) -> dict:
         p["n"] += 1
         p["alerts"] += len(mine)
         if mine:
-            delay = min(i for _, i, _ in mine) - ev.start
+            delay = min(i for i, _ in mine) - ev.start
             p["delays"].append(delay)
             if delay <= allowed:
                 p["hit"] += 1
-    false = [a for k, (i, a) in enumerate(run_["alerts"]) if k not in used]
+    false = [a for k, (i, a) in enumerate(run_["alerts"]) if k not in owner]
     false_early = sum(benign_early.values())
     return {"per": per, "false": len(false), "false_per_day": (len(false) + false_early) / run_["days"],
-            "false_types": sorted({a["type"] for a in false}), "benign_late": benign_late,
-            "benign_early": benign_early}
+            "false_types": sorted({a["type"] for a in false}),
+            "false_by_type": {t: sum(1 for a in false if a["type"] == t) for t in sorted({a["type"] for a in false})},
+            "benign_late": benign_late, "benign_early": benign_early}

@@ -30,10 +30,10 @@ Detectors and what they count, per actor, in capture time:
   median absolute deviation, as RITA scores them) over the last
   :data:`BEACON_RING` connections;
 - ``dns-tunnel``: an inside host's DNS packets and their size over 10 minutes,
-  against that host's own history (an exponentially weighted mean and
-  variance of log counts);
+  against that host's own history (the peak of its earlier buckets, fading over
+  a week, :class:`History`);
 - ``exfiltration``: an inside host's bytes to one outside address over 30
-  minutes against the host's own history (more to an address it talked to on
+  minutes against the host's own history (more to an address it uploaded to on
   earlier days, :class:`Seen`), and ``slow-exfiltration``: bytes accumulated
   over the last 12 hours to a new address, spread over at least three hours.
 
@@ -301,15 +301,15 @@ class Horizon:
 
 @dataclass
 class History:
-    """An actor's usual level of one measure per bucket: an exponentially weighted mean and variance of
-    ``log1p`` of the value of each bucket (empty buckets count as zero), about a week of memory."""
+    """An actor's usual high of one measure per bucket: the largest bucket value seen, fading with a half-life of
+    a week of capture time (a host quiet at night and busy by day is judged by its busy buckets), and how
+    many buckets it has seen."""
 
-    mean: float = 0.0
-    var: float = 0.0
+    peak: float = 0.0
     n: int = 0
     start: int = -1          #: the bucket being filled
     value: float = 0.0
-    alpha: float = 0.002
+    half_life_ms: int = 7 * DAY_MS
 
     def roll(self, t_ms: int, length_ms: int) -> None:
         start = t_ms - t_ms % length_ms
@@ -317,25 +317,17 @@ class History:
             self.start = start
         if start <= self.start:
             return
-        gone = min((start - self.start) // length_ms, 2000)
-        self._learn(math.log1p(self.value))
-        for _ in range(gone - 1):
-            self._learn(0.0)
+        gone = (start - self.start) // length_ms
+        self.peak = max(self.peak, self.value) * 0.5 ** (gone * length_ms / self.half_life_ms)
+        self.n += gone
         self.start, self.value = start, 0.0
 
-    def _learn(self, x: float) -> None:
-        a = max(self.alpha, 1.0 / (self.n + 1))
-        d = x - self.mean
-        self.mean += a * d
-        self.var = (1 - a) * (self.var + a * d * d)
-        self.n += 1
-
-    def high(self, z: float = 3.0) -> float:
-        """The usual value's high end: ``expm1(mean + z * sd)``."""
-        return math.expm1(self.mean + z * math.sqrt(self.var))
+    def high(self) -> float:
+        """The usual high: the fading peak of earlier buckets."""
+        return self.peak
 
     def to_json(self) -> list:
-        return [self.mean, self.var, self.n, self.start, self.value]
+        return [self.peak, self.n, self.start, self.value]
 
     @classmethod
     def from_json(cls, j: list) -> History:
@@ -376,10 +368,10 @@ class EntityConfig:
     beacon_span_ms: int = 30 * 60_000  #: over at least this much time
     dns_packets: float = 150.0        #: DNS packets in 10 minutes, at least
     dns_packet_bytes: float = 90.0    #: of this many bytes each on average (a lookup's query: 60-80)
-    dns_factor: float = 5.0           #: and this many times the host's usual high
-    exfil_bytes: float = 200e6        #: bytes to one new outside address in 30 minutes, at least
-    exfil_known_bytes: float = 1e9    #: to an address the host talked to on earlier days
-    exfil_factor: float = 10.0        #: and this many times the host's usual high per address
+    dns_factor: float = 2.0           #: and this many times the host's usual high
+    exfil_bytes: float = 300e6        #: bytes to one new upload destination in 30 minutes, at least
+    exfil_known_bytes: float = 1e9    #: to an address the host uploaded to on earlier days
+    exfil_factor: float = 3.0         #: and this many times the host's usual high per address
     slow_bytes: float = 150e6         #: bytes to one new outside address over 12 hours
     slow_spread: float = 0.6          #: no hour of which holds more than this share
     new_ms: int = DAY_MS              #: an address is new for this long after the host first talked to it
@@ -387,48 +379,37 @@ class EntityConfig:
 
 
 FAST, HOUR, TEN, BURST = 5 * 60_000, 3_600_000, 10 * 60_000, 30 * 60_000
-SEEN_BITS = 2048         #: bits of an inside host's filter of the outside addresses it talked to
+MAX_UPLOADS = 64         #: upload destinations remembered per inside host
 
 
 class Seen:
-    """The outside addresses an inside host talked to on earlier days (this week and the one before): a Bloom
-    filter of :data:`SEEN_BITS` bits and two hashes per generation, Python integers as bit sets. About 15 %
-    of new addresses look known for a host that talks to 500 addresses a week."""
+    """The outside addresses an inside host sent a megabyte or more to on a day, and the last such day: its
+    upload destinations (at most :data:`MAX_UPLOADS`, the least recent goes). An address not among them on an
+    earlier day is *new* to the host's uploads."""
 
-    def __init__(self, day: int = -1, week_start: int = -1, today: int = 0, week: int = 0, prev: int = 0) -> None:
-        self.day, self.week_start, self.today, self.week, self.prev = day, week_start, today, week, prev
+    def __init__(self, days: dict[str, int] | None = None) -> None:
+        self.days: dict[str, int] = days or {}
 
     @staticmethod
-    def _bits(addr: str) -> int:
-        b = addr.encode()
-        return (1 << (zlib.crc32(b) % SEEN_BITS)) | (1 << (zlib.adler32(b) % SEEN_BITS))
+    def _key(addr: str) -> str:
+        return format(zlib.crc32(addr.encode()), "x")
 
-    def roll(self, t_ms: int) -> None:
-        day = t_ms // DAY_MS
-        if day <= self.day:
-            return
-        self.week |= self.today
-        self.today = 0
-        if self.week_start < 0:
-            self.week_start = day
-        elif day - self.week_start >= 7:
-            self.prev, self.week, self.week_start = self.week, 0, day
-        self.day = day
+    def known(self, addr: str, t_ms: int) -> bool:
+        """Whether the host uploaded to ``addr`` on a day before ``t_ms``'s."""
+        return self.days.get(self._key(addr), t_ms // DAY_MS) < t_ms // DAY_MS
 
-    def known(self, addr: str) -> bool:
-        """Whether the host talked to ``addr`` on an earlier day (maybe falsely, never falsely not)."""
-        bits = self._bits(addr)
-        return (self.week | self.prev) & bits == bits
+    def uploaded(self, addr: str, t_ms: int) -> None:
+        key = self._key(addr)
+        if key not in self.days and len(self.days) >= MAX_UPLOADS:
+            del self.days[min(self.days, key=self.days.__getitem__)]
+        self.days[key] = t_ms // DAY_MS
 
-    def add(self, addr: str) -> None:
-        self.today |= self._bits(addr)
-
-    def to_json(self) -> list:
-        return [self.day, self.week_start, *(format(x, "x") for x in (self.today, self.week, self.prev))]
+    def to_json(self) -> dict:
+        return self.days
 
     @classmethod
-    def from_json(cls, j: list) -> Seen:
-        return cls(j[0], j[1], *(int(x, 16) for x in j[2:]))
+    def from_json(cls, j: dict) -> Seen:
+        return cls(dict(j))
 
 
 def _fmt_bytes(n: float) -> str:
@@ -494,10 +475,14 @@ class Pair:
     dport: int = 0
     proto: int = 0
     new: bool = False         #: the host had not talked to this address on an earlier day
+    conns: int = 0            #: connections seen
+    judged: int = -1          #: capture time its regularity was last judged
+    verdict: list = field(default_factory=list)   #: [score, evidence] of that judgement, if a beacon
 
     def to_json(self) -> list:
         return [self.weight, self.first, self.starts, self.sizes, self.ten_start, self.ten, self.ten_last,
-                self.hours, self.hour_start, self.dport, self.proto, self.new]
+                self.hours, self.hour_start, self.dport, self.proto, self.new, self.conns, self.judged,
+                self.verdict]
 
     @classmethod
     def from_json(cls, j: list) -> Pair:
@@ -516,6 +501,7 @@ class Pair:
             self.hour_start = h
         self.hours[-1] += nbytes
         if new_conn:
+            self.conns += 1
             self.starts.append(t)
             self.sizes.append(nbytes)
             del self.starts[:-BEACON_RING], self.sizes[:-BEACON_RING]
@@ -557,7 +543,6 @@ class Actor:
             hz.roll(t_end)
         self.dns_usual.roll(t_end, TEN)
         self.pair_usual.roll(t_end, BURST)
-        self.known.roll(t_end)
         scans = [r for r in rows if is_attempt(r[1], r[3], r[4], r[8])
                  or (r[1] == UDP and r[4] <= 2 and not TRACEROUTE[0] <= r[3] <= TRACEROUTE[1])]
         touched: dict[str, set[str]] = {"horizontal-scan": set(), "vertical-scan": set(), "brute-force": set()}
@@ -616,12 +601,13 @@ class Actor:
         p = self.pairs.get(dst)
         if p is None:
             floor = 0.0
-            if len(self.pairs) >= MAX_PAIRS:             # space-saving: the lightest goes, its weight stays
-                weights = {k: q.weight for k, q in self.pairs.items()}
-                lightest = min(weights, key=weights.__getitem__)
-                floor = self.pairs.pop(lightest).weight
-            p = self.pairs[dst] = Pair(weight=floor, first=t, dport=dport, proto=proto, new=not self.known.known(dst))
-        self.known.add(dst)
+            if len(self.pairs) >= MAX_PAIRS:   # space-saving: the lightest quarter goes, its weight stays
+                light = sorted(self.pairs, key=lambda k: self.pairs[k].weight)[:MAX_PAIRS // 4]
+                floor = self.pairs[light[-1]].weight
+                for k in light:
+                    del self.pairs[k]
+            p = self.pairs[dst] = Pair(weight=floor, first=t, dport=dport, proto=proto,
+                                       new=not self.known.known(dst, t))
         hour = t // HOUR
         if hour > self.decay_hour:                       # old weight fades, hour by hour
             if self.decay_hour >= 0:
@@ -634,6 +620,8 @@ class Actor:
         periodic = proto in (TCP, UDP) and dport in PERIODIC_BY_DESIGN
         p.add(t, nbytes, new_conn and not periodic)
         self.pair_usual.value = max(self.pair_usual.value, p.ten)
+        if nbytes and sum(p.hours) >= 1e6:
+            self.known.uploaded(dst, t)
 
     # -- detectors
     def _factor(self, cfg: EntityConfig) -> float:
@@ -692,7 +680,7 @@ class Actor:
     def _dns(self, cfg: EntityConfig, w: int, t: int) -> list[Finding]:
         packets = self.dns.estimate("packets", t)
         nbytes = self.dns.estimate("bytes", t)
-        usual = self.dns_usual.high() if self.dns_usual.n >= 6 * 24 else 0.0
+        usual = self.dns_usual.high() if self.dns_usual.n >= 6 * 24 else 0.0   # after a day
         need = max(cfg.dns_packets, cfg.dns_factor * usual)
         if packets < need or nbytes < cfg.dns_packet_bytes * packets:
             return []
@@ -713,7 +701,7 @@ class Actor:
         svc = port_name(p.dport, p.proto) if p.proto in (TCP, UDP) else str(p.proto)
         # bursts of bytes to one address, against the host's usual largest per address
         burst = p.ten_estimate(t)
-        usual = self.pair_usual.high() if self.pair_usual.n >= 2 * 24 else 0.0
+        usual = self.pair_usual.high() if self.pair_usual.n >= 2 * 24 else 0.0  # after a day
         fresh = p.new and t - p.first < cfg.new_ms
         need = max(cfg.exfil_bytes if fresh else cfg.exfil_known_bytes, cfg.exfil_factor * usual)
         new = "a new address " if fresh else ""
@@ -734,11 +722,17 @@ class Actor:
                                f"({svc}) over {hours} h",
                                {"bytes12h": round(total), "service": svc, "firstSeenMs": p.first,
                                 "bytesPerHour": [round(b) for b in p.hours]}))
-        # beacons: regular connections
-        if len(p.starts) >= cfg.beacon_min and p.starts[-1] - p.starts[0] >= cfg.beacon_span_ms:
-            score, ev = beacon_score(p.starts, p.sizes)
-            if score >= cfg.beacon_score and ev:
-                out.append(Finding("beacon", what, w, score / cfg.beacon_score, cfg.beacon_score,
+        # beacons: regular connections, judged at most every 5 minutes of capture time
+        if len(p.starts) >= cfg.beacon_min and max(p.starts) - min(p.starts) >= cfg.beacon_span_ms:
+            if t - p.judged >= FAST:
+                p.judged = t
+                score, ev = beacon_score(p.starts, p.sizes)
+                # once a beacon, it stays one while its score holds near the threshold (no flapping)
+                bar = cfg.beacon_score - (0.1 if p.verdict else 0.0)
+                p.verdict = [score, ev] if score >= bar and ev else []
+            if p.verdict:
+                score, ev = p.verdict
+                out.append(Finding("beacon", what, w, max(score / cfg.beacon_score, 1.0), cfg.beacon_score,
                                    f"beacon from {self.src} to {dst} ({svc}): a connection every "
                                    f"{ev['medianIntervalS']:,.0f} s (±{ev['intervalMadS']:,.1f} s) of about "
                                    f"{ev['medianBytes']:,.0f} bytes, {ev['connections']} seen over "

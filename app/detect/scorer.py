@@ -128,6 +128,8 @@ class SensorScorer:
     attention: Attention = None  # type: ignore[assignment]  # made in __post_init__
     #: the last SERIES windows: [t_ms, {metric: [observed, expected, low, high]}], for the alerts' charts
     recent: list = field(default_factory=list)
+    #: ``type|about|local hour`` -> the local days it raised an alert (:meth:`habitual`)
+    habits: dict[str, list[int]] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.attention is None:
@@ -329,13 +331,37 @@ class SensorScorer:
                 continue
             # episodes and suppression go by what the anomaly is about: a sensor's by its metric group
             about = f"{c['entity']} {c['about']}" if "about" in c else c["entity"]
+            if self.habitual(c["type"], about, t_ms):
+                anomalies.append({**self.explain(t_ms, c, sc, summary, rung), "attention": "habitual"})
+                continue
             what, ep = self.attention.observe(t_ms, c["type"], about, c["score"])
             rec = self.explain(t_ms, c, sc, summary, rung)
             anomalies.append({**rec, "attention": what})
             if what == "alert":
                 alerts.append(rec)
+                self.remember_habit(c["type"], about, t_ms)
         self.attention.expire(t_ms)
         return anomalies, alerts, sc
+
+    def _habit_keys(self, kind: str, about: str, t_ms: int) -> list[str]:
+        hour = (self.local(t_ms) % DAY_MS) // 3_600_000
+        return [f"{kind}|{about}|{(hour + d) % 24}" for d in (-1, 0, 1)]
+
+    def habitual(self, kind: str, about: str, t_ms: int) -> bool:
+        """Whether the same (type, what it is about) raised alerts at this hour of the site's day (give or take
+        one) on two earlier days of the last week: a new nightly job (a backup, a scan) alerts on its first two
+        nights, not every night after."""
+        day = self.local(t_ms) // DAY_MS
+        days = {d for k in self._habit_keys(kind, about, t_ms) for d in self.habits.get(k, []) if day - 7 <= d < day}
+        return len(days) >= 2
+
+    def remember_habit(self, kind: str, about: str, t_ms: int) -> None:
+        day = self.local(t_ms) // DAY_MS
+        key = self._habit_keys(kind, about, t_ms)[1]
+        self.habits[key] = [d for d in self.habits.get(key, []) if d >= day - 7 and d != day][-3:] + [day]
+        if len(self.habits) > 512:
+            for old in sorted(self.habits, key=lambda k: self.habits[k][-1])[:len(self.habits) - 512]:
+                del self.habits[old]
 
     def attend(self, finding: dict, muted: dict[str, int] | None = None) -> tuple[dict, dict | None]:
         """A detector per entity's finding (:func:`app.detect.entities.finding_record`) through attention
@@ -395,7 +421,7 @@ class SensorScorer:
                 "h2": _pack(self.h2.logodds), "hosts": self.hosts, "seen_ms": self.seen_ms,
                 "history": {f: {str(d): v for d, v in days.items()} for f, days in self.history.items()},
                 "thresholds": self.thresholds, "calibrated_day": self.calibrated_day,
-                "attention": self.attention.state(), "recent": self.recent}
+                "attention": self.attention.state(), "recent": self.recent, "habits": self.habits}
 
     @classmethod
     def from_state(cls, cfg: ScoreConfig, s: dict) -> SensorScorer:
@@ -414,4 +440,5 @@ class SensorScorer:
         sc.thresholds, sc.calibrated_day = s["thresholds"], s["calibrated_day"]
         sc.attention = Attention.from_state(cfg.attention(), s["attention"])
         sc.recent = s.get("recent", [])
+        sc.habits = s.get("habits", {})
         return sc

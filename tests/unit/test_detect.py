@@ -401,3 +401,17 @@ def test_the_seasonal_slots_follow_the_sites_local_time_across_daylight_saving()
             sc.l1.learn(np.array([x, x, x, x, x, x]), lt)
     assert local.local(1_774_742_400_000 + 86_400_000) - (1_774_742_400_000 + 86_400_000) == 2 * 3_600_000
     assert np.median(errors["local"]) < 0.2 < np.mean(errors["utc"]), {k: np.mean(v) for k, v in errors.items()}
+
+
+def test_a_new_nightly_job_alerts_on_its_first_two_nights_only():
+    """The same anomaly (failed attempts) at 02:00 every night: two alerts, then published as habitual."""
+    sc = _scorer_of([_crafted(9.0, "failed") for _ in range(4)])
+    t0 = 1_767_600_000_000 - 1_767_600_000_000 % 86_400_000 + 2 * 3_600_000
+    got = []
+    for night in range(4):
+        anomalies, alerts, _ = sc.window(t0 + night * 86_400_000 + night * 600_000, Summary())
+        got.append((len(alerts), anomalies[0]["attention"]))
+    assert got == [(1, "alert"), (1, "alert"), (0, "habitual"), (0, "habitual")]
+    again = SensorScorer.from_state(sc.cfg, json.loads(json.dumps(sc.state())))
+    assert again.habitual("traffic", "s attempts", t0 + 4 * 86_400_000)
+    assert not again.habitual("traffic", "s attempts", t0 + 4 * 86_400_000 + 10 * 3_600_000)   # noon: not the job

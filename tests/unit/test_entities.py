@@ -174,16 +174,14 @@ def test_distinct_counts_are_exact_then_close():
     assert again.count() == d.count()
 
 
-def test_known_addresses_are_those_of_earlier_days():
+def test_upload_destinations_are_those_of_earlier_days_and_bounded():
     s = Seen()
-    s.roll(T0)
-    s.add("198.18.0.1")
-    assert not s.known("198.18.0.1")            # today's do not count yet
-    s.roll(T0 + 86_400_000)
-    assert s.known("198.18.0.1") and not s.known("198.18.0.2")
-    s.roll(T0 + 15 * 86_400_000)
-    s.roll(T0 + 23 * 86_400_000)
-    assert not s.known("198.18.0.1")            # forgotten after two weeks
+    s.uploaded("198.18.0.1", T0)
+    assert not s.known("198.18.0.1", T0)                       # today's do not count yet
+    assert s.known("198.18.0.1", T0 + 86_400_000) and not s.known("198.18.0.2", T0 + 86_400_000)
+    for i in range(200):
+        s.uploaded(f"198.18.1.{i}", T0 + 2 * 86_400_000)
+    assert len(s.days) == 64 and not s.known("198.18.0.1", T0 + 3 * 86_400_000)   # the least recent went
 
 
 def test_what_the_flows_agent_sends():
