@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-import entity_site  # noqa: E402
+import entity_site
 
 
 def test_every_class_is_caught_and_benign_jobs_stop_alerting():
