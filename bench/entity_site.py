@@ -398,6 +398,9 @@ def evaluate(run_: dict) -> dict:
     for k, (i, a) in enumerate(run_["alerts"]):
         for ev in events:
             if a["type"] in ("traffic", "host-bytes"):
+                # the ladder sees volumes: an event that moves them (not a beacon's trickle) in that window
+                if ev.kind in ("beacon", "monitor-poll", "slow-exfiltration"):
+                    continue
                 if any(j in ev.rows for j in (i, i - 1, i - 2)) and \
                         (a["type"] == "traffic" or actor_of(a) in (ev.actor, *(r[1] for r in ev.rows.get(i, [])[:50]))):
                     owner[k] = ev

@@ -43,6 +43,12 @@ FAMILIES = ("traffic", "host-bytes")
 SERIES = 36
 RUNGS = ("L0", "L1", "L2")
 DEFAULT_THRESHOLDS = {"L0": 3.0, "L1": 8.0, "L2": 4.0}
+#: Findings per entity that a sensor's anomaly of failed attempts, ports or fan-in may be the other side of.
+SCAN_LIKE = ("horizontal-scan", "vertical-scan", "brute-force")
+#: Findings per entity that a host's bytes anomaly may be the other side of.
+UPLOADS = ("exfiltration", "slow-exfiltration")
+#: Windows apart within which an alert explains the other side's anomaly (one event, one alert).
+EXPLAIN_WINDOWS = 3
 #: The groups of the sensor's metrics an anomaly can be about (:meth:`SensorScorer.about`).
 METRIC_GROUPS = {"flows": "volume", "packets": "volume", "bytes": "volume", "failed": "attempts", "dports": "ports",
                  "fanin": "fan-in"}
@@ -130,6 +136,8 @@ class SensorScorer:
     recent: list = field(default_factory=list)
     #: ``type|about|local hour`` -> the local days it raised an alert (:meth:`habitual`)
     habits: dict[str, list[int]] = field(default_factory=dict)
+    #: the last windows' alerts: [t_ms, type, what about, id] (:meth:`_explained`)
+    raised: list = field(default_factory=list)
 
     def __post_init__(self):
         if self.attention is None:
@@ -334,12 +342,18 @@ class SensorScorer:
             if self.habitual(c["type"], about, t_ms):
                 anomalies.append({**self.explain(t_ms, c, sc, summary, rung), "attention": "habitual"})
                 continue
+            by = self._explained(t_ms, c["type"], about)
+            if by:
+                anomalies.append({**self.explain(t_ms, c, sc, summary, rung), "attention": "explained",
+                                  "explainedBy": by})
+                continue
             what, ep = self.attention.observe(t_ms, c["type"], about, c["score"])
             rec = self.explain(t_ms, c, sc, summary, rung)
             anomalies.append({**rec, "attention": what})
             if what == "alert":
                 alerts.append(rec)
                 self.remember_habit(c["type"], about, t_ms)
+                self._raised(t_ms, c["type"], about, rec["id"])
         self.attention.expire(t_ms)
         return anomalies, alerts, sc
 
@@ -377,8 +391,38 @@ class SensorScorer:
             return {**rec, "attention": "muted"}, None
         if finding.get("habitual"):
             return {**rec, "attention": "habitual"}, None
+        by = self._explained(t_ms, kind, entity)
+        if by:
+            return {**rec, "attention": "explained", "explainedBy": by}, None
         what, _ = self.attention.observe(t_ms, kind, entity, finding["score"], remind=False)
+        if what == "alert":
+            self._raised(t_ms, kind, entity, rec["id"])
         return {**rec, "attention": what}, (rec if what == "alert" else None)
+
+    # -- one event, one alert: a detector per entity and the ladder seeing the same thing
+    def _raised(self, t_ms: int, kind: str, entity: str, aid: str) -> None:
+        self.raised.append([t_ms, kind, entity, aid])
+        horizon = t_ms - EXPLAIN_WINDOWS * self.cfg.window_ms
+        self.raised[:] = [r for r in self.raised if r[0] >= horizon][-64:]
+
+    def _explained(self, t_ms: int, kind: str, entity: str) -> str | None:
+        """The id of an alert raised within :data:`EXPLAIN_WINDOWS` windows that is about the same thing from the
+        other side: a sensor's failed attempts, ports or fan-in and a scan or brute force; a host's bytes and its
+        exfiltration. None if there is none."""
+        horizon = t_ms - EXPLAIN_WINDOWS * self.cfg.window_ms
+        actor = entity.split(" ")[0]
+        for t, k, e, aid in reversed(self.raised):
+            if not horizon <= t <= t_ms + EXPLAIN_WINDOWS * self.cfg.window_ms:
+                continue
+            if kind == "traffic" and k in SCAN_LIKE and entity.split(" ")[-1] in ("attempts", "ports", "fan-in"):
+                return aid
+            if kind in SCAN_LIKE and k == "traffic" and e.split(" ")[-1] in ("attempts", "ports", "fan-in"):
+                return aid
+            if kind == "host-bytes" and k in UPLOADS and e.split(" ")[0] == actor:
+                return aid
+            if kind in UPLOADS and k == "host-bytes" and e == actor:
+                return aid
+        return None
 
     def explain(self, t_ms: int, c: dict, sc: dict, summary: Summary, rung: str) -> dict:
         fam = c["type"]
@@ -421,7 +465,8 @@ class SensorScorer:
                 "h2": _pack(self.h2.logodds), "hosts": self.hosts, "seen_ms": self.seen_ms,
                 "history": {f: {str(d): v for d, v in days.items()} for f, days in self.history.items()},
                 "thresholds": self.thresholds, "calibrated_day": self.calibrated_day,
-                "attention": self.attention.state(), "recent": self.recent, "habits": self.habits}
+                "attention": self.attention.state(), "recent": self.recent, "habits": self.habits,
+                "raised": self.raised}
 
     @classmethod
     def from_state(cls, cfg: ScoreConfig, s: dict) -> SensorScorer:
@@ -441,4 +486,5 @@ class SensorScorer:
         sc.attention = Attention.from_state(cfg.attention(), s["attention"])
         sc.recent = s.get("recent", [])
         sc.habits = s.get("habits", {})
+        sc.raised = s.get("raised", [])
         return sc
