@@ -332,7 +332,7 @@ def run(seed: int, warm_days: int = 7, scored_days: int = 7, per_class: int = 6,
     for ev in site.events:
         for i, rows in ev.rows.items():
             by_window.setdefault(i, []).extend(rows)
-    alerts, findings = [], 0
+    alerts, findings, explained = [], 0, []
     rows_total = 0
     cost = {"entities": 0.0, "scoring": 0.0, "site": 0.0}
     scored_from = warm_days * PER_DAY
@@ -363,11 +363,13 @@ def run(seed: int, warm_days: int = 7, scored_days: int = 7, per_class: int = 6,
         _, raised, _ = scorer.window(w, summary)
         for f in found:
             findings += 1
-            _, alert = scorer.attend({"sensor": SENSOR, "type": f.type, "entity": f.entity, "windowStartMs": f.t_ms,
+            anomaly, alert = scorer.attend({"sensor": SENSOR, "type": f.type, "entity": f.entity, "windowStartMs": f.t_ms,
                                       "windowLengthMs": W_MS, "score": f.score, "threshold": f.threshold,
                                       "title": f.title, "evidence": f.evidence, "habitual": f.habitual})
             if alert:
                 raised.append(alert)
+            elif anomaly["attention"] == "explained" and i >= scored_from:
+                explained.append((i, f.entity.split(" ")[0], anomaly["explainedBy"]))
         c4 = time.process_time()
         cost["site"] += c1 - c0
         cost["entities"] += c3 - c2
@@ -375,7 +377,7 @@ def run(seed: int, warm_days: int = 7, scored_days: int = 7, per_class: int = 6,
         if i >= scored_from:
             alerts += [(i, a) for a in raised]
     return {"seed": seed, "alerts": alerts, "events": site.events, "windows": site.windows, "scored_from": scored_from,
-            "rows": rows_total, "cost": cost, "findings": findings, "actors": len(actors),
+            "rows": rows_total, "cost": cost, "findings": findings, "actors": len(actors), "explained": explained,
             "days": scored_days}
 
 
@@ -395,7 +397,15 @@ def evaluate(run_: dict) -> dict:
     benign_early: dict[str, int] = {k: 0 for k in BENIGN}
     owner: dict[int, Event] = {}
     events = sorted(run_["events"], key=lambda e: e.benign)          # attacks first
+    # a ladder's alert that a finding about an event's source was explained by is that event's
+    by_id = {a["id"]: k for k, (_, a) in enumerate(run_["alerts"])}
+    for i, actor, aid in run_.get("explained", []):
+        ev = next((e for e in events if e.actor == actor and e.start <= i <= e.end + HOUR_W), None)
+        if ev is not None and aid in by_id:
+            owner[by_id[aid]] = ev
     for k, (i, a) in enumerate(run_["alerts"]):
+        if k in owner:
+            continue
         for ev in events:
             if a["type"] in ("traffic", "host-bytes"):
                 # the ladder sees volumes: an event that moves them (not a beacon's trickle) in that window

@@ -45,8 +45,9 @@ RUNGS = ("L0", "L1", "L2")
 DEFAULT_THRESHOLDS = {"L0": 3.0, "L1": 8.0, "L2": 4.0}
 #: Findings per entity that a sensor's anomaly of failed attempts, ports or fan-in may be the other side of.
 SCAN_LIKE = ("horizontal-scan", "vertical-scan", "brute-force")
-#: Findings per entity that a host's bytes anomaly may be the other side of.
+#: Findings per entity that a host's bytes anomaly (or the sensor's volume) may be the other side of.
 UPLOADS = ("exfiltration", "slow-exfiltration")
+ATTEMPTS = ("attempts", "ports", "fan-in")
 #: Windows apart within which an alert explains the other side's anomaly (one event, one alert).
 EXPLAIN_WINDOWS = 3
 #: The groups of the sensor's metrics an anomaly can be about (:meth:`SensorScorer.about`).
@@ -136,7 +137,7 @@ class SensorScorer:
     recent: list = field(default_factory=list)
     #: ``type|about|local hour`` -> the local days it raised an alert (:meth:`habitual`)
     habits: dict[str, list[int]] = field(default_factory=dict)
-    #: the last windows' alerts: [t_ms, type, what about, id] (:meth:`_explained`)
+    #: the last windows' alerts: [t_ms, type, what about, id, its own] (:meth:`_explained`)
     raised: list = field(default_factory=list)
 
     def __post_init__(self):
@@ -342,10 +343,14 @@ class SensorScorer:
             if self.habitual(c["type"], about, t_ms):
                 anomalies.append({**self.explain(t_ms, c, sc, summary, rung), "attention": "habitual"})
                 continue
-            by = self._explained(t_ms, c["type"], about)
+            who = [c["entity"]] if c["type"] == "host-bytes" else \
+                [h for h, _ in summary.failed_src.most_common(5)] + [h for h, _ in summary.src_bytes.most_common(5)]
+            by = self._explained(t_ms, c["type"], about, who)
             if by:
                 anomalies.append({**self.explain(t_ms, c, sc, summary, rung), "attention": "explained",
                                   "explainedBy": by})
+                self.remember_habit(c["type"], about, t_ms)       # it happened: a nightly job is still one
+                self._raised(t_ms, c["type"], about, by, who, own=False)
                 continue
             what, ep = self.attention.observe(t_ms, c["type"], about, c["score"])
             rec = self.explain(t_ms, c, sc, summary, rung)
@@ -353,7 +358,7 @@ class SensorScorer:
             if what == "alert":
                 alerts.append(rec)
                 self.remember_habit(c["type"], about, t_ms)
-                self._raised(t_ms, c["type"], about, rec["id"])
+                self._raised(t_ms, c["type"], about, rec["id"], who)
         self.attention.expire(t_ms)
         return anomalies, alerts, sc
 
@@ -391,36 +396,47 @@ class SensorScorer:
             return {**rec, "attention": "muted"}, None
         if finding.get("habitual"):
             return {**rec, "attention": "habitual"}, None
-        by = self._explained(t_ms, kind, entity)
+        who = [entity.split(" ")[0]]
+        by = self._explained(t_ms, kind, entity, who)
         if by:
+            self._raised(t_ms, kind, entity, by, who, own=False)
             return {**rec, "attention": "explained", "explainedBy": by}, None
         what, _ = self.attention.observe(t_ms, kind, entity, finding["score"], remind=False)
         if what == "alert":
-            self._raised(t_ms, kind, entity, rec["id"])
+            self._raised(t_ms, kind, entity, rec["id"], who)
         return {**rec, "attention": what}, (rec if what == "alert" else None)
 
     # -- one event, one alert: a detector per entity and the ladder seeing the same thing
-    def _raised(self, t_ms: int, kind: str, entity: str, aid: str) -> None:
-        self.raised.append([t_ms, kind, entity, aid])
+    def _raised(self, t_ms: int, kind: str, entity: str, aid: str, who: list[str], own: bool = True) -> None:
+        """Remember an alert (``own``), or that another's alert explained an anomaly, and the sources it is
+        about (``who``), for :meth:`_explained`."""
+        self.raised.append([t_ms, kind, entity, aid, own, who[:10]])
         horizon = t_ms - EXPLAIN_WINDOWS * self.cfg.window_ms
         self.raised[:] = [r for r in self.raised if r[0] >= horizon][-64:]
 
-    def _explained(self, t_ms: int, kind: str, entity: str) -> str | None:
+    def _explained(self, t_ms: int, kind: str, entity: str, who: list[str]) -> str | None:
         """The id of an alert raised within :data:`EXPLAIN_WINDOWS` windows that is about the same thing from the
-        other side: a sensor's failed attempts, ports or fan-in and a scan or brute force; a host's bytes and its
-        exfiltration. None if there is none."""
+        other side: a sensor's failed attempts, ports or fan-in and a scan or brute force; a sensor's volume or a
+        host's bytes and an exfiltration; each naming a source of the other (``who``: the sources an anomaly
+        is about, a sensor's top sources of failed attempts and of bytes); or the alert that explained this
+        (type, entity) in the windows before (it goes on). None if there is none."""
         horizon = t_ms - EXPLAIN_WINDOWS * self.cfg.window_ms
-        actor = entity.split(" ")[0]
-        for t, k, e, aid in reversed(self.raised):
+        about = entity.split(" ")[-1]
+        for t, k, e, aid, own, them in reversed(self.raised):
             if not horizon <= t <= t_ms + EXPLAIN_WINDOWS * self.cfg.window_ms:
                 continue
-            if kind == "traffic" and k in SCAN_LIKE and entity.split(" ")[-1] in ("attempts", "ports", "fan-in"):
+            if (k, e) == (kind, entity):
+                if own:
+                    return None                         # its own episode: attention control extends it
+                return aid                              # it goes on, still explained by another's alert
+            if not set(who) & set(them):
+                continue
+            if kind == "traffic" and (k in SCAN_LIKE and about in ATTEMPTS or k in UPLOADS and about == "volume"):
                 return aid
-            if kind in SCAN_LIKE and k == "traffic" and e.split(" ")[-1] in ("attempts", "ports", "fan-in"):
+            if k == "traffic" and (kind in SCAN_LIKE and e.split(" ")[-1] in ATTEMPTS or
+                                   kind in UPLOADS and e.split(" ")[-1] == "volume"):
                 return aid
-            if kind == "host-bytes" and k in UPLOADS and e.split(" ")[0] == actor:
-                return aid
-            if kind in UPLOADS and k == "host-bytes" and e == actor:
+            if kind == "host-bytes" and k in UPLOADS or kind in UPLOADS and k == "host-bytes":
                 return aid
         return None
 

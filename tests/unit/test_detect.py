@@ -419,16 +419,22 @@ def test_a_new_nightly_job_alerts_on_its_first_two_nights_only():
 
 def test_one_event_seen_by_the_ladder_and_by_a_detector_per_entity_is_one_alert():
     """A scan makes the sensor's failed attempts jump and a vertical-scan finding: whichever comes first raises
-    the alert, the other is published as explained by it. A burst of bytes is no scan: it alerts on its own."""
+    the alert, the other is published as explained by it. Another source's scan, or a burst of bytes, is not
+    the same event: each alerts on its own."""
+    from collections import Counter
     t0 = 1_767_600_000_000
+    scanned = Summary(failed_src=Counter({"203.0.113.5": 900, "198.51.100.1": 3}))
     scan = {"sensor": "s", "type": "vertical-scan", "entity": "203.0.113.5", "windowStartMs": t0,
             "windowLengthMs": 60_000, "score": 5.0, "threshold": 15.0, "title": "vertical scan", "evidence": {}}
     first_sensor = _scorer_of([_crafted(9.0, "failed")])
-    assert len(first_sensor.window(t0, Summary())[1]) == 1
+    assert len(first_sensor.window(t0, scanned)[1]) == 1
     anomaly, alert = first_sensor.attend(scan)
     assert alert is None and anomaly["attention"] == "explained" and anomaly["explainedBy"].startswith("s|traffic|")
+    assert first_sensor.attend({**scan, "windowStartMs": t0 + 60_000})[0]["attention"] == "explained"  # goes on
+    other = {**scan, "entity": "192.0.2.9", "windowStartMs": t0 + 60_000}
+    assert first_sensor.attend(other)[1] is not None
     first_finding = _scorer_of([_crafted(9.0, "failed"), _crafted(9.0, "bytes")])
     assert first_finding.attend(scan)[1] is not None
-    anomalies, alerts, _ = first_finding.window(t0 + 60_000, Summary())
+    anomalies, alerts, _ = first_finding.window(t0 + 60_000, scanned)
     assert alerts == [] and anomalies[0]["attention"] == "explained"
-    assert len(first_finding.window(t0 + 120_000, Summary())[1]) == 1       # bytes: not the scan's doing
+    assert len(first_finding.window(t0 + 120_000, scanned)[1]) == 1       # bytes: not the scan's doing
