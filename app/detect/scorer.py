@@ -344,7 +344,7 @@ class SensorScorer:
                 anomalies.append({**self.explain(t_ms, c, sc, summary, rung), "attention": "habitual"})
                 continue
             who = [c["entity"]] if c["type"] == "host-bytes" else \
-                [h for h, _ in summary.failed_src.most_common(5)] + [h for h, _ in summary.src_bytes.most_common(5)]
+                [h for h, _ in summary.failed_src.most_common(1)] + [h for h, _ in summary.src_bytes.most_common(1)]
             by = self._explained(t_ms, c["type"], about, who)
             if by:
                 anomalies.append({**self.explain(t_ms, c, sc, summary, rung), "attention": "explained",
@@ -417,8 +417,8 @@ class SensorScorer:
     def _explained(self, t_ms: int, kind: str, entity: str, who: list[str]) -> str | None:
         """The id of an alert raised within :data:`EXPLAIN_WINDOWS` windows that is about the same thing from the
         other side: a sensor's failed attempts, ports or fan-in and a scan or brute force; a sensor's volume or a
-        host's bytes and an exfiltration; each naming a source of the other (``who``: the sources an anomaly
-        is about, a sensor's top sources of failed attempts and of bytes); or the alert that explained this
+        host's bytes and an exfiltration; each naming the other's source (``who``: the sources an anomaly is
+        about, a sensor's top source of failed attempts and of bytes: a second attacker is not hidden); or the alert that explained this
         (type, entity) in the windows before (it goes on). None if there is none."""
         horizon = t_ms - EXPLAIN_WINDOWS * self.cfg.window_ms
         about = entity.split(" ")[-1]
