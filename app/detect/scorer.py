@@ -418,8 +418,8 @@ class SensorScorer:
         """The id of an alert raised within :data:`EXPLAIN_WINDOWS` windows that is about the same thing from the
         other side: a sensor's failed attempts, ports or fan-in and a scan or brute force; a sensor's volume or a
         host's bytes and an exfiltration; each naming the other's source (``who``: the sources an anomaly is
-        about, a sensor's top source of failed attempts and of bytes: a second attacker is not hidden); or the alert that explained this
-        (type, entity) in the windows before (it goes on). None if there is none."""
+        about, a sensor's top source of failed attempts and of bytes: a second attacker is not hidden); or the
+        alert that explained this (type, entity) in the windows before (it goes on). None if there is none."""
         horizon = t_ms - EXPLAIN_WINDOWS * self.cfg.window_ms
         about = entity.split(" ")[-1]
         for t, k, e, aid, own, them in reversed(self.raised):
