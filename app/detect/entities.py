@@ -173,11 +173,6 @@ class EntityRows:
 # -------------------------------------------------------------------------------------------------
 # Sketches
 
-def hashes(items: list[str]) -> list[int]:
-    """63-bit hashes of strings, the same in every process."""
-    return flow_ids(items)
-
-
 _INV_POW2 = [2.0 ** -r for r in range(65)]
 
 
@@ -549,7 +544,8 @@ class Actor:
                  or (r[1] == UDP and r[4] <= 2 and not TRACEROUTE[0] <= r[3] <= TRACEROUTE[1])]
         touched: dict[str, set[str]] = {"horizontal-scan": set(), "vertical-scan": set(), "brute-force": set()}
         if scans:
-            hs = hashes([f"{r[0]}|{r[1]}|{r[3]}" for r in scans] + [str(r[0]) for r in scans])
+            # 63-bit hashes, the same in every process: the flowId's hash (app/records.py)
+            hs = flow_ids([f"{r[0]}|{r[1]}|{r[3]}" for r in scans] + [str(r[0]) for r in scans])
             n = len(scans)
             for i, r in enumerate(scans):
                 dst, proto, dport = r[0], r[1], r[3]

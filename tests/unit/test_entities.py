@@ -7,8 +7,9 @@ import json
 import numpy as np
 
 from app.detect.entities import (EXACT, MESSAGE_ROWS, Actor, Distinct, EntityConfig, EntityRows, Seen,
-                                 actor_partition, beacon_score, finding_record, hashes, wanted)
+                                 actor_partition, beacon_score, finding_record, wanted)
 from app.detect.scorer import ScoreConfig, SensorScorer
+from app.records import flow_ids
 from app.flows.summary import Home
 
 T0 = 1_767_571_200_000      # Monday 2026-01-05 00:00 UTC
@@ -165,7 +166,7 @@ def test_state_survives_its_row_and_stays_bounded():
 def test_distinct_counts_are_exact_then_close():
     d = Distinct()
     items = [str(i) for i in range(20_000)]
-    for k, (h, item) in enumerate(zip(hashes(items), items)):
+    for k, (h, item) in enumerate(zip(flow_ids(items), items)):
         d.add(h, item)
         if k + 1 == EXACT:
             assert d.count() == EXACT
