@@ -289,7 +289,10 @@ BATCH_BYTES = 512 * 1024
 #: flow-parts) or header ``v`` (pcap-chunks); a message without one is version 1. A reader accepts the
 #: versions it knows and the one before; a change of shape bumps the number here.
 MESSAGE_VERSIONS = {"flows": 1, "flow-parts": 1, "window-summaries": 1, "pcap-chunks": 1}
-_BATCH_HEAD = '{"v":%d,"records":[' % MESSAGE_VERSIONS["flows"]
+#: A flows message is ``BATCH_HEAD + BATCH_SEP.join(records) + BATCH_TAIL``: JSON with one record a line (a
+#: record's JSON text holds no newline), so that egress hands out each record's stored text without decoding it.
+BATCH_HEAD = '{"v":%d,"records":[\n' % MESSAGE_VERSIONS["flows"]
+BATCH_SEP, BATCH_TAIL = ",\n", "\n]}"
 
 
 def batches(records: list[str]) -> list[bytes]:
@@ -298,11 +301,11 @@ def batches(records: list[str]) -> list[bytes]:
     out, start, size = [], 0, 0
     for i, rec in enumerate(records):
         if i > start and (i - start >= BATCH_RECORDS or size + len(rec) > BATCH_BYTES):
-            out.append((_BATCH_HEAD + ",".join(records[start:i]) + "]}").encode())
+            out.append((BATCH_HEAD + BATCH_SEP.join(records[start:i]) + BATCH_TAIL).encode())
             start, size = i, 0
-        size += len(rec) + 1
+        size += len(rec) + 2
     if start < len(records):
-        out.append((_BATCH_HEAD + ",".join(records[start:]) + "]}").encode())
+        out.append((BATCH_HEAD + BATCH_SEP.join(records[start:]) + BATCH_TAIL).encode())
     return out
 
 

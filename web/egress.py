@@ -23,7 +23,7 @@ from app.topics import flows as _flows_topic
 from app.query.filter import FilterError
 from app.query.top import METRICS, BY, Series, Top
 from app.query.top import Query
-from app.runtime.egress import GRACE_S, bounded_poll, poll, search  # noqa: F401  (the readers the views share)
+from app.runtime.egress import GRACE_S, answer_body, bounded_poll, poll, search  # noqa: F401  (the readers the views share)
 
 FLOWS_TOPIC = _flows_topic.get_topic_name()
 MAX_TIMEOUT_S = 60
@@ -113,7 +113,11 @@ def poll_view(topic: str, partitions: int | None = None, batched: bool = False) 
                         found.pop("ends", None)
                         return self.json(found)
                     timeout = min(timeout, settings.long_poll_max_s)
-                    return self.json(await bounded_poll(topic, cur, timeout, limit, from_end, partitions, batched))
+                    answer = await bounded_poll(topic, cur, timeout, limit, from_end, partitions, batched, batched)
+                    if not batched:
+                        return self.json(answer)
+                    # the flows' records go out as the JSON text they are stored as
+                    return self.bytes(answer_body(answer), content_type="application/json")
             except PollError as exc:
                 return exc.answer(self)
             except (TimeoutError, KafkaError) as exc:

@@ -13,24 +13,93 @@ from aiokafka.errors import KafkaError
 from app.api import cursor as cursors
 from app.main import settings
 from app.query.top import Query
+from app.records import BATCH_HEAD, BATCH_SEP, BATCH_TAIL
 
 #: Seconds past its timeout that a long poll may take at most, whatever happens in the Kafka client underneath.
 GRACE_S = 15
 STOP_S = 5
 
 
+class Consumers:
+    """Started consumers kept between long polls of one process: a poll takes one (or starts one) and gives it
+    back when it ends well, its partitions paused. Starting a consumer (bootstrap, metadata) cost more CPU than
+    the poll it served when a client reads a topic back page after page. One that failed or was cancelled is
+    stopped, never given back; one idle for IDLE_S is stopped."""
+
+    IDLE_S = 30.0
+
+    def __init__(self) -> None:
+        self.idle: list[tuple[AIOKafkaConsumer, float]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def take(self) -> AIOKafkaConsumer:
+        loop = asyncio.get_running_loop()
+        if loop is not self.loop:   # consumers belong to the loop they were started in
+            self.idle, self.loop = [], loop
+        while self.idle:
+            consumer, since = self.idle.pop()
+            if loop.time() - since < self.IDLE_S:
+                return consumer
+            await stopped(consumer)
+        # earliest: if a cursor's offset is ever out of range (around a leader change), start the partition
+        # again rather than jump to its end; repeats are dropped by flowId/id, a skip would be a loss
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
+                                    group_id=None, request_timeout_ms=15000, auto_offset_reset="earliest",
+                                    **settings.kafka_kwargs())
+        try:
+            await consumer.start()
+        except BaseException:
+            await stopped(consumer)
+            raise
+        return consumer
+
+    def give(self, consumer: AIOKafkaConsumer) -> None:
+        consumer.pause(*consumer.assignment())
+        loop = asyncio.get_running_loop()
+        self.idle.append((consumer, loop.time()))
+        loop.call_later(self.IDLE_S + 1, lambda: asyncio.ensure_future(self.expire()))
+
+    async def expire(self) -> None:
+        now = asyncio.get_running_loop().time()
+        old = [c for c, since in self.idle if now - since >= self.IDLE_S]
+        self.idle = [(c, since) for c, since in self.idle if now - since < self.IDLE_S]
+        for consumer in old:
+            await stopped(consumer)
+
+
+consumers = Consumers()
+
+
+async def stopped(consumer: AIOKafkaConsumer) -> None:
+    try:   # a consumer whose fetcher died must not hold the answer, nor the poll's slot
+        await asyncio.wait_for(consumer.stop(), STOP_S)
+    except (TimeoutError, KafkaError, OSError):
+        pass
+
+
+#: The layout :func:`app.records.batches` writes a flows message in: a record a line, so that a record's JSON
+#: text can be handed out as it is stored, without parsing and encoding it again.
+RAW_HEAD, RAW_SEP, RAW_TAIL = BATCH_HEAD.encode(), BATCH_SEP.encode(), BATCH_TAIL.encode()
+
+
+def batch_records(value: bytes, raw: bool) -> list:
+    """The records of a flows message: as JSON text (``raw``; bytes each) or decoded."""
+    if raw and value.startswith(RAW_HEAD) and value.endswith(RAW_TAIL):
+        return value[len(RAW_HEAD):-len(RAW_TAIL)].split(RAW_SEP)
+    recs = json.loads(value).get("records", [])
+    return [json.dumps(r, separators=(",", ":")).encode() for r in recs] if raw else recs
+
+
 async def poll(topic: str, cur: dict[int, cursors.Position] | None, timeout_s: float, limit: int,
-               from_end: bool, partitions: int | None = None, batched: bool = False) -> dict:
+               from_end: bool, partitions: int | None = None, batched: bool = False, raw: bool = False) -> dict:
     """Up to ``limit`` records past the cursor. ``batched``: each message is ``{"records": [...]}``
-    (the flows topic), and an answer may end inside one; the cursor then says how far."""
-    # earliest: if a cursor's offset is ever out of range (around a leader change), start the partition
-    # again rather than jump to its end; repeats are dropped by flowId/id, a skip would be a loss
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
-                                group_id=None, request_timeout_ms=15000, auto_offset_reset="earliest",
-                                **settings.kafka_kwargs())
-    await consumer.start()
+    (the flows topic), and an answer may end inside one; the cursor then says how far. ``raw`` (batched
+    only): the records as their stored JSON text (bytes), for an answer written by :func:`answer_body`."""
+    consumer = await consumers.take()
+    ok = False
     try:
         if topic not in await consumer.topics():
+            ok = True
             return {"records": [], "cursor": cursors.encode(cur or {})}
         tps = [TopicPartition(topic, p) for p in range(partitions or settings.partitions)]
         consumer.assign(tps)
@@ -54,8 +123,7 @@ async def poll(topic: str, cur: dict[int, cursors.Position] | None, timeout_s: f
                 if room <= 0:
                     pos = (m.offset, first) if first else m.offset
                     break
-                value = json.loads(m.value)
-                recs = value.get("records", []) if batched else [value]
+                recs = batch_records(m.value, raw) if batched else [json.loads(m.value)]
                 take = recs[first:first + room]
                 records.extend(take)
                 if first + len(take) < len(recs):
@@ -66,19 +134,26 @@ async def poll(topic: str, cur: dict[int, cursors.Position] | None, timeout_s: f
             if tp.partition not in positions:
                 positions[tp.partition] = cur[tp.partition] if cur and tp.partition in cur \
                     else await consumer.position(tp)
+        ok = True
         return {"records": records, "cursor": cursors.encode(positions)}
     finally:
-        try:   # a consumer whose fetcher died must not hold the answer, nor the poll's slot
-            await asyncio.wait_for(consumer.stop(), STOP_S)
-        except (TimeoutError, KafkaError, OSError):
-            pass
+        if ok:
+            consumers.give(consumer)
+        else:
+            await stopped(consumer)
+
+
+def answer_body(answer: dict) -> bytes:
+    """The JSON text of a poll's answer whose records are JSON text already (``raw``)."""
+    rest = json.dumps({k: v for k, v in answer.items() if k != "records"}, separators=(",", ":"))
+    return b'{"records":[' + b",".join(answer["records"]) + b"]," + rest[1:].encode()
 
 
 async def bounded_poll(topic: str, cur, timeout_s: float, limit: int, from_end: bool, partitions: int | None = None,
-                       batched: bool = False) -> dict:
+                       batched: bool = False, raw: bool = False) -> dict:
     """:func:`poll`, ended by ``asyncio.TimeoutError`` at most GRACE_S past its timeout, whatever the Kafka client
     does underneath (a fetcher task that died once held a poll, and its slot, for ever)."""
-    return await asyncio.wait_for(poll(topic, cur, timeout_s, limit, from_end, partitions, batched),
+    return await asyncio.wait_for(poll(topic, cur, timeout_s, limit, from_end, partitions, batched, raw),
                                   timeout_s + GRACE_S)
 
 

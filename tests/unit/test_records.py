@@ -97,6 +97,28 @@ def test_the_pipeline_json_text_is_the_record_dict():
                                               blocks=["b"])
 
 
+def test_egress_hands_out_the_stored_text_of_each_record_of_a_flows_message():
+    import app.main  # noqa: F401  (the app first: its agents import the egress readers)
+    from app.runtime.egress import answer_body, batch_records
+    recs = []
+    for i in range(1203):
+        key = records.flow_key('s "x"', f"10.0.{i % 250}.1", "2001:db8::2" if i % 3 else "192.0.2.1", 6, i, 22, 0, 0)
+        recs.append(records.record_json(W, key.split("|"), [i + 1, 60 * i, W, W + i, 2], W, records.END_IDLE,
+                                        False, json.dumps('s "x"'), json.dumps([f"b,\n{i}"]),
+                                        records.flow_id(key, W, W)))
+    msgs = records.batches(recs)
+    assert len(msgs) == 3
+    raw = [r for m in msgs for r in batch_records(m, True)]
+    assert [json.loads(r) for r in raw] == [json.loads(r) for r in recs]
+    assert [r for m in msgs for r in batch_records(m, False)] == [json.loads(r) for r in recs]
+    # a message written before the record-a-line layout is decoded and encoded again
+    old = json.dumps({"v": 1, "records": [json.loads(r) for r in recs[:5]]}).encode()
+    assert [json.loads(r) for r in batch_records(old, True)] == [json.loads(r) for r in recs[:5]]
+    body = json.loads(answer_body({"records": raw[:7], "cursor": "c1"}))
+    assert body == {"records": [json.loads(r) for r in recs[:7]], "cursor": "c1"}
+    assert json.loads(answer_body({"records": [], "cursor": ""})) == {"records": [], "cursor": ""}
+
+
 def test_the_ipfix_templates_follow_the_field_list():
     msg = IpfixEncoder().encode([records.record(W, records.flow_key("s", "10.0.0.1", "10.0.0.2", 6, 1, 2, 0, 0),
                                                 [1, 60, W, W, 2], W, end_reason=records.END_ACTIVE_TIMEOUT)])[0]
