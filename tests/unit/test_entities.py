@@ -221,3 +221,53 @@ def test_findings_go_through_attention_control():
     muted = finding_record("s", found[0]._replace(t_ms=T0 + 2 * 86_400_000), MIN)
     anomaly, alert = scorer.attend(muted, {"horizontal-scan|10.0.0.9": T0 + 3 * 86_400_000})
     assert alert is None and anomaly["attention"] == "muted"
+
+
+def _messages(src: str, flows_by_window: dict[int, list[tuple]]) -> list[dict]:
+    out = []
+    for w in sorted(flows_by_window):
+        picks = EntityRows("s", 1)
+        for dst, proto, sport, dport, pk, by, first, flags in flows_by_window[w]:
+            picks.add(src, dst, True, False, proto, sport, dport, [pk, by, first, first, flags])
+        out += [msg for _, msg in picks.messages(w, MIN, 0)]
+    return out
+
+
+async def test_an_actor_is_written_when_it_finds_something_and_at_most_every_write_interval(monkeypatch):
+    import app.main  # noqa: F401  (the app first: it defines the agents' table and topics)
+    from agents import entities as agent
+
+    table: dict[str, bytes] = {}
+    writes: list[tuple[str, int]] = []
+    sent: list[dict] = []
+
+    class Table(dict):
+        def __setitem__(self, key, value):
+            writes.append((key, json.loads(value)["t"]))
+            super().__setitem__(key, value)
+
+    async def send_all(items, what):
+        sent.extend(item[2] for item in items)
+
+    table = Table()
+    monkeypatch.setattr(agent, "entities", table)
+    monkeypatch.setattr(agent, "send_all", send_all)
+    monkeypatch.setattr(agent, "scored", lambda sensor: True)
+    for d in (agent._mem, agent._written, agent._dirty, agent._home):
+        d.clear()
+    # 30 quiet windows of one inside host (one answered connection a window), a scan in window 15
+    by_w = {T0 + i * MIN: [("192.0.2.1", 6, 40000 + i, 443, 5, 900, T0 + i * MIN + 1000, OK)] for i in range(30)}
+    by_w[T0 + 15 * MIN] += [(f"10.0.1.{j}", 6, 51000, 445, 1, 60, T0 + 15 * MIN + j * 100, SYN) for j in range(60)]
+    for msg in _messages("10.0.0.9", by_w):
+        await agent.handle(msg, 3)
+    key = "s|10.0.0.9"
+    assert {f["type"] for f in sent} == {"horizontal-scan"}
+    assert [k for k, _ in writes] == [key] * len(writes)
+    at = [t - t % MIN for _, t in writes]
+    # written at its first window, then every 10 windows of capture time, and at once when it found the scan
+    assert [(t - T0) // MIN for t in at] == [0, 10, 15, 25]
+    assert all(b - a <= agent.WRITE_MS for a, b in zip(at, at[1:]))
+    # what is written is the actor as observed so far: a restart goes on from it
+    restored = Actor.from_json(json.loads(table[key]))
+    assert restored.last_ms >= at[-1]
+    assert agent._home[key] == 3
