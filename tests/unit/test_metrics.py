@@ -47,3 +47,31 @@ def test_the_exposition_is_prometheus_text_0_0_4_or_openmetrics_when_asked():
         assert ctype.startswith("application/openmetrics-text") and body.rstrip().endswith(b"# EOF")
     finally:
         REGISTRY.unregister(collector)
+
+
+def test_faust_table_operations_and_sends_are_counted_per_table_and_topic():
+    import web.routes  # noqa: F401  (sets the app's monitor up)
+    from prometheus_client import REGISTRY
+
+    from app.main import app
+
+    class Table:
+        name = "probe"
+
+    def sample(name: str, **labels) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    mon = app.monitor
+    before = sample("faust_table_operations_total", table="table.probe", operation="keys_updated")
+    for i in range(3):
+        mon.on_table_set(Table(), i, i)
+    mon.on_table_get(Table(), 1)
+    mon.on_table_del(Table(), 1)
+    assert sample("faust_table_operations_total", table="table.probe", operation="keys_updated") == before + 3
+    assert sample("faust_table_operations_total", table="table.probe", operation="keys_retrieved") >= 1
+    assert sample("faust_table_operations_total", table="table.probe", operation="keys_deleted") >= 1
+    assert mon.tables["probe"].keys_updated >= 3          # Faust's own sensor still counts too
+    sent = sample("faust_topic_messages_sent_total", topic="topic.probe-topic")
+    mon.on_send_initiated(None, "probe-topic", None, 1, 2)
+    mon.on_send_initiated(None, "probe-topic", None, 1, 2)
+    assert sample("faust_topic_messages_sent_total", topic="topic.probe-topic") == sent + 2
