@@ -43,7 +43,7 @@ ADMIT_ROWS = 2
 OUTSIDE_IDLE_MS = 2 * 3_600_000
 INSIDE_IDLE_MS = 8 * DAY_MS
 CACHE = 50_000                      #: actors kept decoded in memory
-WRITE_MS = 600_000                  #: an actor's state is written at least this often in capture time
+WRITE_MS = 1_800_000                #: an actor's state is written at least this often in capture time
 _mem: OrderedDict[str, Actor] = OrderedDict()
 #: per partition of entity-flows and sensor (each sensor has its own capture clock): actors observed since they
 #: were last written; and the window each actor was last written at

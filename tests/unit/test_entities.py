@@ -253,6 +253,7 @@ async def test_an_actor_is_written_when_it_finds_something_and_at_most_every_wri
     monkeypatch.setattr(agent, "entities", table)
     monkeypatch.setattr(agent, "send_all", send_all)
     monkeypatch.setattr(agent, "scored", lambda sensor: True)
+    monkeypatch.setattr(agent, "WRITE_MS", 10 * MIN)
     for d in (agent._mem, agent._written, agent._dirty, agent._home):
         d.clear()
     # 30 quiet windows of one inside host (one answered connection a window), a scan in window 15
