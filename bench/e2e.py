@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -55,6 +56,9 @@ BASE_PORT = int(os.environ.get("BENCH_KAFKA_PORT", "39292"))
 FILE_MB = 100
 INSIDE = OUTSIDE = 2000
 TICK = os.sysconf("SC_CLK_TCK")
+#: How the run reads its flows back: over GET /v1/flows, as a user does (egress counted in the workers'
+#: CPU), or BENCH_READ=kafka straight from the flows topic (the figures of the runs before 2026-12-07).
+READ = os.environ.get("BENCH_READ", "http")
 
 
 NEIGHBOURS = {
@@ -177,10 +181,7 @@ class Worker:
     def start(self) -> Worker:
         self.datadir.mkdir(parents=True, exist_ok=True)
         log = open(self.datadir / "worker.log", "ab")
-        # BENCH_PROFILE=1: sample the worker with py-spy (its own CPU is not the worker's: py-spy is the parent)
-        spy = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "-r", "97", "-o", str(self.datadir / "profile.txt"),
-               "--"] if os.environ.get("BENCH_PROFILE") else []
-        self.proc = subprocess.Popen([*spy, sys.executable, "-m", "faust", "-A", "app", "worker", "-l", "info",
+        self.proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "app", "worker", "-l", "info",
                                       "--web-port", str(self.port)], cwd=ROOT, env=self.env, stdout=log,
                                      stderr=subprocess.STDOUT)
         return self
@@ -198,12 +199,39 @@ class Worker:
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            # py-spy writes its profile and stops the worker on SIGINT
-            self.proc.send_signal(signal.SIGINT if os.environ.get("BENCH_PROFILE") else signal.SIGTERM)
+            self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+@contextlib.contextmanager
+def profiled(workers: list[Worker], broker: Broker, span: str):
+    """BENCH_PROFILE=1: py-spy samples each worker over the span (attached to it, so that the worker's own
+    CPU-seconds stay its own) into <datadir>/profile-<span>.txt, and the broker is recorded by JFR into
+    var/bench/kafka/broker-<span>.jfr (both kept beside the run's numbers)."""
+    if not os.environ.get("BENCH_PROFILE"):
+        yield
+        return
+    spy = str(Path(sys.executable).parent / "py-spy")
+    procs = [subprocess.Popen([spy, "record", "--format", "raw", "-r", "97", "--nonblocking", "--pid",
+                               str(w.proc.pid), "-o", str(w.datadir / f"profile-{span}.txt")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for w in workers if w.proc]
+    jfr = ROOT / "var" / "bench" / "kafka" / f"broker-{span}.jfr"
+    jcmd = shutil.which("jcmd")
+    if jcmd:
+        subprocess.run([jcmd, str(broker.pid), "JFR.start", f"name={span}", "settings=profile"],
+                       capture_output=True, check=False)
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+            p.wait(60)
+        if jcmd:
+            subprocess.run([jcmd, str(broker.pid), "JFR.stop", f"name={span}", f"filename={jfr}"],
+                           capture_output=True, check=False)
 
 
 async def work_share(w: Worker) -> dict[str, int]:
@@ -258,6 +286,38 @@ async def flow_packets(bootstrap: str, topic: str, want: int, timeout_s: float) 
     return total, time.monotonic() - t0, len(seen), late
 
 
+async def http_flow_packets(workers: list[Worker], want: int, timeout_s: float,
+                            seen: set[int] | None = None) -> tuple[int, float, int, int, int]:
+    """Read every record back over GET /v1/flows, as a client does: long polls with the cursor of the last
+    answer, each poll to the next worker in turn (any worker answers any cursor), until ``want`` packets are
+    in distinct flow records. (packets, seconds waited, records, late records, polls)."""
+    seen = set() if seen is None else seen
+    total = late = polls = 0
+    cursor = ""
+    t0 = time.monotonic()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as s:
+        while time.monotonic() - t0 < timeout_s and total < want:
+            w = workers[polls % len(workers)]
+            polls += 1
+            params = {"timeout": "1", "limit": "5000", **({"cursor": cursor} if cursor else {})}
+            try:
+                async with s.get(w.url + "/v1/flows", params=params, headers=w.headers) as r:
+                    if r.status != 200:
+                        await asyncio.sleep(0.5)
+                        continue
+                    body = json.loads(await r.read())
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                await asyncio.sleep(0.5)
+                continue
+            cursor = body["cursor"]
+            for rec in body["records"]:
+                if rec["flowId"] not in seen:
+                    seen.add(rec["flowId"])
+                    total += rec["packetDeltaCount"]
+                    late += rec["flowsight"]["late"]
+    return total, time.monotonic() - t0, len(seen), late, polls
+
+
 async def topic_messages(bootstrap: str, prefix: str) -> dict[str, int]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
@@ -303,21 +363,36 @@ async def pipeline_run(broker: Broker, tokens: Tokens, n: int, files: list[Path]
         sys0 = {w.proc.pid: sys_s_and_faults(w.proc.pid) for w in workers}
         b0 = cpu_s(broker.pid)
         t0 = time.monotonic()
-        shipping = asyncio.create_task(ship_all(files, workers, in_flight=3))
-        got, _, records, late = await flow_packets(broker.bootstrap, f"{tag}-flows", packets, timeout_s=3600)
-        await shipping
-        wall = time.monotonic() - t0
-        cpu = [cpu_s(w.proc.pid) - cpu0[w.proc.pid] for w in workers]
-        rss = [peak_rss_mb(w.proc.pid) for w in workers]
-        sys_faults = [[a - b for a, b in zip(sys_s_and_faults(w.proc.pid), sys0[w.proc.pid])] for w in workers]
-        broker_cpu = cpu_s(broker.pid) - b0
+        with profiled(workers, broker, "pipeline"):
+            shipping = asyncio.create_task(ship_all(files, workers, in_flight=3))
+            if READ == "kafka":
+                got, _, records, late = await flow_packets(broker.bootstrap, f"{tag}-flows", packets, timeout_s=3600)
+            else:
+                got, _, records, late, _ = await http_flow_packets(workers, packets, timeout_s=3600)
+            await shipping
+            wall = time.monotonic() - t0
+            cpu = [cpu_s(w.proc.pid) - cpu0[w.proc.pid] for w in workers]
+            rss = [peak_rss_mb(w.proc.pid) for w in workers]
+            sys_faults = [[a - b for a, b in zip(sys_s_and_faults(w.proc.pid), sys0[w.proc.pid])] for w in workers]
+            broker_cpu = cpu_s(broker.pid) - b0
+        # egress alone: once the pipeline is idle, a second client reads every record back from the start
+        await asyncio.sleep(3)
+        e_cpu0 = {w.proc.pid: cpu_s(w.proc.pid) for w in workers}
+        e_b0, e_t0 = cpu_s(broker.pid), time.monotonic()
+        with profiled(workers, broker, "egress"):
+            again, _, again_records, _, polls = await http_flow_packets(workers, packets, timeout_s=600)
+        egress = {"wall_s": time.monotonic() - e_t0, "polls": polls, "records": again_records,
+                  "worker_cpu_s": [cpu_s(w.proc.pid) - e_cpu0[w.proc.pid] for w in workers],
+                  "broker_cpu_s": cpu_s(broker.pid) - e_b0}
+        if again != packets:
+            raise SystemExit(f"{n} worker(s): {again} packets on the second read of /v1/flows, {packets} uploaded")
         msgs = await topic_messages(broker.bootstrap, f"{tag}-")
         shares = [await work_share(w) for w in workers]
         if got != packets:
             raise SystemExit(f"{n} worker(s): {got} packets at egress, {packets} uploaded")
         return {"workers": n, "wall_s": wall, "worker_cpu_s": cpu, "broker_cpu_s": broker_cpu, "peak_rss_mb": rss,
                 "worker_sys_s": [round(x[0], 2) for x in sys_faults], "worker_minor_faults": [x[1] for x in sys_faults],
-                "worker_shares": shares,
+                "worker_shares": shares, "egress_alone": egress, "read": READ,
                 "messages": msgs, "packets_out": got, "records": records, "late_records": late}
     finally:
         for w in workers:
@@ -484,7 +559,8 @@ def main() -> int:
                     tries[n].append(r)
                     print(f"{n} worker(s): {r['wall_s']:.1f} s wall, worker CPU {sum(r['worker_cpu_s']):.1f} s {[round(c, 1) for c in r['worker_cpu_s']]}, "
                           f"broker CPU {r['broker_cpu_s']:.1f} s (worker sys CPU-s {r['worker_sys_s']}, "
-                          f"minor faults {r['worker_minor_faults']}; work {r['worker_shares']})", file=sys.stderr, flush=True)
+                          f"minor faults {r['worker_minor_faults']}; work {r['worker_shares']}); egress alone "
+                          f"{egress_line(r['egress_alone'])}", file=sys.stderr, flush=True)
         if 1 in tries and 2 in tries:
             results["scale_out_rounds"] = [dedicated_scale_out(one, two) for one, two in zip(tries[1], tries[2])]
         for n in counts:
@@ -492,8 +568,6 @@ def main() -> int:
             median = sorted(tries[n], key=lambda r: sum(r["worker_cpu_s"]))[len(tries[n]) // 2]
             median["all_worker_cpu_s"] = [r["worker_cpu_s"] for r in tries[n]]
             results["runs"].append(median)
-        if os.environ.get("BENCH_PROFILE"):
-            return 0
         if os.environ.get("BENCH_QUICK"):  # cost and scale-out only: no latency runs
             return quick(results, files)
         results["latency"] = asyncio.run(latency_run(broker, tokens))
@@ -506,6 +580,25 @@ def main() -> int:
     (OUT / "e2e.json").write_text(json.dumps(results, indent=1))
     report(results)
     return 0
+
+
+def egress_line(e: dict) -> str:
+    return (f"(a second read of every record over /v1/flows, {e['polls']} polls, {e['wall_s']:.1f} s): worker CPU "
+            f"{sum(e['worker_cpu_s']):.1f} s, broker CPU {e['broker_cpu_s']:.1f} s")
+
+
+def all_in(res: dict) -> None:
+    """Worker and broker CPU-s per GiB, with every record read back over /v1/flows, against tcpdump's."""
+    gib, tcp = res["size_bytes"] / 2**30, res["tcpdump_cpu_s"]
+    print("\n| workers | read back | worker CPU-s/GiB | broker CPU-s/GiB | all-in CPU-s/GiB | all-in / tcpdump "
+          "| worker / tcpdump | broker / tcpdump | egress alone: worker + broker CPU-s/GiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in res["runs"]:
+        w, b, e = sum(r["worker_cpu_s"]) / gib, r["broker_cpu_s"] / gib, r["egress_alone"]
+        t = tcp / gib
+        print(f"| {r['workers']} | {r['read']} | {w:.1f} | {b:.1f} | {w + b:.1f} | {(w + b) / t:.2f} | {w / t:.2f} "
+              f"| {b / t:.2f} | {sum(e['worker_cpu_s']) / gib:.1f} + {e['broker_cpu_s'] / gib:.1f} |")
+    print(f"TZ=UTC tcpdump -nn -r: {tcp / gib:.2f} CPU-s per GiB")
 
 
 def dedicated_scale_out(one: dict, two: dict) -> float:
@@ -536,6 +629,7 @@ def quick(res: dict, files: list[Path]) -> int:
     if 1 in runs and 2 in runs:
         print(f"scale-out on dedicated cores (median runs): {dedicated_scale_out(runs[1], runs[2]):.2f}x")
     print_rounds(res)
+    all_in(res)
     print("messages per GiB:", {k: round(v / (res["size_bytes"] / 2**30)) for k, v in res["runs"][-1]["messages"].items() if v})
     return 0
 
@@ -560,6 +654,7 @@ def report(res: dict) -> None:
             print(f"\n{r['workers']} worker(s), {len(r['all_worker_cpu_s'])} runs (the table shows the median), in round order, "
                   "worker CPU-s of each: " + ", ".join(" + ".join(f"{c:.1f}" for c in run)
                                                        for run in r["all_worker_cpu_s"]))
+    all_in(res)
     print()
     print(f"peers on the same files: TZ=UTC tcpdump -nn -r: {tcp:.2f} CPU-s ({tcp / gib:.2f} per GiB); "
           f"softflowd -r: {res['softflowd_cpu_s']:.2f} CPU-s ({res['softflowd_cpu_s'] / gib:.2f} per GiB)")
