@@ -108,10 +108,10 @@ def poll_view(topic: str, partitions: int | None = None, batched: bool = False) 
                         # a range that ends is read to its end (then "complete"); an open one is a filtered tail
                         bounded = q.until_ms is not None
                         budget = settings.query_max_s if bounded else min(timeout, settings.query_max_s)
-                        found = await asyncio.wait_for(search(topic, cur, q, limit, budget, bounded, partitions),
-                                                       budget + GRACE_S)
+                        found = await asyncio.wait_for(search(topic, cur, q, limit, budget, bounded, partitions,
+                                                              raw=True), budget + GRACE_S)
                         found.pop("ends", None)
-                        return self.json(found)
+                        return self.bytes(answer_body(found), content_type="application/json")
                     timeout = min(timeout, settings.long_poll_max_s)
                     answer = await bounded_poll(topic, cur, timeout, limit, from_end, partitions, batched, batched)
                     if not batched:

@@ -38,6 +38,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 Record = dict
 Predicate = Callable[[Record], bool]
 
@@ -80,6 +82,105 @@ def prefilter(pred: Predicate) -> Callable[[bytes], bool] | None:
         return None
     clauses = [tuple(c) for c in cnf]
     return lambda raw: all(any(n in raw for n in c) for c in clauses)
+
+
+# -- columns: a predicate over every record of a flows message at once. A flows message holds a record a line
+# in the field order of app.records.record_json; each field a filter names is cut out of the whole message
+# with one regular expression and evaluated as an array, and only the records that match are decoded. A
+# predicate's ``vec`` maps :class:`Columns` to a boolean array; None where a part of it has none.
+
+class Irregular(Exception):
+    """A message whose fields do not line up with its records: evaluate it record by record."""
+
+
+_NUM_FIELD: dict[str, re.Pattern[bytes]] = {}
+_SIDE_ADDR = {"src": re.compile(rb'"source(IPv[46])Address":"([^"]*)"'),
+              "dst": re.compile(rb'"destination(IPv[46])Address":"([^"]*)"')}
+_SENSOR = re.compile(rb'"sensor":("(?:[^"\\]|\\.)*")')
+_LATE = re.compile(rb'"late":(true|false)')
+
+
+class Columns:
+    """The fields of the ``n`` records of one message body, cut out when a predicate first asks for them."""
+
+    def __init__(self, body: bytes, n: int):
+        self.body, self.n = body, n
+        self._c: dict[str, np.ndarray] = {}
+
+    def _check(self, found: list) -> list:
+        if len(found) != self.n:
+            raise Irregular
+        return found
+
+    def num(self, name: str) -> np.ndarray:
+        a = self._c.get(name)
+        if a is None:
+            pat = _NUM_FIELD.get(name)
+            if pat is None:
+                pat = _NUM_FIELD[name] = re.compile(b'"' + name.encode() + rb'":(-?\d+)')
+            a = self._c[name] = np.array(self._check(pat.findall(self.body)), dtype=np.bytes_).astype(np.int64) \
+                if self.n else np.zeros(0, np.int64)
+        return a
+
+    def _addrs(self, side: str) -> None:
+        found = self._check(_SIDE_ADDR[side].findall(self.body))
+        ints = [_addr_int(text.decode()) for _, text in found]
+        self._c[side] = np.array([-1 if v is None else v for v in ints], dtype=object)
+        self._c[side + "6"] = np.array([fam == b"IPv6" for fam, _ in found], dtype=bool)
+
+    def addr(self, side: str) -> np.ndarray:
+        """Addresses as integers (:func:`_addr_int`; -1 for none), an object array (IPv6 needs 129 bits)."""
+        if side not in self._c:
+            self._addrs(side)
+        return self._c[side]
+
+    def v6(self) -> np.ndarray:
+        if "src6" not in self._c:
+            self._addrs("src")
+        return self._c["src6"]
+
+    def sensor(self) -> np.ndarray:
+        a = self._c.get("sensor")
+        if a is None:
+            a = self._c["sensor"] = np.array([json.loads(t) for t in self._check(_SENSOR.findall(self.body))],
+                                             dtype=object)
+        return a
+
+    def late(self) -> np.ndarray:
+        a = self._c.get("late")
+        if a is None:
+            a = self._c["late"] = np.array([t == b"true" for t in self._check(_LATE.findall(self.body))],
+                                           dtype=bool)
+        return a
+
+
+Vec = Callable[[Columns], np.ndarray]
+
+
+def _vec(pred: Predicate, vec: Vec | None) -> Predicate:
+    pred.vec = vec  # type: ignore[attr-defined]
+    return pred
+
+
+def vector(pred: Predicate | None) -> Vec | None:
+    """The columnar form of a compiled filter, or None when a part of it has none."""
+    return getattr(pred, "vec", None) if pred is not None else None
+
+
+def _both(pred: Predicate, cnf: list[frozenset[bytes]] | None, vec: Vec | None) -> Predicate:
+    return _vec(_need(pred, cnf), vec)
+
+
+def _vcmp(a: np.ndarray, op: str, v: float) -> np.ndarray:
+    if op == "==":
+        return a == v
+    if op == ">":
+        return a > v
+    if op == "<":
+        return a < v
+    if op == ">=":
+        return a >= v
+    return a <= v
 
 
 class FilterError(ValueError):
@@ -190,7 +291,7 @@ class _Parser:
     # -- grammar
     def parse(self) -> Predicate:
         if not self.toks:
-            return lambda r: True
+            return _vec(lambda r: True, lambda c: np.ones(c.n, dtype=bool))
         pred = self.expr()
         if self.i < len(self.toks):
             tok = self.toks[self.i]
@@ -212,21 +313,26 @@ class _Parser:
         cnfs = [_cnf(p) for p in parts]
         # a message holds a match of one part or another: one clause, the union of each part's first
         either = None if any(c is None for c in cnfs) else [frozenset().union(*(c[0] for c in cnfs if c))]
-        return _need(lambda r: any(p(r) for p in parts), either)
+        vecs = [v for v in map(vector, parts) if v is not None]
+        return _both(lambda r: any(p(r) for p in parts), either,
+                     None if len(vecs) < len(parts) else lambda c: np.logical_or.reduce([v(c) for v in vecs]))
 
     def term(self) -> Predicate:
         parts = self.joined(("and", "&&"), self.factor)
         if len(parts) == 1:
             return parts[0]
         both = [c for p in parts for c in (_cnf(p) or [])]
-        return _need(lambda r: all(p(r) for p in parts), both or None)
+        vecs = [v for v in map(vector, parts) if v is not None]
+        return _both(lambda r: all(p(r) for p in parts), both or None,
+                     None if len(vecs) < len(parts) else lambda c: np.logical_and.reduce([v(c) for v in vecs]))
 
     def factor(self) -> Predicate:
         word = self.peek()
         if word in ("not", "!"):
             self.take()
             inner = self.factor()
-            return lambda r: not inner(r)
+            vin = vector(inner)
+            return _vec(lambda r: not inner(r), None if vin is None else lambda c: ~vin(c))
         if word == "(":
             self.take()
             inner = self.expr()
@@ -265,7 +371,8 @@ class _Parser:
         if word == "vlan":
             self.take()
             v = _number(self.take())
-            return _need(lambda r: r.get("vlanId") == v, [frozenset({_field_needle("vlanId", v)})])
+            return _both(lambda r: r.get("vlanId") == v, [frozenset({_field_needle("vlanId", v)})],
+                         lambda c: c.num("vlanId") == v)
         if side is not None:
             raise FilterError(f"expected host, ip, net, port or vlan after {side!r}", self.where())
         self.take()
@@ -273,16 +380,18 @@ class _Parser:
             p = self.take()
             num = PROTOCOLS.get(p.text.lower())
             num = _number(p) if num is None else num
-            return _need(lambda r: r.get("protocolIdentifier") == num,
-                         [frozenset({_field_needle("protocolIdentifier", num)})])
+            return _both(lambda r: r.get("protocolIdentifier") == num,
+                         [frozenset({_field_needle("protocolIdentifier", num)})],
+                         lambda c: c.num("protocolIdentifier") == num)
         if word in ("inet", "ipv4"):
-            return lambda r: SRC4 in r
+            return _vec(lambda r: SRC4 in r, lambda c: ~c.v6())
         if word in ("inet6", "ipv6"):
-            return lambda r: SRC6 in r
+            return _vec(lambda r: SRC6 in r, lambda c: c.v6())
         if word in PROTOCOLS:
             num = PROTOCOLS[word]
-            return _need(lambda r: r.get("protocolIdentifier") == num,
-                         [frozenset({_field_needle("protocolIdentifier", num)})])
+            return _both(lambda r: r.get("protocolIdentifier") == num,
+                         [frozenset({_field_needle("protocolIdentifier", num)})],
+                         lambda c: c.num("protocolIdentifier") == num)
         if word == "tos":
             return self.compare("ipClassOfService")
         if word == "flags":
@@ -291,27 +400,33 @@ class _Parser:
             return self.compare("packetDeltaCount" if word == "packets" else "octetDeltaCount")
         if word == "duration":
             op, v = self.comparison(), _number(self.take())
-            return _cmp(lambda r: r["flowEndMilliseconds"] - r["flowStartMilliseconds"], op, v)
+            return _vec(_cmp(lambda r: r["flowEndMilliseconds"] - r["flowStartMilliseconds"], op, v),
+                        lambda c: _vcmp(c.num("flowEndMilliseconds") - c.num("flowStartMilliseconds"), op, v))
         if word in ("pps", "bps", "bpp"):
             op, v = self.comparison(), _number(self.take())
-            return _cmp(_RATES[word], op, v)
+            rate = _VRATES[word]
+            return _vec(_cmp(_RATES[word], op, v), lambda c: _vcmp(rate(c), op, v))
         if word in ("icmp-type", "icmp-code"):
             v = _number(self.take())
             shift = word == "icmp-type"
-            return lambda r: (r.get("protocolIdentifier") in (1, 58)
-                              and (r["destinationTransportPort"] >> 8 if shift
-                                   else r["destinationTransportPort"] & 0xFF) == v)
+
+            def icmp(c: Columns) -> np.ndarray:
+                dport, proto = c.num("destinationTransportPort"), c.num("protocolIdentifier")
+                return ((proto == 1) | (proto == 58)) & (((dport >> 8) if shift else (dport & 0xFF)) == v)
+            return _vec(lambda r: (r.get("protocolIdentifier") in (1, 58)
+                                   and (r["destinationTransportPort"] >> 8 if shift
+                                        else r["destinationTransportPort"] & 0xFF) == v), icmp)
         if word in ("sensor", "ident"):
             name = self.take().text.strip("'\"")
-            return _need(lambda r: r["flowsight"]["sensor"] == name,
-                         [frozenset({b'"sensor":' + json.dumps(name).encode()})])
+            return _both(lambda r: r["flowsight"]["sensor"] == name,
+                         [frozenset({b'"sensor":' + json.dumps(name).encode()})], lambda c: c.sensor() == name)
         if word == "late":
-            return lambda r: bool(r["flowsight"].get("late"))
+            return _vec(lambda r: bool(r["flowsight"].get("late")), lambda c: c.late())
         raise FilterError(f"expected a filter primitive, found {tok.text!r}", tok.pos)
 
     def compare(self, field: str) -> Predicate:
         op, v = self.comparison(), _number(self.take())
-        return _cmp(lambda r: r[field], op, v)
+        return _vec(_cmp(lambda r: r[field], op, v), lambda c: _vcmp(c.num(field), op, v))
 
     def flags(self) -> Predicate:
         tok = self.take()
@@ -320,7 +435,8 @@ class _Parser:
             if c not in FLAGS:
                 raise FilterError(f"unknown TCP flag {c!r} in {tok.text!r} (use A S F R P U X)", tok.pos)
             want |= FLAGS[c]
-        return lambda r: r.get("tcpControlBits", 0) & want == want
+        return _vec(lambda r: r.get("tcpControlBits", 0) & want == want,
+                    lambda c: c.num("tcpControlBits") & want == want)
 
     def _addresses(self) -> list[tuple[int, int]]:
         """One address or network, or ``in [ ... ]``: a list of them."""
@@ -376,11 +492,17 @@ class _Parser:
             if self.peek() is None:
                 raise FilterError("expected ']'", len(self.text))
             self.take()
-            return _need(_by_side(side, lambda r: r.get("sourceTransportPort") in ports,
-                                  lambda r: r.get("destinationTransportPort") in ports), _port_needles(side, ports))
+            wanted = np.array(sorted(ports), dtype=np.int64)
+            return _need(_by_side(side, _vec(lambda r: r.get("sourceTransportPort") in ports,
+                                             lambda c: np.isin(c.num("sourceTransportPort"), wanted)),
+                                  _vec(lambda r: r.get("destinationTransportPort") in ports,
+                                       lambda c: np.isin(c.num("destinationTransportPort"), wanted))),
+                         _port_needles(side, ports))
         op, v = self.comparison(), _number(self.take())
-        pred = _by_side(side, _cmp(lambda r: r["sourceTransportPort"], op, v),
-                        _cmp(lambda r: r["destinationTransportPort"], op, v))
+        pred = _by_side(side, _vec(_cmp(lambda r: r["sourceTransportPort"], op, v),
+                                   lambda c: _vcmp(c.num("sourceTransportPort"), op, v)),
+                        _vec(_cmp(lambda r: r["destinationTransportPort"], op, v),
+                             lambda c: _vcmp(c.num("destinationTransportPort"), op, v)))
         return _need(pred, _port_needles(side, {v}) if op == "==" else None)
 
 
@@ -406,6 +528,15 @@ def _duration_s(r: Record) -> float:
     return max(r["flowEndMilliseconds"] - r["flowStartMilliseconds"], 1) / 1000
 
 
+def _vduration_s(c: Columns) -> np.ndarray:
+    return np.maximum(c.num("flowEndMilliseconds") - c.num("flowStartMilliseconds"), 1) / 1000
+
+
+_VRATES: dict[str, Vec] = {
+    "pps": lambda c: c.num("packetDeltaCount") / _vduration_s(c),
+    "bps": lambda c: (8 * c.num("octetDeltaCount")) / _vduration_s(c),
+    "bpp": lambda c: c.num("octetDeltaCount") / np.maximum(c.num("packetDeltaCount"), 1),
+}
 _RATES: dict[str, Callable[[Record], float]] = {
     "pps": lambda r: r["packetDeltaCount"] / _duration_s(r),
     "bps": lambda r: 8 * r["octetDeltaCount"] / _duration_s(r),
@@ -418,7 +549,8 @@ def _by_side(side: str | None, src: Predicate, dst: Predicate) -> Predicate:
         return src
     if side == "dst":
         return dst
-    return lambda r: src(r) or dst(r)
+    vs, vd = vector(src), vector(dst)
+    return _vec(lambda r: src(r) or dst(r), None if vs is None or vd is None else lambda c: vs(c) | vd(c))
 
 
 def _match_addr(side: str | None, nets: list[tuple[int, int]]) -> Predicate:
@@ -430,7 +562,11 @@ def _match_addr(side: str | None, nets: list[tuple[int, int]]) -> Predicate:
     else:
         def inside(a: int | None) -> bool:
             return a is not None and any(lo <= a <= hi for lo, hi in nets)
-    return _by_side(side, lambda r: inside(_addr_int(_src(r))), lambda r: inside(_addr_int(_dst(r))))
+
+    def within(a: np.ndarray) -> np.ndarray:     # -1 (no address) is below every network
+        return np.logical_or.reduce([((a >= lo) & (a <= hi)).astype(bool) for lo, hi in nets])
+    return _by_side(side, _vec(lambda r: inside(_addr_int(_src(r))), lambda c: within(c.addr("src"))),
+                    _vec(lambda r: inside(_addr_int(_dst(r))), lambda c: within(c.addr("dst"))))
 
 
 def compile_filter(text: str) -> Predicate:

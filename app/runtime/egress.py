@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Callable
 
+import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -82,10 +83,18 @@ async def stopped(consumer: AIOKafkaConsumer) -> None:
 RAW_HEAD, RAW_SEP, RAW_TAIL = BATCH_HEAD.encode(), BATCH_SEP.encode(), BATCH_TAIL.encode()
 
 
+def raw_lines(value: bytes) -> list[bytes] | None:
+    """The records of a flows message as JSON text, if it has the record-a-line layout."""
+    if value.startswith(RAW_HEAD) and value.endswith(RAW_TAIL):
+        return value[len(RAW_HEAD):-len(RAW_TAIL)].split(RAW_SEP)
+    return None
+
+
 def batch_records(value: bytes, raw: bool) -> list:
     """The records of a flows message: as JSON text (``raw``; bytes each) or decoded."""
-    if raw and value.startswith(RAW_HEAD) and value.endswith(RAW_TAIL):
-        return value[len(RAW_HEAD):-len(RAW_TAIL)].split(RAW_SEP)
+    lines = raw_lines(value) if raw else None
+    if lines is not None:
+        return lines
     recs = json.loads(value).get("records", [])
     return [json.dumps(r, separators=(",", ":")).encode() for r in recs] if raw else recs
 
@@ -159,7 +168,8 @@ async def bounded_poll(topic: str, cur, timeout_s: float, limit: int, from_end: 
 
 async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Query, limit: int,
                  timeout_s: float, bounded: bool, partitions: int | None = None,
-                 visit: Callable[[dict], None] | None = None, ends: dict[int, int] | None = None) -> dict:
+                 visit: Callable[[dict], None] | None = None, ends: dict[int, int] | None = None,
+                 raw: bool = False) -> dict:
     """Records of the flows topic that ``query`` keeps, past the cursor.
 
     Without a cursor, each partition starts at the first batch whose record time (its window's start, a
@@ -170,7 +180,8 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
     record is handed to it instead, and none answered: an aggregate), or with what it has after
     ``timeout_s``; the cursor goes on from there either way. ``ends``: where a bounded search stops, per
     partition (a command that pages through a range keeps the ends of its first page; the answer's
-    ``ends`` are those used)."""
+    ``ends`` are those used). ``raw``: the records as their stored JSON text (bytes), as :func:`poll` gives
+    them. Each message is filtered as a whole (:meth:`Query.mask`): only what it keeps is decoded."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
                                 group_id=None, request_timeout_ms=15000, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=4 << 20, **settings.kafka_kwargs())
@@ -221,12 +232,30 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
                     if query.skips(m.timestamp) or (query.maybe is not None and not query.maybe(m.value)):
                         pos[tp.partition] = m.offset + 1   # outside the range, or holding nothing the filter needs
                         continue
-                    recs = json.loads(m.value).get("records", [])
+                    lines = raw_lines(m.value)
+                    if lines is None:     # a message of the layout before: decoded whole
+                        recs: list = json.loads(m.value).get("records", [])
+                        keep = None
+                    else:
+                        recs = lines
+                        keep = query.mask(m.value, len(lines))
                     scanned += len(recs) - first
-                    for i in range(first, len(recs)):
+                    # with a mask, only the records it keeps are looked at (and decoded only when wanted)
+                    for i in (range(first, len(recs)) if keep is None else
+                              (np.flatnonzero(keep[first:]) + first).tolist()):
                         r = recs[i]
-                        if not query.keeps(r):
+                        if keep is not None:
+                            if visit is not None or not raw:
+                                r = json.loads(r)
+                        elif lines is not None:
+                            d = json.loads(r)
+                            if not query.keeps(d):
+                                continue
+                            r = d if visit is not None or not raw else r
+                        elif not query.keeps(r):
                             continue
+                        elif raw and visit is None:
+                            r = json.dumps(r, separators=(",", ":")).encode()
                         if visit is not None:
                             visit(r)
                             continue
@@ -251,13 +280,13 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
 
 
 async def pages(topic: str, query: Query, page_records: int = 5000, visit: Callable[[dict], None] | None = None,
-                partitions: int | None = None):
+                partitions: int | None = None, raw: bool = False):
     """A bounded search read to its end, page after page: each page resumes from the last cursor and stops
     at the ends of the first (what the topic held when it began). Yields each page's records."""
     cur, ends = None, None
     while True:
         page = await search(topic, cur, query, page_records, settings.query_max_s, True, partitions,
-                            visit=visit, ends=ends)
+                            visit=visit, ends=ends, raw=raw)
         yield page
         cur, ends = cursors.decode(page["cursor"]), page["ends"]
         if page["complete"]:

@@ -171,3 +171,55 @@ def test_the_prefilter_passes_over_messages_without_the_needles():
         assert prefilter(compile_filter(flt))(raw) is False, flt
     for flt in ("not port 22", "bytes > 1k", "net 10.0.0.0/8", "port > 22", "host 10.0.0.1 or bytes > 1"):
         assert prefilter(compile_filter(flt)) is None, flt     # no requirement it can check: every message read
+
+
+def _lines_message(recs: list[dict]) -> bytes:
+    """A flows message as the flows agent writes it, from records of either family, with late ones."""
+    from app import records
+    texts = []
+    for r in recs:
+        fam = "IPv6" if "sourceIPv6Address" in r else "IPv4"
+        key = records.flow_key(r["flowsight"]["sensor"], r[f"source{fam}Address"], r[f"destination{fam}Address"],
+                               r["protocolIdentifier"], r["sourceTransportPort"], r["destinationTransportPort"],
+                               r["vlanId"], r["ipClassOfService"])
+        texts.append(records.record_json(60_000, key.split("|"), [r["packetDeltaCount"], r["octetDeltaCount"],
+                                         r["flowStartMilliseconds"], r["flowEndMilliseconds"], r["tcpControlBits"]],
+                                         60_000, 2, r["flowsight"]["late"], json.dumps(r["flowsight"]["sensor"]),
+                                         '["b1","b,2"]', 1))
+    return records.batches(texts)[0]
+
+
+COLUMN_FILTERS = [t for t, _ in test_each_primitive_and_operator.pytestmark[0].args[1]] + [
+    "host 2001:db8::1", "net 2001:db8::/32", "src net 10.0.0.0/8 and not dst host 192.0.2.1",
+    "icmp-type 8", "icmp-code 0", "proto 58 and icmp-type 128", "sensor 'ta,p\"3'", "late and bytes > 100",
+    "bps > 1m or pps < 2", "bpp >= 500", "duration < 10", "port in [53, 123]", "vlan 100 or tos > 4",
+    "host in [ 10.0.0.1 2001:db8::/64 ]", "flags SA or flags R", "not (inet6 or late)"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["10.0.0.1", "10.0.0.2", "192.0.2.1", "2001:db8::1", "2001:db8:1::9"]),
+                          st.sampled_from(["10.0.0.2", "192.0.2.1", "2001:db8::2"]),
+                          st.sampled_from([6, 17, 1, 58]), st.sampled_from([0, 22, 53, 123, 443, 40000]),
+                          st.sampled_from([0, 22, 53, 2048, 32768, 33024]), st.sampled_from([0, 100]),
+                          st.sampled_from(["tap1", "tap2", 'ta,p"3']), st.integers(1, 5_000_000),
+                          st.integers(1, 2000), st.integers(0, 5000), st.sampled_from([0, 2, 0x12, 0x14, 0x10]),
+                          st.booleans(), st.sampled_from([0, 4, 8])), min_size=0, max_size=12),
+       st.sampled_from(COLUMN_FILTERS))
+def test_a_filter_over_a_whole_message_at_once_keeps_the_records_it_keeps_one_by_one(rows, flt):
+    from app.query.filter import Columns, vector
+    recs = []
+    for s, d, p, sp, dp, v, sen, b, pk, dur, fl, late, tos in rows:
+        if (":" in s) != (":" in d):
+            d = "2001:db8::2" if ":" in s else "192.0.2.1"
+        recs.append(rec(src=s, dst=d, proto=p, sport=sp, dport=dp, vlan=v, sensor=sen, nbytes=b, packets=pk,
+                        first=1_000, last=1_000 + dur, flags=fl, late=late, tos=tos))
+    if not recs:
+        return
+    raw = _lines_message(recs)
+    decoded = json.loads(raw)["records"]
+    pred = compile_filter(flt)
+    vec = vector(pred)
+    assert vec is not None, flt             # every primitive has a columnar form
+    mask = vec(Columns(raw, len(decoded)))
+    assert mask.dtype == bool and len(mask) == len(decoded)
+    assert mask.tolist() == [pred(r) for r in decoded], flt

@@ -103,7 +103,7 @@ def test_egress_hands_out_the_stored_text_of_each_record_of_a_flows_message():
     recs = []
     for i in range(1203):
         key = records.flow_key('s "x"', f"10.0.{i % 250}.1", "2001:db8::2" if i % 3 else "192.0.2.1", 6, i, 22, 0, 0)
-        recs.append(records.record_json(W, key.split("|"), [i + 1, 60 * i, W, W + i, 2], W, records.END_IDLE,
+        recs.append(records.record_json(W, key.split("|"), [i + 1, 60 * i, W, W + i, 2], W, records.END_ACTIVE_TIMEOUT,
                                         False, json.dumps('s "x"'), json.dumps([f"b,\n{i}"]),
                                         records.flow_id(key, W, W)))
     msgs = records.batches(recs)
