@@ -7,4 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FLOWSIGHT_PEER_TOOLS=1 compose/ensure-tools.sh
 make -s setup >/dev/null
+# BENCH_PROFILE=1: py-spy samples the workers (JFR, in the JDK, records the broker)
+if [ -n "${BENCH_PROFILE:-}" ]; then .venv/bin/pip install -q py-spy==0.4.3; fi
 exec .venv/bin/python bench/e2e.py "$@"

@@ -148,10 +148,10 @@ async def run(broker: Broker, tokens: Tokens, n: int, cores: float, files: list[
                 "broker_cpu_s": cpu_s(broker.pid) - b0, "peak_rss_mb": [peak_rss_mb(w.proc.pid) for w in workers],
                 "single_partition": single, "records": records, "late": late}
     finally:
+        for g in groups:    # uncapped first: a capped worker takes a long time to stop
+            g.remove()
         for w in workers:
             w.stop()
-        for g in groups:
-            g.remove()
 
 
 def main() -> int:

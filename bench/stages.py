@@ -1,6 +1,9 @@
 """Where a worker's CPU goes, by stage, from a py-spy profile (``py-spy record --format raw``).
 
-    .venv/bin/python bench/stages.py var/bench/<run>-w0/profile.txt [--cpu-s 20.6 --gib 0.28]
+    .venv/bin/python bench/stages.py var/bench/<run>-w0/profile-pipeline.txt [--cpu-s 20.6 --gib 0.94]
+    .venv/bin/python bench/stages.py var/bench/kafka/broker-pipeline.jfr [--cpu-s 21.3 --gib 0.94]
+
+A broker's JFR recording (``.jfr``) is split by what each sample was doing, from its frames (see BROKER).
 
 Samples of a waiting thread (the event loop in ``select``, an idle pool thread) are left out. Each other
 sample's stack is read from its innermost frame outwards; the first frame that belongs to a stage names it (the Kafka client's own tasks, the producer's sender and the consumer's fetcher, have no
@@ -15,7 +18,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-#: (stage, pattern of a frame's file), innermost match first. The order matters where stages nest:
+#: (stage, pattern of a frame's file) of a worker, innermost match first. The order matters where stages nest:
 #: the Kafka client's record encoding called from the ingest view is the ingest's chunk produce.
 STAGES = (
     ("chunk produce (HTTP ingest)", r"aiokafka/producer/|aiokafka/record/|app/runtime/send\.py"),
@@ -64,6 +67,38 @@ def read(path: Path) -> Counter:
     return out
 
 
+#: What a broker's CPU sample was doing, by its frames from the top of the stack down: the first match names it.
+BROKER = (
+    ("CRC checks of record batches", r"CRC32C|Crc32C|\.ensureValid|\.isValid\(|checksum"),
+    ("compression", r"lz4|Lz4|zstd|Zstd|snappy|Snappy|GZIP|Deflater|Inflater"),
+    ("log append and validation", r"LogValidator|UnifiedLog\.append|LogSegment\.append|FileRecords\.append|"
+                                  r"MemoryRecords\.|DefaultRecordBatch|LogAppendInfo|analyzeAndValidate"),
+    ("log compaction", r"LogCleaner|Cleaner\."),
+    ("fetch: reading the log", r"FileRecords|LogSegment\.read|UnifiedLog\.read|ReplicaManager\.readFromLog|"
+                               r"transferTo|FileChannel"),
+    ("socket I/O", r"sun\.nio\.ch|SocketChannel|PlaintextTransportLayer|KafkaChannel|Selector\.poll|"
+                   r"NetworkReceive|NetworkSend"),
+    ("requests and responses (parse, build)", r"RequestContext|RequestChannel|parseRequest|Readable|"
+                                              r"MessageUtil|ApiMessage|Request\.|Response\.|ObjectSerializationCache"),
+    ("group coordinator and offsets", r"coordinator|Coordinator|OffsetCommit|OffsetFetch"),
+    ("replica and partition state", r"ReplicaManager|Partition\.|DelayedFetch|DelayedProduce|Purgatory"),
+)
+_BROKER = [(name, re.compile(pat)) for name, pat in BROKER]
+
+
+def read_jfr(path: Path) -> Counter:
+    """Samples of a broker's JFR recording by what they were doing (see :data:`BROKER`)."""
+    import subprocess
+    text = subprocess.run(["jfr", "print", "--stack-depth", "48", "--events", "jdk.ExecutionSample", str(path)],
+                          capture_output=True, text=True, check=True).stdout
+    out: Counter = Counter()
+    for event in text.split("jdk.ExecutionSample {")[1:]:
+        frames = [ln.strip() for ln in event.split("stackTrace = [", 1)[-1].splitlines()
+                  if ln.strip() and not ln.strip().startswith(("]", "}", "..."))]
+        out[next((name for f in frames for name, pat in _BROKER if pat.search(f)), "other")] += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("profiles", nargs="+", type=Path)
@@ -72,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     total: Counter = Counter()
     for p in args.profiles:
-        total.update(read(p))
+        total.update(read_jfr(p) if p.suffix == ".jfr" else read(p))
     n = sum(total.values())
     if not n:
         print("no samples", file=sys.stderr)
