@@ -45,6 +45,7 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from app.cli import ship  # noqa: E402
 from app.capture import synth  # noqa: E402
@@ -393,6 +394,9 @@ async def pipeline_run(broker: Broker, tokens: Tokens, n: int, files: list[Path]
         return {"workers": n, "wall_s": wall, "worker_cpu_s": cpu, "broker_cpu_s": broker_cpu, "peak_rss_mb": rss,
                 "worker_sys_s": [round(x[0], 2) for x in sys_faults], "worker_minor_faults": [x[1] for x in sys_faults],
                 "worker_shares": shares, "egress_alone": egress, "read": READ,
+                "profiles": {span: [str(w.datadir / f"profile-{span}.txt") for w in workers] +
+                             [str(ROOT / "var" / "bench" / "kafka" / f"broker-{span}.jfr")]
+                             for span in ("pipeline", "egress")} if os.environ.get("BENCH_PROFILE") else {},
                 "messages": msgs, "packets_out": got, "records": records, "late_records": late}
     finally:
         for w in workers:
@@ -601,6 +605,22 @@ def all_in(res: dict) -> None:
     print(f"TZ=UTC tcpdump -nn -r: {tcp / gib:.2f} CPU-s per GiB")
 
 
+def stage_tables(res: dict) -> None:
+    """BENCH_PROFILE=1: each run's CPU by stage (bench/stages.py), the workers' and the broker's, per GiB."""
+    import stages
+    gib = res["size_bytes"] / 2**30
+    for r in res["runs"]:
+        for span, paths in r.get("profiles", {}).items():
+            e = r["egress_alone"] if span == "egress" else r
+            for who, files, cpu in (("workers", [Path(x) for x in paths[:-1]], sum(e["worker_cpu_s"])),
+                                    ("broker", [Path(paths[-1])], e["broker_cpu_s"])):
+                files = [f for f in files if f.exists()]
+                if not files:
+                    continue
+                print(f"\n{r['workers']} worker(s), {span}, {who}: {cpu:.1f} CPU-s by stage ({', '.join(map(str, files))})")
+                stages.main([*map(str, files), "--cpu-s", str(cpu), "--gib", str(gib)])
+
+
 def dedicated_scale_out(one: dict, two: dict) -> float:
     """On dedicated cores a CPU-bound worker's wall time is its CPU time: the busier of the two decides.
     The broker's CPU is left out of both, as it would run on cores of its own."""
@@ -618,6 +638,13 @@ def print_rounds(res: dict) -> None:
 
 def quick(res: dict, files: list[Path]) -> int:
     res["tcpdump_cpu_s"] = peer_cpu(["tcpdump", "-nn", "-r", "{F}"], files)
+    res["softflowd_cpu_s"] = peer_cpu(["softflowd", "-r", "{F}", "-n", f"127.0.0.1:{free_port()}", "-m", "2000000",
+                                       "-d"], files)
+    gib = res["size_bytes"] / 2**30
+    print(f"peers on the same files: TZ=UTC tcpdump -nn -r {res['tcpdump_cpu_s']:.2f} CPU-s "
+          f"({res['tcpdump_cpu_s'] / gib:.2f} per GiB), softflowd -r {res['softflowd_cpu_s']:.2f} CPU-s "
+          f"({res['softflowd_cpu_s'] / gib:.2f} per GiB)")
+    (OUT / "e2e.json").write_text(json.dumps(res, indent=1))
     for r in res["runs"]:
         if len(r["all_worker_cpu_s"]) > 1:
             print(f"{r['workers']} worker(s), each run's worker CPU-s (in round order): "
@@ -630,6 +657,7 @@ def quick(res: dict, files: list[Path]) -> int:
         print(f"scale-out on dedicated cores (median runs): {dedicated_scale_out(runs[1], runs[2]):.2f}x")
     print_rounds(res)
     all_in(res)
+    stage_tables(res)
     print("messages per GiB:", {k: round(v / (res["size_bytes"] / 2**30)) for k, v in res["runs"][-1]["messages"].items() if v})
     return 0
 
@@ -655,6 +683,7 @@ def report(res: dict) -> None:
                   "worker CPU-s of each: " + ", ".join(" + ".join(f"{c:.1f}" for c in run)
                                                        for run in r["all_worker_cpu_s"]))
     all_in(res)
+    stage_tables(res)
     print()
     print(f"peers on the same files: TZ=UTC tcpdump -nn -r: {tcp:.2f} CPU-s ({tcp / gib:.2f} per GiB); "
           f"softflowd -r: {res['softflowd_cpu_s']:.2f} CPU-s ({res['softflowd_cpu_s'] / gib:.2f} per GiB)")

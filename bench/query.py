@@ -100,8 +100,8 @@ async def run(name: str, query: Query, top: bool = False) -> dict:
     # the records as GET /v1/flows answers them: each kept record's stored text, joined into the answer
     async for page in pages(TOPIC, query, visit=agg.add if agg else None, partitions=4, raw=not top):
         if not top:
-            answer_body(page)
-        got += len(page["records"])
+            answer_body({k: v for k, v in page.items() if k not in ("ends", "count")})
+        got += page["count"]
         scanned += page["scanned"]
     cpu, wall = cpu_s() - c0, time.perf_counter() - t0
     return {"search": name, "matched": agg.records if agg else got, "read": scanned, "cpu_s": round(cpu, 2),

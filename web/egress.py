@@ -111,6 +111,7 @@ def poll_view(topic: str, partitions: int | None = None, batched: bool = False) 
                         found = await asyncio.wait_for(search(topic, cur, q, limit, budget, bounded, partitions,
                                                               raw=True), budget + GRACE_S)
                         found.pop("ends", None)
+                        found.pop("count", None)
                         return self.bytes(answer_body(found), content_type="application/json")
                     timeout = min(timeout, settings.long_poll_max_s)
                     answer = await bounded_poll(topic, cur, timeout, limit, from_end, partitions, batched, batched)

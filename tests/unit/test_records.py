@@ -114,6 +114,16 @@ def test_egress_hands_out_the_stored_text_of_each_record_of_a_flows_message():
     # a message written before the record-a-line layout is decoded and encoded again
     old = json.dumps({"v": 1, "records": [json.loads(r) for r in recs[:5]]}).encode()
     assert [json.loads(r) for r in batch_records(old, True)] == [json.loads(r) for r in recs[:5]]
+    # a search cuts out only the records it keeps, or hands out a run of them as one piece
+    from app.runtime.egress import Lines
+    lines = Lines.of(msgs[1])
+    assert lines is not None and Lines.of(old) is None
+    assert len(lines) == 500 and [lines[i] for i in range(len(lines))] == batch_records(msgs[1], True)
+    n0 = len(batch_records(msgs[0], True))
+    for i, j in ((0, 500), (0, 1), (499, 500), (17, 300)):
+        assert json.loads(b"[" + lines.span(i, j) + b"]") == [json.loads(r) for r in recs[n0 + i:n0 + j]]
+    pieces = json.loads(answer_body({"records": [lines.span(0, 3), raw[0], lines.span(499, 500)], "cursor": "c"}))
+    assert len(pieces["records"]) == 5
     body = json.loads(answer_body({"records": raw[:7], "cursor": "c1"}))
     assert body == {"records": [json.loads(r) for r in recs[:7]], "cursor": "c1"}
     assert json.loads(answer_body({"records": [], "cursor": ""})) == {"records": [], "cursor": ""}
