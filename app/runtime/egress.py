@@ -89,30 +89,37 @@ RAW_HEAD, RAW_SEP, RAW_TAIL = BATCH_HEAD.encode(), BATCH_SEP.encode(), BATCH_TAI
 
 
 class Lines:
-    """The records of a flows message of the record-a-line layout, each cut out only when asked for: the
-    message's newlines are found once (the head's, one per separator, the tail's)."""
+    """The records of a flows message of the record-a-line layout, each cut out only when asked for. The
+    message's newlines (the head's, one per separator, the tail's) are looked for only when a record in its
+    middle is wanted: a message taken whole needs only its length in records."""
 
-    __slots__ = ("value", "ends")
+    __slots__ = ("value", "n", "_ends")
 
-    def __init__(self, value: bytes, ends: list[int]):
-        self.value, self.ends = value, ends
+    def __init__(self, value: bytes):
+        self.value = value
+        self.n = value.count(RAW_SEP) + 1
+        self._ends: list[int] | None = None
 
     @classmethod
     def of(cls, value: bytes) -> Lines | None:
         if not (value.startswith(RAW_HEAD) and value.endswith(RAW_TAIL)):
             return None
-        return cls(value, np.flatnonzero(np.frombuffer(value, np.uint8) == 10).tolist())
+        return cls(value)
 
     def __len__(self) -> int:
-        return len(self.ends) - 1
+        return self.n
 
     def __getitem__(self, i: int) -> bytes:
         return self.span(i, i + 1)
 
     def span(self, i: int, j: int) -> bytes:
         """Records ``i`` to ``j - 1`` as JSON text joined by ``,`` (and newlines): one piece of an answer."""
-        e = self.ends
-        return self.value[e[i] + 1:e[j] - (1 if j + 1 < len(e) else 0)]
+        if i == 0 and j == self.n:
+            return self.value[len(RAW_HEAD):-len(RAW_TAIL)]
+        e = self._ends
+        if e is None:
+            e = self._ends = np.flatnonzero(np.frombuffer(self.value, np.uint8) == 10).tolist()
+        return self.value[e[i] + 1:e[j] - (1 if j < self.n else 0)]
 
 
 def batch_records(value: bytes, raw: bool) -> list:
