@@ -12,7 +12,8 @@ what it installed and warns of a version it was not written for):
   the security headers (:func:`hardened_runner`, put in place of Faust's runner by web/security.py);
 - **read-only views** of aiokafka's producer (:func:`kafka_producer`,
   :func:`sender_alive`, :func:`pending_batches`, :func:`sender_state`) and of a
-  consumer's metadata (:func:`partitions_of`), for health and the watchdog;
+  consumer's metadata (:func:`partitions_of`), for health and the watchdog, and of
+  a consumer's position without waiting (:func:`position`), for a search's next page;
 - **skipped offsets**: faust-streaming 0.15.x acknowledges messages fetched
   under an older consumer generation without processing them; app/runtime/gaps.py
   finds and reads them again (a guard that costs nothing when nothing is
@@ -202,3 +203,13 @@ async def partitions_of(consumer, topic: str):
         await consumer._client.force_metadata_update()
         parts = consumer._client.cluster.partitions_for_topic(topic)
     return parts
+
+
+def position(consumer, tp) -> int | None:
+    """Where an assigned partition of a consumer stands, if it knows (aiokafka's ``position`` waits and may
+    ask the broker); None otherwise."""
+    try:
+        state = consumer._subscription.subscription.assignment.state_value(tp)
+    except (AttributeError, KeyError):
+        return None
+    return state.position if state is not None and state.has_valid_position else None
