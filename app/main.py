@@ -47,8 +47,9 @@ app = faust.App(
     producer_request_timeout=60.0,
     producer_max_request_size=settings.chunk_bytes + (1 << 20),
     consumer_max_fetch_size=max(4 << 20, settings.chunk_bytes * 2),
-    # events an agent may have waiting: at most about 128 MiB of pcap chunks (a flow-parts message is small)
-    stream_buffer_maxsize=max(8, min(64, (128 << 20) // settings.chunk_bytes)),
+    # events an agent may have waiting: at most about 64 MiB of pcap chunks (a flow-parts message is small;
+    # at 128 MiB one worker peaked at 1,044 MB in bench/e2e.sh, at 64 MiB at 992 MB, for the same CPU)
+    stream_buffer_maxsize=max(4, min(64, (64 << 20) // settings.chunk_bytes)),
     broker_credentials=settings.faust_credentials(),
     web="flowsight://",
     web_port=settings.web_port,

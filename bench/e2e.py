@@ -6,10 +6,13 @@ Run through bench/e2e.sh (it installs the peer tools). What it does:
    2,000 outside hosts, 10% IPv6, 10% 802.1Q), each file the next 10 minutes of capture time.
 2. Starts one Kafka broker, then for N = 1 and 2 workers (each with its own data folder and port, fresh
    topics): ships every file with the project's shipper (app/cli/ship.py: PUT, block id per file), several
-   files in flight spread over the workers, and reads the flows topic until every packet of the
-   generator's truth is in a flow record (flowId-deduplicated). Records: wall time, CPU-seconds of each
-   worker process and of the broker (/proc/PID/stat), each worker's peak RSS (VmHWM), Kafka messages
-   per topic.
+   files in flight spread over the workers, and reads every record back over GET /v1/flows (long polls
+   with the cursor of the last answer, each to the next worker in turn; BENCH_READ=kafka: straight from
+   the flows topic) until every packet of the generator's truth is in a flow record (flowId-deduplicated).
+   Records: wall time, CPU-seconds of each worker process and of the broker (/proc/PID/stat), each
+   worker's peak RSS (VmHWM), Kafka messages per topic. Then, the pipeline idle, a second full read over
+   /v1/flows: egress alone. BENCH_PROFILE=1: py-spy on each worker and JFR on the broker over both
+   spans, and their CPU by stage (bench/stages.py).
 3. Times `TZ=UTC tcpdump -nn -r F` and `softflowd -r F` on the same files (CPU-seconds, user + sys).
 4. Latency: one worker with 10 s windows (default lateness and idle flush); a small capture stamped
    with the wall clock is uploaded every second for 60 s, each under its own sensor name, while a long
