@@ -138,12 +138,12 @@ def setup(app) -> None:
 
         def __init__(self, **kwargs) -> None:
             super().__init__(**kwargs)
-            self._children: dict[tuple, typing.Any] = {}
+            self._labelled: dict[tuple, typing.Any] = {}
 
         def _op(self, table, op: str):
-            child = self._children.get((table.name, op))
+            child = self._labelled.get((table.name, op))
             if child is None:
-                child = self._children[table.name, op] = self._metrics.table_operations.labels(
+                child = self._labelled[table.name, op] = self._metrics.table_operations.labels(
                     table=f"table.{table.name}", operation=op)
             return child
 
@@ -160,9 +160,9 @@ def setup(app) -> None:
             self._op(table, self.KEYS_DELETED).inc()
 
         def on_send_initiated(self, producer, topic, message, keysize, valsize):
-            child = self._children.get(topic)
+            child = self._labelled.get(topic)
             if child is None:
-                child = self._children[topic] = self._metrics.topic_messages_sent.labels(topic=f"topic.{topic}")
+                child = self._labelled[topic] = self._metrics.topic_messages_sent.labels(topic=f"topic.{topic}")
             child.inc()
             return BaseMonitor.on_send_initiated(self, producer, topic, message, keysize, valsize)
 

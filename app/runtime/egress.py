@@ -23,10 +23,11 @@ STOP_S = 5
 
 
 class Consumers:
-    """Started consumers kept between long polls of one process: a poll takes one (or starts one) and gives it
-    back when it ends well, its partitions paused. Starting a consumer (bootstrap, metadata) cost more CPU than
-    the poll it served when a client reads a topic back page after page. One that failed or was cancelled is
-    stopped, never given back; one idle for IDLE_S is stopped."""
+    """Started consumers kept between long polls and searches of one process: a poll takes one (or starts
+    one) and gives it back when it ends well, its partitions paused (a search's next page may find it
+    unpaused). Starting a consumer (bootstrap, metadata) cost more CPU than the poll it served when a client
+    reads a topic back page after page. One that failed or was cancelled is stopped, never given back; one
+    idle for IDLE_S is stopped."""
 
     IDLE_S = 30.0
 
@@ -36,15 +37,15 @@ class Consumers:
         self.options = options
 
     async def take(self, positions: dict[TopicPartition, int] | None = None) -> AIOKafkaConsumer:
-        """A started consumer; ``positions``: preferably one that stands there already (the consumer of the
-        page before, with what it fetched ahead)."""
+        """A started consumer; ``positions``: preferably one that stands at one of them already (the consumer
+        of the page before, with what it fetched ahead)."""
         loop = asyncio.get_running_loop()
         if loop is not self.loop:   # consumers belong to the loop they were started in
             self.idle, self.loop = [], loop
         if positions:
             for k, (consumer, since) in enumerate(self.idle):
                 if loop.time() - since < self.IDLE_S and consumer.assignment() == set(positions) and \
-                        all(compat.position(consumer, tp) == at for tp, at in positions.items()):
+                        any(compat.position(consumer, tp) == at for tp, at in positions.items()):
                     del self.idle[k]
                     return consumer
         while self.idle:

@@ -75,3 +75,5 @@ def test_faust_table_operations_and_sends_are_counted_per_table_and_topic():
     mon.on_send_initiated(None, "probe-topic", None, 1, 2)
     mon.on_send_initiated(None, "probe-topic", None, 1, 2)
     assert sample("faust_topic_messages_sent_total", topic="topic.probe-topic") == sent + 2
+    # the sensor is a service: what it keeps must not land among the children it stops with the worker
+    assert all(callable(getattr(c, "stop", None)) for c in mon._children)
