@@ -104,8 +104,8 @@ async def handle(msg: dict, partition: int = 0) -> None:
     touched: dict[str, Actor] = {}
     found = []
     n = 0
-    for src, rows in msg["actors"].items():
-        key = actor_key(sensor, src)
+    keys = [actor_key(sensor, src) for src in msg["actors"]]
+    for key, (src, rows) in zip(keys, msg["actors"].items()):
         actor = _actor(key, sensor, src, src in HOME, len(rows))
         if actor is None or not actor.first_time(mark):
             continue
@@ -121,8 +121,7 @@ async def handle(msg: dict, partition: int = 0) -> None:
     for key, actor in touched.items():
         _write(key, actor, w)
         dirty.pop(key, None)
-    for src in msg["actors"]:
-        key = actor_key(sensor, src)
+    for key in keys:
         if key not in touched and key in _mem:
             dirty[key] = w
     # actors of this partition that have seen no message for a while are written too

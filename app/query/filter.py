@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import operator
 import re
 import socket
 from collections.abc import Callable
@@ -124,8 +125,6 @@ class Columns:
                 raise Irregular     # past int64: record by record, in Python's integers
             a = self._c[name] = np.fromstring(b" ".join(found), dtype=np.int64, sep=" ") \
                 if found else np.zeros(0, np.int64)
-            if len(a) != self.n:
-                raise Irregular
         return a
 
     def _addrs(self, side: str) -> None:
@@ -177,16 +176,12 @@ def _both(pred: Predicate, cnf: list[frozenset[bytes]] | None, vec: Vec | None) 
     return _vec(_need(pred, cnf), vec)
 
 
+#: A comparison of the filter language as a function: on a record's number or on a column of them alike.
+_OPS = {"==": operator.eq, ">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
+
+
 def _vcmp(a: np.ndarray, op: str, v: float) -> np.ndarray:
-    if op == "==":
-        return a == v
-    if op == ">":
-        return a > v
-    if op == "<":
-        return a < v
-    if op == ">=":
-        return a >= v
-    return a <= v
+    return _OPS[op](a, v)
 
 
 class FilterError(ValueError):
@@ -519,15 +514,8 @@ def _port_needles(side: str | None, ports: set[int]) -> list[frozenset[bytes]]:
 
 
 def _cmp(get: Callable[[Record], float], op: str, v: float) -> Predicate:
-    if op == "==":
-        return lambda r: get(r) == v
-    if op == ">":
-        return lambda r: get(r) > v
-    if op == "<":
-        return lambda r: get(r) < v
-    if op == ">=":
-        return lambda r: get(r) >= v
-    return lambda r: get(r) <= v
+    compare = _OPS[op]
+    return lambda r: compare(get(r), v)
 
 
 def _duration_s(r: Record) -> float:
