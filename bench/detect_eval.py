@@ -398,6 +398,8 @@ def main() -> None:
                     help="instead: the detectors per entity on bench/entity_site.py's site, with the ladder beside")
     ap.add_argument("--quick", action="store_true", help="with --entities: 3 warm-up and 2 scored days, 2 per class")
     ap.add_argument("--budget", type=float, default=2.0, help="with --entities: alerts per day (B)")
+    ap.add_argument("--control", action="store_true",
+                    help="with --entities: the same seeds without attacks too (false alerts per day against B)")
     args = ap.parse_args()
     if args.entities:
         entity_report(args)
@@ -465,7 +467,7 @@ def _entity_seed(job: tuple) -> dict:
 
 
 def entity_report(args) -> dict:
-    """Per class and per seed: detected within 3 windows (beacons 2 h, slow exfiltration 6 h), delays, alerts
+    """Per class and per seed: detected within 3 windows (beacons 2 h, long connections 4 h + 3), delays, alerts
     per detected event; false alerts per day; benign jobs' alerts after their second day; the cost."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import entity_site
@@ -508,6 +510,17 @@ def entity_report(args) -> dict:
           f"(picking included), attention and the ladder {1e3 * cost['scoring'] / sum(r['windows'] for r in runs):.2f}"
           f" ms per window; {np.mean([r['actors'] for r in runs]):.0f} actors per seed")
     out.update({"false_per_day": float(np.mean(fpd)), "benign_late": late, "benign_early": early})
+    if args.control:
+        # calibration's own measure: on the same site with no attack at all, every alert is false
+        jobs = [(s, warm, scored, 0, args.budget) for s in seeds]
+        with ProcessPoolExecutor(min(args.jobs, len(seeds))) as ex:
+            quiet = [entity_site.evaluate(r) for r in ex.map(_entity_seed, jobs)]
+        cpd = [x["false_per_day"] for x in quiet]
+        print(f"without attacks (the same seeds): false alerts per day {np.mean(cpd):.2f} (per seed "
+              + ", ".join(f"{v:.2f}" for v in cpd) + f"; B = {args.budget:g}, benign jobs' first two days included); "
+              + ", ".join(f"{t} {sum(x['false_by_type'].get(t, 0) for x in quiet) / (scored * len(seeds)):.2f}"
+                          for t in sorted({t for x in quiet for t in x["false_types"]})) + " per day")
+        out["control_false_per_day"] = float(np.mean(cpd))
     return out
 
 

@@ -19,7 +19,9 @@ the site from one outside scanner.
 Benign look-alikes that start in the scored days: a monitoring server's check of
 an outside endpoint every minute (periodic by design), a scheduled vulnerability
 scan at 01:00 every night, and a nightly backup of 1-2 GB to a new outside
-address at 02:00. They may alert on their first two days, never after.
+address at 02:00. They may alert on their first two days, never after. And a
+chat client's session to its server, open through every working day from the
+first warm-up day on: a long connection to an address the host knows.
 
 Attacks, in the scored days, at uniform times (exfiltration at night), each class
 at several strengths and speeds: horizontal scans (port 22 or 445, 60-300 hosts
@@ -27,8 +29,9 @@ in 10-60 min), vertical scans (200-1,000 ports of one host in 2-30 min), brute
 force (100-800 short connections to one service in 10-60 min), beacons (one
 small connection every 30-300 s with jitter, for 12-24 h), DNS tunnels
 (1,000-5,000 DNS flows of 200-400 bytes in an hour), exfiltration (0.8-3 GB to one
-address in 20-60 min at night) and slow exfiltration (30-80 MB an hour for 8-12 h
-to a new address).
+address in 20-60 min at night), slow exfiltration (30-80 MB an hour for 8-12 h
+to a new address) and long connections (a quiet session of a few KB a window to a
+new address, open for 5-10 h).
 """
 from __future__ import annotations
 
@@ -49,9 +52,10 @@ N_IN = 300
 N_OUT = 5000
 SENSOR = "site"
 CLASSES = ("horizontal-scan", "vertical-scan", "brute-force", "beacon", "dns-tunnel", "exfiltration",
-           "slow-exfiltration")
-BENIGN = ("monitor-poll", "vuln-scan", "backup")
+           "slow-exfiltration", "long-connection")
+BENIGN = ("monitor-poll", "vuln-scan", "backup", "chat-session")
 RESOLVER, FILESERVER, MONITOR, SCANNER, SSH = "10.0.9.53", "10.0.9.10", "10.0.9.250", "10.0.9.251", "10.0.9.22"
+CHAT, CHAT_SERVER = "10.0.9.30", "198.19.250.9"
 OUT_SCANNER = "192.0.2.77"
 TCP_OK, SYN_ONLY = 0x1B, 0x02
 
@@ -93,7 +97,7 @@ class Site:
         self.zipf = 1.0 / np.arange(1, N_OUT + 1) ** 1.1
         self.zipf /= self.zipf.sum()
         self.events: list[Event] = []
-        self.taken: set[str] = {RESOLVER, FILESERVER, MONITOR, SCANNER, SSH}
+        self.taken: set[str] = {RESOLVER, FILESERVER, MONITOR, SCANNER, SSH, CHAT}
         self._benign()
         self._attacks(per_class)
 
@@ -162,6 +166,19 @@ class Site:
                 t0 = T0_MS + i * W_MS
                 ev.rows.setdefault(i, []).append((FILESERVER, "198.51.100.50", 6, 45000 + day, 443,
                                                   int(total / HOUR_W / 1400), int(total / HOUR_W), t0 + 5, 0x18))
+        self.events.append(ev)
+
+        # a chat client's session to its server, open through every working day (a known address)
+        ev = Event("chat-session", CHAT, first, self.windows - 1, benign=True)
+        for day in range(self.warm_days + self.scored_days):
+            if day % 7 >= 5:
+                continue
+            start = day * PER_DAY + int((8 - (1 if day < self.dst_day else 2)) % 24 * HOUR_W)
+            for k in range(10 * HOUR_W):
+                i = start + k
+                ev.rows.setdefault(i, []).append((CHAT, CHAT_SERVER, 6, 42000 + day, 443, 30,
+                                                  int(rng.integers(3000, 9000)), T0_MS + i * W_MS + 11,
+                                                  TCP_OK if k == 0 else 0x18))
         self.events.append(ev)
 
     def _attacks(self, per_class: int) -> None:
@@ -261,6 +278,20 @@ class Site:
             part = per_hour / HOUR_W
             self._rows(ev, t0 + k * W_MS + 7, (src, dst, 6, 44100, 443, int(part / 1400), int(part), 0,
                                                TCP_OK if k == 0 else 0x18))
+        self.events.append(ev)
+
+    def _long_connection(self, rng) -> None:
+        """A quiet session (a reverse shell, a tunnel) to a new outside address kept open for hours: a few KB a
+        window, the odd larger answer."""
+        src, start = self._pick_host(), self._when()
+        hours = float(rng.uniform(5, 10))
+        dst = f"203.0.113.{int(rng.integers(1, 255))}"
+        ev = Event("long-connection", src, start, start)
+        t0 = T0_MS + start * W_MS + int(rng.integers(0, W_MS))
+        for k in range(int(hours * HOUR_W)):
+            nbytes = int(rng.integers(500, 6000)) + (int(rng.integers(0, 200_000)) if rng.random() < 0.05 else 0)
+            self._rows(ev, t0 + k * W_MS, (src, dst, 6, 47000, 4444 if rng.random() < 0.5 else 443,
+                                           max(2, nbytes // 500), nbytes, 0, TCP_OK if k == 0 else 0x18))
         self.events.append(ev)
 
     # -- background
@@ -387,8 +418,8 @@ def actor_of(alert: dict) -> str:
 
 
 def evaluate(run_: dict) -> dict:
-    """Per class: events, detected within 3 windows (beacons: 2 hours; slow exfiltration: 6 hours), delays,
-    alerts per detected event; benign jobs' alerts after their second day; false alerts per day.
+    """Per class: events, detected within 3 windows (beacons: 2 hours; long connections: 3 windows after 4 hours
+    open), delays, alerts per detected event; benign jobs' alerts after their second day; false alerts per day.
 
     An alert about an entity belongs to the event of its source; one of the sensor's or of an inside host's
     (the ladder's) to an event active in its window or the two before (attacks first), else it is false."""
@@ -409,7 +440,7 @@ def evaluate(run_: dict) -> dict:
         for ev in events:
             if a["type"] in ("traffic", "host-bytes"):
                 # the ladder sees volumes: an event that moves them (not a beacon's trickle) in that window
-                if ev.kind in ("beacon", "monitor-poll", "slow-exfiltration"):
+                if ev.kind in ("beacon", "monitor-poll", "slow-exfiltration", "long-connection", "chat-session"):
                     continue
                 if any(j in ev.rows for j in (i, i - 1, i - 2)) and \
                         (a["type"] == "traffic" or actor_of(a) in (ev.actor, *(r[1] for r in ev.rows.get(i, [])[:50]))):
@@ -425,9 +456,9 @@ def evaluate(run_: dict) -> dict:
                 day = (i - run_["scored_from"]) // PER_DAY
                 (benign_late if day >= 2 else benign_early)[ev.kind] += 1
             continue
-        if ev.end >= run_["windows"] - 1 and ev.kind not in ("beacon", "slow-exfiltration"):
+        if ev.end >= run_["windows"] - 1 and ev.kind not in ("beacon", "slow-exfiltration", "long-connection"):
             continue
-        allowed = {"beacon": 2 * HOUR_W, "slow-exfiltration": 6 * HOUR_W}.get(ev.kind, 3)
+        allowed = {"beacon": 2 * HOUR_W, "long-connection": 4 * HOUR_W + 3}.get(ev.kind, 3)
         p = per[ev.kind]
         p["n"] += 1
         p["alerts"] += len(mine)

@@ -1,4 +1,4 @@
-"""Detectors per entity: scans, brute force, beacons, DNS tunnels and exfiltration.
+"""Detectors per entity: scans, brute force, beacons, DNS tunnels, exfiltration and long connections.
 
 Pure code (no Faust). A sensor-wide count cannot see one source probing 200
 hosts among a site's millions of flows; these detectors keep state per *actor*
@@ -34,8 +34,13 @@ Detectors and what they count, per actor, in capture time:
   a week, :class:`History`);
 - ``exfiltration``: an inside host's bytes to one outside address over 30
   minutes against the host's own history (more to an address it uploaded to on
-  earlier days, :class:`Seen`), and ``slow-exfiltration``: bytes accumulated
-  over the last 12 hours to a new address, spread over at least three hours.
+  earlier days, :class:`Seen`), and ``slow-exfiltration``: a steady run of
+  uploading to a new address (records at most :data:`STEADY_GAP` apart, over
+  three windows, no one record most of it), or bytes accumulated over the last
+  12 hours to a new address, spread over at least three hours;
+- ``long-connection``: how long one connection (a source port) to an outside
+  address has been open, for an address the host had not talked to before it
+  (RITA's long connections), unless its bytes were found as exfiltration.
 
 Counts over a horizon are estimated from two tumbling buckets, the current
 one and the previous one weighted by how much of it still lies in the horizon
@@ -354,7 +359,7 @@ class EntityConfig:
     of scanners) must go ``outside_factor`` times as far before a scan is found."""
 
     hscan_fast: float = 20.0          #: hosts in 5 minutes, one port
-    hscan_slow: float = 50.0          #: hosts in an hour, one port
+    hscan_slow: float = 30.0          #: hosts in an hour, one port
     vscan_fast: float = 15.0          #: ports of one host in 5 minutes
     vscan_slow: float = 40.0          #: ports of one host in an hour
     brute_fast: float = 30.0          #: short connections to one service in 10 minutes
@@ -372,11 +377,18 @@ class EntityConfig:
     slow_bytes: float = 150e6         #: bytes to one new outside address over 12 hours
     slow_spread: float = 0.6          #: no hour of which holds more than this share
     new_ms: int = DAY_MS              #: an address is new for this long after the host first talked to it
+    steady_bytes: float = 6e6         #: a run of uploading to a new address: at least this many bytes
+    steady_span_ms: int = 10 * 60_000  #: over at least this long (three 5-minute windows)
+    steady_share: float = 0.6         #: none of its records holding more than this share (not one burst)
+    long_ms: int = 4 * 3_600_000      #: one connection to an address new to the host open this long
     habit_days: int = 2               #: earlier days on which a (type, entity) fired before it is habitual
 
 
 FAST, HOUR, TEN, BURST = 5 * 60_000, 3_600_000, 10 * 60_000, 30 * 60_000
 MAX_UPLOADS = 64         #: upload destinations remembered per inside host
+STEADY_GAP = 10 * 60_000  #: records to one address at most this far apart are one run of uploading
+LONG_GAP = 30 * 60_000    #: a connection with no record for longer is taken as closed
+OPEN_CONNS = 4            #: connections per outside address followed for their length
 
 
 class Seen:
@@ -475,17 +487,32 @@ class Pair:
     conns: int = 0            #: connections seen
     judged: int = -1          #: capture time its regularity was last judged
     verdict: list = field(default_factory=list)   #: [score, evidence] of that judgement, if a beacon
+    #: the current run of uploading: [first time, last time, bytes, largest record's bytes, records]; records
+    #: at most :data:`STEADY_GAP` apart continue it
+    run: list = field(default_factory=lambda: [-1, -1, 0.0, 0.0, 0])
+    #: connections followed for their length: source port -> [first time, last time, bytes] (at most
+    #: :data:`OPEN_CONNS`, the shortest-lived goes first)
+    open: dict = field(default_factory=dict)
+    flagged: int = -1         #: capture time of its last exfiltration finding
 
     def to_json(self) -> list:
         return [self.weight, self.first, self.starts, self.sizes, self.ten_start, self.ten, self.ten_last,
                 self.hours, self.hour_start, self.dport, self.proto, self.new, self.conns, self.judged,
-                self.verdict]
+                self.verdict, self.run, self.open, self.flagged]
 
     @classmethod
     def from_json(cls, j: list) -> Pair:
         return cls(*j)
 
-    def add(self, t: int, nbytes: int, new_conn: bool) -> None:
+    def add(self, t: int, last: int, nbytes: int, new_conn: bool, sport: int) -> None:
+        run = self.run
+        if run[1] < 0 or t - run[1] > STEADY_GAP:
+            run[:] = [t, max(t, last), 0.0, 0.0, 0]
+        run[1] = max(run[1], last, t)
+        run[2] += nbytes
+        run[3] = max(run[3], nbytes)
+        run[4] += 1
+        self._follow(str(sport), t, last, nbytes)
         start = t - t % BURST
         if start > self.ten_start:
             self.ten_last = self.ten if start == self.ten_start + BURST else 0.0
@@ -502,6 +529,25 @@ class Pair:
             self.starts.append(t)
             self.sizes.append(nbytes)
             del self.starts[:-BEACON_RING], self.sizes[:-BEACON_RING]
+
+    def _follow(self, sport: str, t: int, last: int, nbytes: int) -> None:
+        """A record of the connection from ``sport``: it continues the one followed if it starts within
+        :data:`LONG_GAP` of that one's last record."""
+        c = self.open.get(sport)
+        if c is not None and t - c[1] <= LONG_GAP:
+            c[1], c[2] = max(c[1], last), c[2] + nbytes
+            return
+        if c is None and len(self.open) >= OPEN_CONNS:
+            # the dead go first, then the shortest-lived: a connection open for hours is kept
+            gone = min(self.open, key=lambda k: (t - self.open[k][1] <= LONG_GAP, self.open[k][1] - self.open[k][0]))
+            del self.open[gone]
+        self.open[sport] = [t, max(t, last), float(nbytes)]
+
+    def longest(self, t: int) -> tuple[str, list] | None:
+        """The connection followed longest that is still open at ``t`` (its source port and [first, last,
+        bytes]), if any."""
+        live = [(k, c) for k, c in self.open.items() if t - c[1] <= LONG_GAP]
+        return max(live, key=lambda kc: kc[1][1] - kc[1][0]) if live else None
 
     def ten_estimate(self, t: int) -> float:
         return self.ten + self.ten_last * max(0.0, 1.0 - (t - self.ten_start) / BURST)
@@ -577,7 +623,7 @@ class Actor:
                     self.resolvers[str(dst)] = self.resolvers.get(str(dst), 0) + 1
                 dns_found = True
             if self.inside and not dst_inside and initiates(proto, sport, dport, flags):
-                self._pair(str(dst), first, nbytes, proto, dport, flags)
+                self._pair(str(dst), first, last, nbytes, proto, sport, dport, flags)
                 touched_pairs.add(str(dst))
         found = self._scans(cfg, w_ms, t_end, touched) + self._brute(cfg, w_ms, t_end, touched["brute-force"])
         if dns_found and self.inside:
@@ -595,7 +641,8 @@ class Actor:
             del self.reported[key]
         return fresh
 
-    def _pair(self, dst: str, t: int, nbytes: int, proto: int, dport: int, flags: int) -> None:
+    def _pair(self, dst: str, t: int, last: int, nbytes: int, proto: int, sport: int, dport: int,
+              flags: int) -> None:
         p = self.pairs.get(dst)
         if p is None:
             floor = 0.0
@@ -616,7 +663,7 @@ class Actor:
         p.weight += 1 + nbytes / 1e6
         new_conn = proto != TCP or bool(flags & SYN)
         periodic = proto in (TCP, UDP) and dport in PERIODIC_BY_DESIGN
-        p.add(t, nbytes, new_conn and not periodic)
+        p.add(t, last, nbytes, new_conn and not periodic, sport)
         self.pair_usual.value = max(self.pair_usual.value, p.ten)
         if nbytes and sum(p.hours) >= 1e6:
             self.known.uploaded(dst, t)
@@ -710,16 +757,41 @@ class Actor:
                                {"bytes30min": round(burst), "usualHigh": round(usual), "service": svc,
                                 "newAddress": fresh, "firstSeenMs": p.first,
                                 "bytesPerHour": [round(b) for b in p.hours]}))
-        # slow: bytes over hours to a new address, spread over the hours (not one burst)
+        # slow: a steady run of uploading to a new address (minutes), or bytes over hours spread over the hours
+        # (not one burst)
         total = sum(p.hours)
         hours = sum(1 for b in p.hours if b > 0)
-        if (fresh and total >= cfg.slow_bytes and burst < need and hours >= 3
-                and max(p.hours) <= cfg.slow_spread * total):
-            out.append(Finding("slow-exfiltration", what, w, total / cfg.slow_bytes, cfg.slow_bytes,
-                               f"slow exfiltration? {_fmt_bytes(total)} from {self.src} to a new address {dst} "
-                               f"({svc}) over {hours} h",
-                               {"bytes12h": round(total), "service": svc, "firstSeenMs": p.first,
-                                "bytesPerHour": [round(b) for b in p.hours]}))
+        r_first, r_last, r_bytes, r_max, r_records = p.run
+        steady = (r_bytes / cfg.steady_bytes if r_last - r_first >= cfg.steady_span_ms and r_records >= 3
+                  and r_max <= cfg.steady_share * r_bytes else 0.0)
+        spread = (total / cfg.slow_bytes if hours >= 3 and max(p.hours) <= cfg.slow_spread * total else 0.0)
+        if fresh and burst < need and max(steady, spread) >= 1:
+            ev = {"bytes12h": round(total), "service": svc, "firstSeenMs": p.first,
+                  "bytesPerHour": [round(b) for b in p.hours], "runBytes": round(r_bytes),
+                  "runMs": r_last - r_first, "runRecords": r_records}
+            if steady >= spread:
+                title = (f"slow exfiltration? a steady upload of {_fmt_bytes(r_bytes)} from {self.src} to a new "
+                         f"address {dst} ({svc}) over {_dur(r_last - r_first)}")
+                out.append(Finding("slow-exfiltration", what, w, steady, cfg.steady_bytes, title, ev))
+            else:
+                out.append(Finding("slow-exfiltration", what, w, spread, cfg.slow_bytes,
+                                   f"slow exfiltration? {_fmt_bytes(total)} from {self.src} to a new address {dst} "
+                                   f"({svc}) over {hours} h", ev))
+        if out:
+            p.flagged = t
+        # a long connection to an address the host had not talked to before it opened (RITA's long
+        # connections), unless the bytes it carries were found above
+        conn = p.longest(t)
+        if conn is not None and t - p.flagged > DAY_MS:
+            sport, (c_first, c_last, c_bytes) = conn
+            open_ms = c_last - c_first
+            if open_ms >= cfg.long_ms and p.first >= c_first - LONG_GAP:
+                out.append(Finding("long-connection", what, w, open_ms / cfg.long_ms, cfg.long_ms,
+                                   f"long connection from {self.src}:{sport} to {dst} ({svc}), new to the host, open "
+                                   f"for {_dur(open_ms)} with {_fmt_bytes(c_bytes)} sent",
+                                   {"openMs": open_ms, "firstMs": c_first, "lastMs": c_last,
+                                    "bytesSent": round(c_bytes), "sourcePort": int(sport), "service": svc,
+                                    "firstSeenMs": p.first}))
         # beacons: regular connections, judged at most every 5 minutes of capture time
         if len(p.starts) >= cfg.beacon_min and max(p.starts) - min(p.starts) >= cfg.beacon_span_ms:
             if t - p.judged >= FAST:

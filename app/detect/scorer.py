@@ -57,7 +57,8 @@ METRIC_GROUPS = {"flows": "volume", "packets": "volume", "bytes": "volume", "fai
 ENTITY_MODELS = {"horizontal-scan": "distinct-hosts-per-port", "vertical-scan": "distinct-ports-per-host",
                  "brute-force": "short-connections-per-service", "beacon": "interval-regularity",
                  "dns-tunnel": "dns-volume-vs-own-history", "exfiltration": "bytes-per-address-vs-own-history",
-                 "slow-exfiltration": "bytes-to-new-address-over-hours"}
+                 "slow-exfiltration": "steady-upload-to-new-address",
+                 "long-connection": "connection-length-to-new-address"}
 
 
 class Peak(NamedTuple):
@@ -139,6 +140,9 @@ class SensorScorer:
     habits: dict[str, list[int]] = field(default_factory=dict)
     #: the last windows' alerts: [t_ms, type, what about, id, its own] (:meth:`_explained`)
     raised: list = field(default_factory=list)
+    #: per capture day: "family|entity|t_ms" of anomalies that raised no alert of their own (explained by
+    #: another's alert, or habitual): a replay for calibration does not count them against the budget
+    quiet: dict[int, list[str]] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.attention is None:
@@ -304,6 +308,8 @@ class SensorScorer:
         att = self.cfg.attention()
         for fam in FAMILIES:
             rows = [r for d in days for r in self.history[fam].get(d, [])]
+            quiet = {q for d in days for q in self.quiet.get(d, ())}
+            rows = [r for r in rows if f"{fam}|{r.entity}|{r.t_ms}" not in quiet]
             for i, rung in enumerate(RUNGS):
                 if fam == "host-bytes" and rung == "L0":
                     continue
@@ -342,6 +348,8 @@ class SensorScorer:
             about = f"{c['entity']} {c['about']}" if "about" in c else c["entity"]
             if self.habitual(c["type"], about, t_ms):
                 anomalies.append({**self.explain(t_ms, c, sc, summary, rung), "attention": "habitual"})
+                self.remember_habit(c["type"], about, t_ms)       # it goes on: still a habit next week
+                self._quiet(t_ms, c["type"], c["entity"])
                 continue
             who = [c["entity"]] if c["type"] == "host-bytes" else \
                 [h for h, _ in summary.failed_src.most_common(1)] + [h for h, _ in summary.src_bytes.most_common(1)]
@@ -351,6 +359,7 @@ class SensorScorer:
                                   "explainedBy": by})
                 self.remember_habit(c["type"], about, t_ms)       # it happened: a nightly job is still one
                 self._raised(t_ms, c["type"], about, by, who, own=False)
+                self._quiet(t_ms, c["type"], c["entity"])
                 continue
             what, ep = self.attention.observe(t_ms, c["type"], about, c["score"])
             rec = self.explain(t_ms, c, sc, summary, rung)
@@ -361,6 +370,15 @@ class SensorScorer:
                 self._raised(t_ms, c["type"], about, rec["id"], who)
         self.attention.expire(t_ms)
         return anomalies, alerts, sc
+
+    def _quiet(self, t_ms: int, family: str, entity: str) -> None:
+        """Remember a window's anomaly that raised no alert of its own, for :meth:`calibrate`."""
+        day = t_ms // DAY_MS
+        marks = self.quiet.setdefault(day, [])
+        if len(marks) < self.cfg.keep_per_day:
+            marks.append(f"{family}|{entity}|{t_ms}")
+        for old in [d for d in self.quiet if d <= day - self.cfg.calib_days]:
+            del self.quiet[old]
 
     def _habit_keys(self, kind: str, about: str, t_ms: int) -> list[str]:
         hour = (self.local(t_ms) % DAY_MS) // 3_600_000
@@ -416,8 +434,9 @@ class SensorScorer:
 
     def _explained(self, t_ms: int, kind: str, entity: str, who: list[str]) -> str | None:
         """The id of an alert raised within :data:`EXPLAIN_WINDOWS` windows that is about the same thing from the
-        other side: a sensor's failed attempts, ports or fan-in and a scan or brute force; a sensor's volume or a
-        host's bytes and an exfiltration; each naming the other's source (``who``: the sources an anomaly is
+        other side: a sensor's failed attempts, ports or fan-in and a scan or brute force; a sensor's volume and an
+        exfiltration; a host's bytes and any finding about that host; an exfiltration and a slow one of the same
+        pair; each naming the other's source (``who``: the sources an anomaly is
         about, a sensor's top source of failed attempts and of bytes: a second attacker is not hidden); or the
         alert that explained this (type, entity) in the windows before (it goes on). None if there is none."""
         horizon = t_ms - EXPLAIN_WINDOWS * self.cfg.window_ms
@@ -436,8 +455,10 @@ class SensorScorer:
             if k == "traffic" and (kind in SCAN_LIKE and e.split(" ")[-1] in ATTEMPTS or
                                    kind in UPLOADS and e.split(" ")[-1] == "volume"):
                 return aid
-            if kind == "host-bytes" and k in UPLOADS or kind in UPLOADS and k == "host-bytes":
-                return aid
+            if kind == "host-bytes" and k in ENTITY_MODELS or kind in ENTITY_MODELS and k == "host-bytes":
+                return aid                              # a host's bytes and what a detector found it doing
+            if kind in UPLOADS and k in UPLOADS and e == entity:
+                return aid                              # a steady upload that turns into a burst: one event
         return None
 
     def explain(self, t_ms: int, c: dict, sc: dict, summary: Summary, rung: str) -> dict:
@@ -482,7 +503,7 @@ class SensorScorer:
                 "history": {f: {str(d): v for d, v in days.items()} for f, days in self.history.items()},
                 "thresholds": self.thresholds, "calibrated_day": self.calibrated_day,
                 "attention": self.attention.state(), "recent": self.recent, "habits": self.habits,
-                "raised": self.raised}
+                "raised": self.raised, "quiet": {str(d): v for d, v in self.quiet.items()}}
 
     @classmethod
     def from_state(cls, cfg: ScoreConfig, s: dict) -> SensorScorer:
@@ -503,4 +524,5 @@ class SensorScorer:
         sc.recent = s.get("recent", [])
         sc.habits = s.get("habits", {})
         sc.raised = s.get("raised", [])
+        sc.quiet = {int(d): v for d, v in s.get("quiet", {}).items()}
         return sc

@@ -405,16 +405,16 @@ def test_the_seasonal_slots_follow_the_sites_local_time_across_daylight_saving()
 
 def test_a_new_nightly_job_alerts_on_its_first_two_nights_only():
     """The same anomaly (failed attempts) at 02:00 every night: two alerts, then published as habitual."""
-    sc = _scorer_of([_crafted(9.0, "failed") for _ in range(4)])
+    sc = _scorer_of([_crafted(9.0, "failed") for _ in range(12)])
     t0 = 1_767_600_000_000 - 1_767_600_000_000 % 86_400_000 + 2 * 3_600_000
     got = []
-    for night in range(4):
-        anomalies, alerts, _ = sc.window(t0 + night * 86_400_000 + night * 600_000, Summary())
+    for night in range(12):                 # and it stays a habit after the week its first alerts fall out of
+        anomalies, alerts, _ = sc.window(t0 + night * 86_400_000 + night % 4 * 600_000, Summary())
         got.append((len(alerts), anomalies[0]["attention"]))
-    assert got == [(1, "alert"), (1, "alert"), (0, "habitual"), (0, "habitual")]
+    assert got == [(1, "alert"), (1, "alert")] + [(0, "habitual")] * 10
     again = SensorScorer.from_state(sc.cfg, json.loads(json.dumps(sc.state())))
-    assert again.habitual("traffic", "s attempts", t0 + 4 * 86_400_000)
-    assert not again.habitual("traffic", "s attempts", t0 + 4 * 86_400_000 + 10 * 3_600_000)   # noon: not the job
+    assert again.habitual("traffic", "s attempts", t0 + 12 * 86_400_000)
+    assert not again.habitual("traffic", "s attempts", t0 + 12 * 86_400_000 + 10 * 3_600_000)   # noon: not the job
 
 
 def test_one_event_seen_by_the_ladder_and_by_a_detector_per_entity_is_one_alert():
@@ -438,3 +438,54 @@ def test_one_event_seen_by_the_ladder_and_by_a_detector_per_entity_is_one_alert(
     anomalies, alerts, _ = first_finding.window(t0 + 60_000, scanned)
     assert alerts == [] and anomalies[0]["attention"] == "explained"
     assert len(first_finding.window(t0 + 120_000, scanned)[1]) == 1       # bytes: not the scan's doing
+
+
+def test_anomalies_that_raised_no_alert_of_their_own_do_not_spend_the_budget_in_calibration():
+    """A nightly job's windows, habitual or explained by another's alert, reached no one: calibration replays
+    history without them, so the ladder still spends its budget on what remains."""
+    from app.detect.scorer import Peak
+    day0 = 1_767_571_200_000 // 86_400_000
+    def scorer(quiet: bool) -> SensorScorer:
+        sc = SensorScorer(ScoreConfig(300_000, budget_per_day=2), "s")
+        sc.windows = 1000
+        for d in range(day0, day0 + 4):
+            job, odd = d * 86_400_000 + 2 * 3_600_000, d * 86_400_000 + 14 * 3_600_000
+            sc.history["traffic"][d] = [Peak(50.0, 0.0, 50.0, 50.0, job, "s"), Peak(10.0, 0.0, 10.0, 10.0, odd, "s")]
+            if quiet:
+                sc._quiet(job, "traffic", "s")
+        sc.calibrate((day0 + 4) * 86_400_000)
+        return sc
+    assert scorer(quiet=False).thresholds["traffic"]["L2"] == 50.0      # two a day against one: the job's only
+    sc = scorer(quiet=True)
+    assert sc.thresholds["traffic"]["L2"] == 10.0
+    again = SensorScorer.from_state(sc.cfg, json.loads(json.dumps(sc.state())))
+    assert again.quiet == sc.quiet
+
+
+def test_a_hosts_bytes_and_what_a_detector_found_it_doing_are_one_event():
+    """A DNS tunnel's host also stands out in bytes: the finding alerts, the host's anomaly is explained by it.
+    Another host's bytes stand on their own."""
+    t0 = 1_767_600_000_000
+    def host(ip: str) -> dict:
+        return {"host": ip, "scores": {"L0": 0.0, "L1": 9.0, "L2": 9.0}, "observed": 9e7, "expected": 1e5,
+                "low": 0.0, "high": 2e5, "p": 1e-9}
+    quiet = _crafted(0.0, "bytes")
+    sc = _scorer_of([{**quiet, "hosts": [host("10.0.0.30")]}, {**quiet, "hosts": [host("10.0.0.31")]}])
+    tunnel = {"sensor": "s", "type": "dns-tunnel", "entity": "10.0.0.30 dns", "windowStartMs": t0,
+              "windowLengthMs": 60_000, "score": 2.0, "threshold": 150.0, "title": "DNS tunnel?", "evidence": {}}
+    assert sc.attend(tunnel)[1] is not None
+    anomalies, alerts, _ = sc.window(t0 + 60_000, Summary())
+    assert alerts == [] and anomalies[0]["attention"] == "explained"
+    assert [a["entity"] for a in sc.window(t0 + 120_000, Summary())[1]] == ["10.0.0.31"]
+
+
+def test_a_steady_upload_that_turns_into_a_burst_is_one_event():
+    t0 = 1_767_600_000_000
+    sc = _scorer_of([])
+    slow = {"sensor": "s", "type": "slow-exfiltration", "entity": "10.0.0.50 > 203.0.113.9", "windowStartMs": t0,
+            "windowLengthMs": 300_000, "score": 1.5, "threshold": 6e6, "title": "slow exfiltration?", "evidence": {}}
+    assert sc.attend(slow)[1] is not None
+    burst = {**slow, "type": "exfiltration", "windowStartMs": t0 + 120_000, "title": "exfiltration?"}
+    assert sc.attend(burst)[0]["attention"] == "explained"
+    other = {**burst, "entity": "10.0.0.50 > 198.51.100.7"}
+    assert sc.attend(other)[1] is not None                  # another address: another event

@@ -126,14 +126,48 @@ def test_exfiltration_to_a_new_address_and_not_to_a_known_one():
     assert found == []
 
 
-def test_slow_exfiltration_is_spread_over_hours():
+def test_slow_exfiltration_is_found_within_three_windows_and_one_upload_is_not():
+    # 50 MB an hour on one connection to a new address: a steady run of uploading, found in its third window
     a = Actor("s", "10.0.0.50", True)
-    found = feed(a, [("203.0.113.91", 6, 44100, 443, 3000, 4_200_000, T0 + i * 5 * MIN, OK) for i in range(60)])
+    found = feed(a, [("203.0.113.91", 6, 44100, 443, 3000, 4_200_000, T0 + i * 5 * MIN, OK if i == 0 else 0x18)
+                     for i in range(60)], window_ms=5 * MIN)
     slow = [f for f in found if f.type == "slow-exfiltration"]
-    assert slow and slow[0].t_ms - T0 >= 3 * 3_600_000 - 5 * MIN
+    assert slow and slow[0].t_ms - T0 <= 2 * 5 * MIN and "steady upload" in slow[0].title
+    assert kinds(found) == ["slow-exfiltration"]              # its long connection is the same event
+    # one upload of the same bytes, then a few small requests: not a run
     b = Actor("s", "10.0.0.51", True)
-    one_hour = [("203.0.113.92", 6, 44100, 443, 3000, 14_000_000, T0 + i * 5 * MIN, OK) for i in range(12)]
-    assert [f for f in feed(b, one_hour) if f.type == "slow-exfiltration"] == []
+    burst = [("203.0.113.92", 6, 44100, 443, 3000, 14_000_000, T0, OK)]
+    burst += [("203.0.113.92", 6, 44101 + i, 443, 10, 3000, T0 + (i + 1) * 5 * MIN, OK) for i in range(6)]
+    assert feed(b, burst, window_ms=5 * MIN) == []
+    # the same run to an address the host uploaded to on an earlier day
+    c = Actor("s", "10.0.0.52", True)
+    feed(c, [("198.18.0.9", 6, 44000, 443, 2000, 2_000_000, T0, OK)])
+    later = [("198.18.0.9", 6, 44100, 443, 3000, 4_200_000, T0 + 86_400_000 + i * 5 * MIN, OK) for i in range(12)]
+    assert feed(c, later, window_ms=5 * MIN) == []
+
+
+def test_a_long_connection_to_a_new_address_and_not_to_an_old_one():
+    # a quiet session (a reverse shell) kept open for hours: a record every window, a few KB each
+    def session(dst: str, t0: int, hours: float) -> list[tuple]:
+        return [(dst, 6, 40999, 443, 20, 4000, t0 + i * 5 * MIN, OK if i == 0 else 0x18)
+                for i in range(int(hours * 12))]
+    a = Actor("s", "10.0.0.53", True)
+    found = feed(a, session("203.0.113.93", T0, 6), window_ms=5 * MIN)
+    assert kinds(found) == ["long-connection"]
+    first = min(f.t_ms for f in found)
+    assert 4 * 3_600_000 - 5 * MIN <= first - T0 <= 4 * 3_600_000 + 5 * MIN
+    assert found[0].evidence["sourcePort"] == 40999 and "new to the host" in found[0].title
+    # many short connections to the same address are no long connection
+    b = Actor("s", "10.0.0.54", True)
+    short = [("203.0.113.94", 6, 40000 + i, 443, 20, 4000, T0 + i * 5 * MIN, OK) for i in range(72)]
+    assert "long-connection" not in kinds(feed(b, short, window_ms=5 * MIN))
+    # the same session to an address the host has talked to for days (its chat server) is what it does
+    c = Actor("s", "10.0.0.55", True)
+    for day in range(2):
+        feed(c, [("198.18.0.7", 6, 41000 + k, 443, 12, 2000 + k * 37 % 900,
+                  T0 + day * 86_400_000 + k * 30 * MIN + k * k * 7919 % 1700 * 1000, OK)
+                 for k in range(40)], window_ms=5 * MIN)
+    assert feed(c, session("198.18.0.7", T0 + 2 * 86_400_000 + 21 * 3_600_000, 6), window_ms=5 * MIN) == []
 
 
 def test_a_finding_of_two_earlier_days_is_habitual():

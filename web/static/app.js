@@ -21,7 +21,7 @@ const GLOSSARY = {
   L1: "L1: seasonal model (rate per time of day and weekday, Ihler et al.): how unlikely the value is now",
   L2: "L2: persistence (a two-state Markov filter over L1's p-values): evidence of an event sustained over windows",
   "P(event)": "L2's probability that the window is part of an event", "p-value": "L1's probability of a value this high or higher",
-  entity: "a detector per entity: what one source did (scans, brute force, beacons, DNS tunnels, exfiltration)",
+  entity: "a detector per entity: what one source did (scans, brute force, beacons, DNS tunnels, exfiltration, long connections)",
 };
 
 function el(tag, attrs, ...children) {
@@ -276,8 +276,9 @@ $("suppress").addEventListener("click", () => {
 $("to-flows").addEventListener("click", () => {
   const a = state.alerts.get(state.selected);
   if (!a) return;
-  // a detector per entity looked back up to hours (a beacon, slow exfiltration): so does the search
-  const back = a.rung === "entity" ? Math.max((a.evidence || {}).spanMs || 0, 3600000) : 0;
+  // a detector per entity looked back up to hours (a beacon, slow exfiltration, a long connection): so does the search
+  const ev = a.evidence || {};
+  const back = a.rung === "entity" ? Math.max(ev.spanMs || 0, ev.openMs || 0, ev.runMs || 0, 3600000) : 0;
   const since = new Date(a.windowStartMs - back).toISOString(), until = new Date(a.windowStartMs + a.windowLengthMs).toISOString();
   const [who, , peer] = String(a.entity).split(" ");
   const target = a.rung === "entity" ? `sensor ${a.sensor} and src host ${who}` + (peer && peer.match(/^[0-9a-f.:]+$/i) ? ` and dst host ${peer}` : "") :
