@@ -63,8 +63,6 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from app.records import DAY_MS, flow_ids, port_name
 
 SYN, RST, ACK = 0x02, 0x04, 0x10
@@ -82,7 +80,7 @@ OBS_FIELDS = ("dst", "proto", "sport", "dport", "packets", "bytes", "first", "la
 
 EXACT = 64               #: distinct items kept exactly before a HyperLogLog takes over
 HLL_P = 8                #: HyperLogLog registers: 2 ** HLL_P
-MAX_KEYS = 64            #: keys per bucket of a counting detector (the smallest count is evicted)
+MAX_KEYS = 64            #: keys per bucket of a counting detector (the smallest quarter is evicted)
 MAX_PAIRS = 24           #: outside addresses an inside host is followed to (space-saving by weight)
 BEACON_RING = 64         #: connection times and sizes kept per outside address
 TRACEROUTE = (33434, 33534)  #: UDP ports of traceroute's probes: never a vertical scan
@@ -249,7 +247,7 @@ class Horizon:
     """Counts per key over a sliding horizon of ``length_ms`` of capture time, estimated from the current
     tumbling bucket and the last one: ``current + last * (share of the last bucket still in the horizon)``.
     A key's value is a :class:`Distinct` (``distinct=True``) or a number. At most :data:`MAX_KEYS` keys per
-    bucket: a new key evicts the smallest."""
+    bucket: a new key in a full bucket evicts its smallest quarter."""
 
     def __init__(self, length_ms: int, distinct: bool) -> None:
         self.length_ms = length_ms
@@ -272,9 +270,10 @@ class Horizon:
     def _slot(self, key: str):
         v = self.cur.get(key)
         if v is None:
-            if len(self.cur) >= MAX_KEYS:
-                smallest = min(self.cur, key=lambda k: self.value(self.cur[k]))
-                del self.cur[smallest]
+            if len(self.cur) >= MAX_KEYS:      # the smallest quarter goes: one sort per MAX_KEYS // 4 new keys
+                values = {k: self.value(x) for k, x in self.cur.items()}
+                for k in sorted(values, key=values.__getitem__)[:MAX_KEYS // 4]:
+                    del self.cur[k]
             v = self.cur[key] = Distinct() if self.distinct else 0.0
         return v
 
@@ -433,34 +432,42 @@ def _dur(ms: float) -> str:
     return f"{ms / 3_600_000:.1f} h" if ms >= 5_400_000 else f"{ms / 60_000:.0f} min"
 
 
-def bowley(x: np.ndarray, floor: float) -> float:
-    """Bowley's (quartile) skewness, 0 for a symmetric spread. A spread between the quartiles narrower than
-    ``floor`` counts as ``floor`` wide: the skew of a tight spread is noise, not a lack of regularity."""
-    q1, q2, q3 = np.percentile(x, [25, 50, 75])
-    return float((q1 + q3 - 2 * q2) / max(q3 - q1, floor, 1e-9))
+def _quantile(xs: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted ``xs``, interpolated linearly between order statistics (numpy's default)."""
+    pos = (len(xs) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def bowley(xs: list[float], floor: float) -> float:
+    """Bowley's (quartile) skewness of sorted ``xs``, 0 for a symmetric spread. A spread between the quartiles
+    narrower than ``floor`` counts as ``floor`` wide: the skew of a tight spread is noise, not a lack of
+    regularity."""
+    q1, q2, q3 = _quantile(xs, 0.25), _quantile(xs, 0.5), _quantile(xs, 0.75)
+    return (q1 + q3 - 2 * q2) / max(q3 - q1, floor, 1e-9)
 
 
 def beacon_score(starts: list[int], sizes: list[int]) -> tuple[float, dict]:
     """RITA-like regularity of connections: the mean of four scores in [0, 1]: intervals' and sizes'
     1 - |Bowley skewness| (quartile spreads under 10 % of the median interval, or 32 bytes, count as that
     wide), intervals' 1 - MADM / median, and sizes' 1 - MADM / 128 (bytes). Returns the score and its
-    evidence."""
-    t = np.unique(np.asarray(starts, np.int64))
-    d = np.diff(t).astype(float)
-    d = d[d >= 1000]                               # connections within a second are one burst
+    evidence. Plain Python on at most :data:`BEACON_RING` connections: a pair is judged every 5 minutes."""
+    t = sorted(set(starts))
+    d = sorted(float(b - a) for a, b in zip(t, t[1:]) if b - a >= 1000)   # within a second: one burst
     if len(d) < 3:
         return 0.0, {}
-    s = np.asarray(sizes, float)
-    mid = float(np.median(d))
-    madm = float(np.median(np.abs(d - mid)))
-    smid = float(np.median(s))
-    smadm = float(np.median(np.abs(s - smid)))
+    s = sorted(float(x) for x in sizes)
+    mid = _quantile(d, 0.5)
+    madm = _quantile(sorted(abs(x - mid) for x in d), 0.5)
+    smid = _quantile(s, 0.5)
+    smadm = _quantile(sorted(abs(x - smid) for x in s), 0.5)
     parts = [1 - abs(bowley(d, 0.1 * mid)), max(0.0, 1 - madm / mid) if mid > 0 else 0.0,
              1 - abs(bowley(s, 32.0)), max(0.0, 1 - smadm / 128)]
-    return float(np.mean(parts)), {"connections": int(len(t)), "medianIntervalS": round(mid / 1000, 2),
-                                   "intervalMadS": round(madm / 1000, 2), "medianBytes": smid,
-                                   "bytesMad": smadm, "spanMs": int(t[-1] - t[0]),
-                                   "scores": [round(p, 3) for p in parts]}
+    return sum(parts) / 4, {"connections": len(t), "medianIntervalS": round(mid / 1000, 2),
+                            "intervalMadS": round(madm / 1000, 2), "medianBytes": smid,
+                            "bytesMad": smadm, "spanMs": int(t[-1] - t[0]),
+                            "scores": [round(p, 3) for p in parts]}
 
 
 # -------------------------------------------------------------------------------------------------
@@ -807,8 +814,8 @@ class Actor:
                                    f"{ev['medianIntervalS']:,.0f} s (±{ev['intervalMadS']:,.1f} s) of about "
                                    f"{ev['medianBytes']:,.0f} bytes, {ev['connections']} seen over "
                                    f"{_dur(ev['spanMs'])}",
-                                   {**ev, "service": svc, "intervalsS": [round(x / 1000, 1) for x in
-                                                                         np.diff(p.starts[-16:]).tolist()]}))
+                                   {**ev, "service": svc, "intervalsS": [round((b - a) / 1000, 1) for a, b in
+                                                                         zip(p.starts[-16:], p.starts[-15:])]}))
         return out
 
     def _habit(self, f: Finding) -> Finding:

@@ -14,7 +14,8 @@ Per family and rung, a window's score is: L0, the largest z of the metrics;
 L1, ``-log10`` of the Bonferroni-combined NB p-value; L2, the log10-odds of an
 event from the persistence filter. The shipped detector is L2 (``rung``).
 Thresholds are calibrated once per capture day from the last ``calib_days`` of
-scores (:func:`app.detect.attention.calibrate`); before a day of history the defaults hold.
+scores (:func:`app.detect.attention.calibrate`), leaving out a sensor's first ``learn_days`` once there are
+later ones and the windows that raised no alert of their own; before a day of history the defaults hold.
 
 When the bytes of a host's anomaly (raised in the same window) account for at
 least half of the sensor's excess bytes, they explain the sensor's bytes and
@@ -88,8 +89,11 @@ class ScoreConfig:
     suppress_ms: int = 3_600_000
     hard_cap_per_day: int = 20
     host_capacity: int = 2048
-    calib_days: int = 14
+    calib_days: int = 7                   #: the last week: drift and an attack in history fade within it
     min_calib_windows: int = 288          #: windows of history before thresholds are calibrated
+    #: a sensor's first capture days, left out of calibration once there are later ones: its models are still
+    #: learning the site's day and week, and their scores run high
+    learn_days: int = 2
     keep_per_day: int = 300               #: highest scores kept per day and family for calibration
     rung: str = "L2"
     #: (sensor, time zone) pairs, ``""`` for every other sensor: the seasonal models' slots follow local time
@@ -133,6 +137,7 @@ class SensorScorer:
     thresholds: dict[str, dict[str, float]] = field(
         default_factory=lambda: {f: dict(DEFAULT_THRESHOLDS) for f in FAMILIES})
     calibrated_day: int | None = None
+    first_day: int | None = None          #: the capture day of the first window kept for calibration
     attention: Attention = None  # type: ignore[assignment]  # made in __post_init__
     #: the last SERIES windows: [t_ms, {metric: [observed, expected, low, high]}], for the alerts' charts
     recent: list = field(default_factory=list)
@@ -305,6 +310,9 @@ class SensorScorer:
         days = [d for d in self.history["traffic"] if d < day]
         if self.windows < self.cfg.min_calib_windows or not days:
             return
+        if self.first_day is None:
+            self.first_day = min(days)
+        days = [d for d in days if d >= self.first_day + self.cfg.learn_days] or days
         att = self.cfg.attention()
         for fam in FAMILIES:
             rows = [r for d in days for r in self.history[fam].get(d, [])]
@@ -503,7 +511,8 @@ class SensorScorer:
                 "history": {f: {str(d): v for d, v in days.items()} for f, days in self.history.items()},
                 "thresholds": self.thresholds, "calibrated_day": self.calibrated_day,
                 "attention": self.attention.state(), "recent": self.recent, "habits": self.habits,
-                "raised": self.raised, "quiet": {str(d): v for d, v in self.quiet.items()}}
+                "raised": self.raised, "quiet": {str(d): v for d, v in self.quiet.items()},
+                "first_day": self.first_day}
 
     @classmethod
     def from_state(cls, cfg: ScoreConfig, s: dict) -> SensorScorer:
@@ -525,4 +534,5 @@ class SensorScorer:
         sc.habits = s.get("habits", {})
         sc.raised = s.get("raised", [])
         sc.quiet = {int(d): v for d, v in s.get("quiet", {}).items()}
+        sc.first_day = s.get("first_day")
         return sc

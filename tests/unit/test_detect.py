@@ -489,3 +489,21 @@ def test_a_steady_upload_that_turns_into_a_burst_is_one_event():
     assert sc.attend(burst)[0]["attention"] == "explained"
     other = {**burst, "entity": "10.0.0.50 > 198.51.100.7"}
     assert sc.attend(other)[1] is not None                  # another address: another event
+
+
+def test_a_sensors_first_days_are_left_out_of_calibration_once_there_are_later_ones():
+    """While its models learn the site's day and week a new sensor scores high: calibrating on those days would
+    set thresholds no later day reaches."""
+    from app.detect.scorer import Peak
+    day0 = 1_767_571_200_000 // 86_400_000
+    def threshold(learn_days: int) -> float:
+        sc = SensorScorer(ScoreConfig(300_000, budget_per_day=2, learn_days=learn_days), "s")
+        sc.windows = 1000
+        for d in range(day0, day0 + 5):
+            hi, lo = (50.0, 40.0) if d < day0 + 2 else (10.0, 5.0)
+            sc.history["traffic"][d] = [Peak(s, 0.0, s, s, d * 86_400_000 + k * 6 * 3_600_000, "s")
+                                        for k, s in enumerate((hi, lo))]
+        sc.calibrate((day0 + 5) * 86_400_000)
+        return sc.thresholds["traffic"]["L2"]
+    assert threshold(0) == 40.0
+    assert threshold(2) == 10.0

@@ -3,8 +3,10 @@ the state stays bounded and survives its row."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
+from hypothesis import given, settings, strategies as st
 
 from app.detect.entities import (EXACT, MESSAGE_ROWS, Actor, Distinct, EntityConfig, EntityRows, Seen,
                                  actor_partition, beacon_score, finding_record, wanted)
@@ -306,3 +308,27 @@ async def test_an_actor_is_written_when_it_finds_something_and_at_most_every_wri
     restored = Actor.from_json(json.loads(table[key]))
     assert restored.last_ms >= at[-1]
     assert agent._home[key] == 3
+
+
+def _beacon_reference(starts: list[int], sizes: list[int]) -> float:
+    """The beacon score written with numpy's percentiles and medians, as RITA's analysis reads."""
+    t = np.unique(np.asarray(starts, np.int64))
+    d = np.diff(t).astype(float)
+    d = d[d >= 1000]
+    if len(d) < 3:
+        return 0.0
+    s = np.asarray(sizes, float)
+    def bowley(x, floor):
+        q1, q2, q3 = np.percentile(x, [25, 50, 75])
+        return (q1 + q3 - 2 * q2) / max(q3 - q1, floor, 1e-9)
+    mid, smid = np.median(d), np.median(s)
+    madm, smadm = np.median(np.abs(d - mid)), np.median(np.abs(s - smid))
+    return float(np.mean([1 - abs(bowley(d, 0.1 * mid)), max(0.0, 1 - madm / mid) if mid > 0 else 0.0,
+                          1 - abs(bowley(s, 32.0)), max(0.0, 1 - smadm / 128)]))
+
+
+@given(st.lists(st.tuples(st.integers(0, 3_600_000), st.integers(40, 5000)), min_size=0, max_size=64))
+@settings(max_examples=300, deadline=None)
+def test_the_beacon_score_is_numpys_percentiles_and_medians(conns):
+    starts, sizes = [c[0] for c in conns], [c[1] for c in conns]
+    assert math.isclose(beacon_score(starts, sizes)[0], _beacon_reference(starts, sizes), abs_tol=1e-9)
