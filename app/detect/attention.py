@@ -69,7 +69,7 @@ class Attention:
         ``suppress_ms`` of an alert its (type, entity) raises nothing new: a new
         episode there is suppressed. An episode that goes on is alerted again
         every ``remind_ms`` (unless ``remind`` is false: a finding about an entity that goes on, a beacon,
-        says nothing new)."""
+        says nothing new, and it goes on while it comes back within ``suppress_ms`` of its last window)."""
         cfg = self.cfg
         key = (type_, entity)
         ep = self.episodes.get(key)
@@ -77,7 +77,8 @@ class Attention:
             ep.peak = max(ep.peak, score)           # the same window seen again (a replay): nothing new
             return "extend", ep
         if ep is not None:
-            going_on = t_ms - ep.last_ms <= (cfg.gap_windows + 1) * cfg.window_ms
+            pause = (cfg.gap_windows + 1) * cfg.window_ms if remind else max(cfg.suppress_ms, cfg.window_ms)
+            going_on = t_ms - ep.last_ms <= pause
             since = t_ms - (ep.start_ms if ep.alert_ms is None else ep.alert_ms)
             if since < cfg.suppress_ms or (going_on and (since < cfg.remind_ms or not remind)):
                 ep.last_ms, ep.peak, ep.windows = t_ms, max(ep.peak, score), ep.windows + 1

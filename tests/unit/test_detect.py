@@ -237,6 +237,17 @@ def test_attention_reminds_of_an_episode_that_goes_on():
     assert [i for i, x in enumerate(what) if x == "alert"] == [0, 24, 48]
 
 
+def test_a_finding_that_flickers_for_hours_is_one_alert():
+    """A finding per entity (remind off) that drops under its threshold for a while and comes back within
+    the suppression time is the same episode, however long it goes on; one that comes back later alerts."""
+    cfg = AttentionConfig(window_ms=W, suppress_ms=3_600_000)
+    a = Attention(cfg)
+    windows = [i for i in range(48) if i % 5 < 2]                 # 4 hours: 2 windows on, 3 off
+    what = [a.observe(MON + i * W, "dns-tunnel", "10.0.0.30 dns", 2.0, remind=False)[0] for i in windows]
+    assert what.count("alert") == 1
+    assert a.observe(MON + (47 + 13) * W, "dns-tunnel", "10.0.0.30 dns", 2.0, remind=False)[0] == "alert"
+
+
 @hsettings(max_examples=100, deadline=None)
 @given(st.lists(st.lists(st.sampled_from([f"10.0.0.{i}" for i in range(12)]), max_size=8, unique=True),
                 min_size=1, max_size=12))
