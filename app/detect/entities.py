@@ -379,6 +379,7 @@ class EntityConfig:
     steady_bytes: float = 6e6         #: a run of uploading to a new address: at least this many bytes
     steady_span_ms: int = 10 * 60_000  #: over at least this long (three 5-minute windows)
     steady_share: float = 0.6         #: none of its records holding more than this share (not one burst)
+    steady_rate: float = 12e6         #: bytes an hour, at least, over the run (not a day of small requests)
     long_ms: int = 4 * 3_600_000      #: one connection to an address new to the host open this long
     habit_days: int = 2               #: earlier days on which a (type, entity) fired before it is habitual
 
@@ -769,8 +770,9 @@ class Actor:
         total = sum(p.hours)
         hours = sum(1 for b in p.hours if b > 0)
         r_first, r_last, r_bytes, r_max, r_records = p.run
-        steady = (r_bytes / cfg.steady_bytes if r_last - r_first >= cfg.steady_span_ms and r_records >= 3
-                  and r_max <= cfg.steady_share * r_bytes else 0.0)
+        r_ms = r_last - r_first
+        steady = (r_bytes / cfg.steady_bytes if r_ms >= cfg.steady_span_ms and r_records >= 3
+                  and r_max <= cfg.steady_share * r_bytes and r_bytes * HOUR >= cfg.steady_rate * r_ms else 0.0)
         spread = (total / cfg.slow_bytes if hours >= 3 and max(p.hours) <= cfg.slow_spread * total else 0.0)
         if fresh and burst < need and max(steady, spread) >= 1:
             ev = {"bytes12h": round(total), "service": svc, "firstSeenMs": p.first,

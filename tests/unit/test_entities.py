@@ -141,6 +141,10 @@ def test_slow_exfiltration_is_found_within_three_windows_and_one_upload_is_not()
     burst = [("203.0.113.92", 6, 44100, 443, 3000, 14_000_000, T0, OK)]
     burst += [("203.0.113.92", 6, 44101 + i, 443, 10, 3000, T0 + (i + 1) * 5 * MIN, OK) for i in range(6)]
     assert feed(b, burst, window_ms=5 * MIN) == []
+    # a day of small requests to one new server, never 10 minutes apart, adds up to megabytes: no upload
+    d = Actor("s", "10.0.0.53", True)
+    chatty = [("203.0.113.95", 6, 40000 + i % 20000, 443, 4, 20_000, T0 + i * 2 * MIN, OK) for i in range(700)]
+    assert "slow-exfiltration" not in kinds(feed(d, chatty, window_ms=5 * MIN))
     # the same run to an address the host uploaded to on an earlier day
     c = Actor("s", "10.0.0.52", True)
     feed(c, [("198.18.0.9", 6, 44000, 443, 2000, 2_000_000, T0, OK)])
