@@ -430,6 +430,8 @@ class SensorScorer:
         what, _ = self.attention.observe(t_ms, kind, entity, finding["score"], remind=False)
         if what == "alert":
             self._raised(t_ms, kind, entity, rec["id"], who)
+        else:
+            self._went_on(t_ms, kind, entity)
         return {**rec, "attention": what}, (rec if what == "alert" else None)
 
     # -- one event, one alert: a detector per entity and the ladder seeing the same thing
@@ -439,6 +441,15 @@ class SensorScorer:
         self.raised.append([t_ms, kind, entity, aid, own, who[:10]])
         horizon = t_ms - EXPLAIN_WINDOWS * self.cfg.window_ms
         self.raised[:] = [r for r in self.raised if r[0] >= horizon][-64:]
+
+    def _went_on(self, t_ms: int, kind: str, entity: str) -> None:
+        """An alerted finding came again (its episode goes on): it explains the other side's for
+        :data:`EXPLAIN_WINDOWS` windows from now, not from its first window (a burst of 30 minutes, then the
+        steady upload it was part of)."""
+        for r in reversed(self.raised):
+            if r[1] == kind and r[2] == entity and r[4]:
+                r[0] = max(r[0], t_ms)
+                return
 
     def _explained(self, t_ms: int, kind: str, entity: str, who: list[str]) -> str | None:
         """The id of an alert raised within :data:`EXPLAIN_WINDOWS` windows that is about the same thing from the

@@ -502,6 +502,23 @@ def test_a_steady_upload_that_turns_into_a_burst_is_one_event():
     assert sc.attend(other)[1] is not None                  # another address: another event
 
 
+def test_a_burst_that_goes_on_for_half_an_hour_then_reads_as_a_steady_upload_is_one_event():
+    """The exfiltration finding comes every window of its burst; the steady run is found when the burst ends,
+    six windows after the burst's alert: still the same event."""
+    t0 = 1_767_600_000_000
+    sc = _scorer_of([])
+    w = sc.cfg.window_ms
+    burst = {"sensor": "s", "type": "exfiltration", "entity": "10.0.0.50 > 203.0.113.9", "windowStartMs": t0,
+             "windowLengthMs": w, "score": 1.5, "threshold": 3e8, "title": "exfiltration?", "evidence": {}}
+    assert sc.attend(burst)[1] is not None
+    for k in range(1, 6):
+        assert sc.attend({**burst, "windowStartMs": t0 + k * w})[1] is None
+    slow = {**burst, "type": "slow-exfiltration", "windowStartMs": t0 + 6 * w, "title": "slow exfiltration?"}
+    assert sc.attend(slow)[0]["attention"] == "explained"
+    later = {**slow, "windowStartMs": t0 + 12 * w, "entity": "10.0.0.50 > 198.51.100.7"}
+    assert sc.attend(later)[1] is not None                  # another address: another event
+
+
 def test_a_sensors_first_days_are_left_out_of_calibration_once_there_are_later_ones():
     """While its models learn the site's day and week a new sensor scores high: calibrating on those days would
     set thresholds no later day reaches."""
