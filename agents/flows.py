@@ -66,8 +66,8 @@ async def handle(p: int, raw: bytes | dict, timestamp_ms: int) -> None:
     # a flows batch carries its window's capture time as its Kafka record time (a query seeks by it), never
     # after this process's clock (the broker refuses records far in the future: a damaged capture time)
     wall_ms = time.time() * 1000
-    await send_all([(_TOPICS[topic], key.encode(), rec, p if topic == "flows" else plan.partitions.get(i), None,
-                     min(max(plan.stamps[i], 0), wall_ms) / 1000 if i in plan.stamps else None)
+    await send_all([(_TOPICS[topic], key.encode(), rec, p if topic == "flows" else plan.partitions.get(i),
+                     plan.headers.get(i), min(max(plan.stamps[i], 0), wall_ms) / 1000 if i in plan.stamps else None)
                     for i, (topic, key, rec) in enumerate(plan.emit)], f"merge of partition {p}")
     for rk, row in plan.writes.items():
         if row is None:

@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 import re
+import socket
 import zlib
 from typing import NamedTuple, NotRequired, TypedDict
 from collections.abc import Callable, Iterable
@@ -295,18 +296,106 @@ BATCH_HEAD = '{"v":%d,"records":[\n' % MESSAGE_VERSIONS["flows"]
 BATCH_SEP, BATCH_TAIL = ",\n", "\n]}"
 
 
-def batches(records: list[str]) -> list[bytes]:
-    """Messages of the flows topic, ``{"v": 1, "records": [...]}``, from records as JSON text: at most
-    :data:`BATCH_RECORDS` records and about :data:`BATCH_BYTES` each (a record naming many blocks is long)."""
+def _cuts(records: list[str]) -> list[tuple[int, int]]:
+    """Where the records are cut into messages: at most :data:`BATCH_RECORDS` records and about
+    :data:`BATCH_BYTES` each (a record naming many blocks is long)."""
     out, start, size = [], 0, 0
     for i, rec in enumerate(records):
         if i > start and (i - start >= BATCH_RECORDS or size + len(rec) > BATCH_BYTES):
-            out.append((BATCH_HEAD + BATCH_SEP.join(records[start:i]) + BATCH_TAIL).encode())
+            out.append((start, i))
             start, size = i, 0
         size += len(rec) + 2
     if start < len(records):
-        out.append((BATCH_HEAD + BATCH_SEP.join(records[start:]) + BATCH_TAIL).encode())
+        out.append((start, len(records)))
     return out
+
+
+def batches(records: list[str]) -> list[bytes]:
+    """Messages of the flows topic, ``{"v": 1, "records": [...]}``, from records as JSON text."""
+    return [(BATCH_HEAD + BATCH_SEP.join(records[i:j]) + BATCH_TAIL).encode() for i, j in _cuts(records)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The columns of a flows message
+
+#: Each flows message carries, beside its JSON, the numbers and addresses of its records as one binary header
+#: (:data:`COLUMNS_HEADER`): a little-endian array of :data:`COLUMNS`, an element a record, in the records'
+#: order. A search filters a whole message on it without reading the JSON (app/query/filter.py): 80 bytes a
+#: record against some 480 of JSON. Addresses are 128-bit numbers in two words (IPv4: in ``lo``), ``fam``
+#: says which (4 or 6); ``text_end``: where the record's JSON text ends in the message's value (exclusive), so
+#: that the records a search keeps are cut out without looking for them. A reader that does not know the
+#: header reads the JSON, which says the same.
+COLUMNS_HEADER = "cols"
+#: The sensor of every record of the message, UTF-8 (a message holds one sensor's window).
+SENSOR_HEADER = "sensor"
+COLUMNS = np.dtype([("srchi", "<u8"), ("srclo", "<u8"), ("dsthi", "<u8"), ("dstlo", "<u8"),
+                    ("packets", "<u8"), ("bytes", "<u8"), ("first", "<i8"), ("last", "<i8"),
+                    ("sport", "<u2"), ("dport", "<u2"), ("vlan", "<u2"), ("flags", "<u2"),
+                    ("proto", "u1"), ("tos", "u1"), ("fam", "u1"), ("late", "u1"), ("text_end", "<u4")])
+#: A record's JSON name -> its column (both address families' names), from :data:`FLOW_FIELDS`.
+COLUMN_OF = {f.for_family(v)[0]: f.column for f in FLOW_FIELDS for v in (4, 6) if f.column in (COLUMNS.names or ())}
+
+_WORDS: dict[str, tuple[int, int, int]] = {}
+_LO = (1 << 64) - 1
+
+
+def address_words(text: str) -> tuple[int, int, int]:
+    """(family, high word, low word) of an address's text; family 0 if it is not one. Cached: a site's
+    addresses repeat from window to window."""
+    w = _WORDS.get(text)
+    if w is None:
+        if len(_WORDS) >= 1 << 18:
+            _WORDS.clear()
+        try:
+            if ":" in text:
+                v = int.from_bytes(socket.inet_pton(socket.AF_INET6, text))
+                w = (6, v >> 64, v & _LO)
+            else:
+                w = (4, 0, int.from_bytes(socket.inet_pton(socket.AF_INET, text)))
+        except (OSError, ValueError):
+            w = (0, 0, 0)
+        _WORDS[text] = w
+    return w
+
+
+def column_row(key_fields: list[str], counts: list[int], late: bool) -> tuple:
+    """A record's element of :data:`COLUMNS`, from what :func:`record_json` is given."""
+    _, src, dst, proto, sport, dport, vlan, tos = key_fields
+    fam, sh, sl = address_words(src)
+    _, dh, dl = address_words(dst)
+    return (sh, sl, dh, dl, counts[0], counts[1], counts[2], counts[3], int(sport), int(dport), int(vlan),
+            counts[4], int(proto), int(tos), fam, late, 0)
+
+
+def flows_messages(records: list[str], rows: list[tuple], sensor: str) -> list[tuple[bytes, list]]:
+    """:func:`batches` with each message's headers: (value, [(name, bytes), ...]); ``rows``: each record's
+    :func:`column_row`."""
+    cols = np.array(rows, dtype=COLUMNS)
+    head = [(SENSOR_HEADER, sensor.encode())]
+    out = []
+    for i, j in _cuts(records):
+        value = (BATCH_HEAD + BATCH_SEP.join(records[i:j]) + BATCH_TAIL).encode()
+        ends = np.cumsum([len(r) + len(BATCH_SEP) for r in records[i:j]]) + (len(BATCH_HEAD) - len(BATCH_SEP))
+        if ends[-1] + len(BATCH_TAIL) != len(value):    # not ASCII (never written so): no columns
+            out.append((value, head))
+            continue
+        cols["text_end"][i:j] = ends
+        out.append((value, [(COLUMNS_HEADER, cols[i:j].tobytes()), *head]))
+    return out
+
+
+def message_columns(headers) -> tuple[np.ndarray, str] | None:
+    """The columns and the sensor of a flows message as read (its headers: pairs), or None if it has none
+    (written before them) or they do not hold whole elements."""
+    cols = sensor = None
+    for k, v in headers or ():
+        if k == COLUMNS_HEADER:
+            cols = v
+        elif k == SENSOR_HEADER:
+            sensor = v
+    if cols is None or sensor is None or len(cols) % COLUMNS.itemsize:
+        return None
+    return np.frombuffer(cols, dtype=COLUMNS), sensor.decode("utf-8", "replace")
 
 
 class ChunkHeaders(NamedTuple):

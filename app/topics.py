@@ -14,6 +14,8 @@
 |                |                          | sensor, chunks, top}`` from ingest; or a tick    |
 | flows          | ``window|partition``     | ``{records: [...]}``: up to 500 flow records with   |
 |                | (``late|partition``)     | IPFIX names (app/flows/parts.py) of one closed window  |
+|                |                          | of one sensor; headers: sensor, cols (the records'  |
+|                |                          | numbers and addresses, app/records.py COLUMNS)       |
 | window-summaries | ``window|partition``,  | ``{window, partition, sensors: {s: Summary}}`` of one |
 |                | ``frontier|partition``,  | closed (sensor, window) (``ahead``: far ahead of the |
 |                | ``late|partition``       | clock, not scored); ``{frontier, partition, sensor}``: |

@@ -58,8 +58,8 @@ from typing import cast
 from app.flows import ranges
 from app.flows.clock import NEVER, SensorClock
 from app.records import (DAY_MS, END_ACTIVE_TIMEOUT, END_FORCED, MESSAGE_VERSIONS, SEP, AnnounceMsg, FlowsRows,
-                         FrontierMsg, LateMsg, SummariesMsg, SummaryMsg, batches, flow_ids, id_text, late_id_text,
-                         record_json, source_block, source_sensor, watermark_key)
+                         FrontierMsg, LateMsg, SummariesMsg, SummaryMsg, column_row, flow_ids, flows_messages, id_text,
+                         late_id_text, record_json, source_block, source_sensor, watermark_key)
 from app.records import source as source_of
 from app.flows.summary import Home, Summary
 from app.detect.entities import EntityRows
@@ -96,6 +96,8 @@ class Plan:
     stamps: dict[int, int] = field(default_factory=dict)
     #: emit index -> the partition an entity-flows message goes to (its actors')
     partitions: dict[int, int] = field(default_factory=dict)
+    #: emit index -> the Kafka headers of a flows batch: its columns (app.records.flows_messages)
+    headers: dict[int, list] = field(default_factory=dict)
 
 
 class Window:
@@ -284,7 +286,7 @@ class Merger:
             by_window.setdefault(part[0], []).append(part)
         opened, closed = self.open[p].setdefault(sensor, {}), self.closed[p]
         top = None
-        late: list[tuple[int, list[str]]] = []   # (window, its late records)
+        late: list[tuple[int, tuple[list[str], list[tuple]]]] = []   # (window, its late records and columns)
         for w, parts in by_window.items():
             t = max(part[5] for part in parts)
             top = t if top is None or t > top else top
@@ -311,9 +313,10 @@ class Merger:
             plan.writes[closed_key(p, w, sensor)] = json.dumps(mark).encode()
         if not opened:
             del self.open[p][sensor]
-        for w, recs in late:   # a batch per window: its Kafka record time is that window's start
-            for batch in batches(recs):
+        for w, (recs, cols) in late:   # a batch per window: its Kafka record time is that window's start
+            for batch, headers in flows_messages(recs, cols, sensor):
                 plan.stamps[len(plan.emit)] = w
+                plan.headers[len(plan.emit)] = headers
                 plan.emit.append(("flows", f"late{SEP}{p}", batch))
         if "top" in msg:   # the chunk's highest capture time over every partition, damaged stamps left out
             top = msg["top"]
@@ -344,20 +347,24 @@ class Merger:
             self._close(p, sensor, self.clocks[p][sensor], [w], plan, now_ms, END_FORCED)
             self.spilled += 1
 
-    def _late(self, p: int, sensor: str, w: int, source: str, chunk: int, parts: list, plan: Plan) -> list[str]:
-        """Late records for parts of a window already closed, and a notice of them for the scorer."""
+    def _late(self, p: int, sensor: str, w: int, source: str, chunk: int, parts: list,
+              plan: Plan) -> tuple[list[str], list[tuple]]:
+        """Late records (and their columns) for parts of a window already closed, and a notice of them for the
+        scorer."""
         block = source_block(source)
         blocks_json, sensor_json = json.dumps([block]), json.dumps(sensor)
         ids = flow_ids([late_id_text(part[1], w, part[4], block, chunk) for part in parts])
-        out = [record_json(w, part[1].split(SEP), part[2:7], self.window_ms, END_ACTIVE_TIMEOUT, True, sensor_json,
-                           blocks_json, fid) for part, fid in zip(parts, ids)]
+        fields = [part[1].split(SEP) for part in parts]
+        out = [record_json(w, f, part[2:7], self.window_ms, END_ACTIVE_TIMEOUT, True, sensor_json, blocks_json, fid)
+               for f, part, fid in zip(fields, parts, ids)]
+        rows = [column_row(f, part[2:7], True) for f, part in zip(fields, parts)]
         plan.ends["late"] += len(parts)
         late: LateMsg = {"late": {"records": len(parts), "packets": sum(part[2] for part in parts),
                                   "bytes": sum(part[3] for part in parts)},
                          "sensor": sensor, "window": w, "partition": p, "source": source, "chunk": chunk,
                          "v": SUMMARIES_VERSION}
         plan.emit.append(("window-summaries", f"late{SEP}{p}", late))
-        return out
+        return out, rows
 
     def _announce(self, p: int, sensor: str, clock: SensorClock, msg: AnnounceMsg, plan: Plan, now_ms: int) -> Plan:
         """A block of several chunks was accepted: hold its sensor's clock at its first capture time until its
@@ -439,7 +446,7 @@ class Merger:
             win = opened.pop(w)
             self.open_flows[p] -= len(win.flows)
             stats = Summary()
-            records = []
+            records, rows = [], []
             block_sets: dict[frozenset, str] = {}   # JSON of each set of block ids
             keys = sorted(win.flows)
             ids = flow_ids([id_text(key, w, win.flows[key][2]) for key in keys])
@@ -452,13 +459,15 @@ class Merger:
                 if bj is None:
                     bj = block_sets[blocks] = json.dumps(sorted(blocks))
                 records.append(record_json(w, f, c, window_ms, reason, False, sensor_json, bj, fid))
+                rows.append(column_row(f, c, False))
                 inside = src in home
                 stats.add(src, dst, int(proto), int(sport), int(dport), c[0], c[1], c[4], inside)
                 if picks is not None:
                     picks.add(src, dst, inside, dst in home, int(proto), int(sport), int(dport), c)
             plan.ends[reason] += len(records)
-            for batch in batches(records):
+            for batch, headers in flows_messages(records, rows, sensor):
                 plan.stamps[len(plan.emit)] = w
+                plan.headers[len(plan.emit)] = headers
                 plan.emit.append(("flows", f"{w}{SEP}{p}", batch))
             if picks is not None and not clock.far_ahead(w, self.max_jump_ms):
                 for part, msg in picks.messages(w, window_ms, p):

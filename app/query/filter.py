@@ -42,6 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app import records
+
 Record = dict
 Predicate = Callable[[Record], bool]
 
@@ -86,24 +88,55 @@ def prefilter(pred: Predicate) -> Callable[[bytes], bool] | None:
     return lambda raw: all(any(n in raw for n in c) for c in clauses)
 
 
-# -- columns: a predicate over every record of a flows message at once. A flows message holds a record a line
-# in the field order of app.records.record_json; each field a filter names is cut out of the whole message
-# with one regular expression and evaluated as an array, and only the records that match are decoded. A
-# predicate's ``vec`` maps :class:`Columns` to a boolean array; None where a part of it has none.
+# -- columns: a predicate over every record of a flows message at once, and only the records that match are
+# decoded. A predicate's ``vec`` maps columns (:class:`Columns` or :class:`TextColumns`) to a boolean array;
+# None where a part of it has none. Addresses are compared as (family, high word, low word).
 
 class Irregular(Exception):
     """A message whose fields do not line up with its records: evaluate it record by record."""
 
 
+Address = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class Columns:
+    """The columns of the ``n`` records of a flows message as written beside it (its header,
+    :data:`app.records.COLUMNS`): each a view of the header's bytes, nothing parsed."""
+
+    def __init__(self, cols: np.ndarray, sensor: str):
+        self.cols, self.n, self._sensor = cols, len(cols), sensor
+
+    def num(self, name: str) -> np.ndarray:
+        """A number field by its JSON name, as int64."""
+        try:
+            return self.cols[records.COLUMN_OF[name]].astype(np.int64)
+        except KeyError:
+            raise Irregular from None
+
+    def addr(self, side: str) -> Address:
+        return self.cols["fam"], self.cols[side + "hi"], self.cols[side + "lo"]
+
+    def v6(self) -> np.ndarray:
+        return self.cols["fam"] == 6
+
+    def sensor(self) -> np.ndarray:
+        return np.full(self.n, self._sensor, dtype=object)
+
+    def late(self) -> np.ndarray:
+        return self.cols["late"].astype(bool)
+
+
 _NUM_FIELD: dict[str, re.Pattern[bytes]] = {}
-_SIDE_ADDR = {"src": re.compile(rb'"source(IPv[46])Address":"([^"]*)"'),
-              "dst": re.compile(rb'"destination(IPv[46])Address":"([^"]*)"')}
+_SIDE_ADDR = {"src": re.compile(rb'"source(?:IPv[46])Address":"([^"]*)"'),
+              "dst": re.compile(rb'"destination(?:IPv[46])Address":"([^"]*)"')}
 _SENSOR = re.compile(rb'"sensor":("(?:[^"\\]|\\.)*")')
 _LATE = re.compile(rb'"late":(true|false)')
 
 
-class Columns:
-    """The fields of the ``n`` records of one message body, cut out when a predicate first asks for them."""
+class TextColumns:
+    """The same, for a message written without them: each field a filter names is cut out of the whole
+    message's text (a record a line, in the field order of app.records.record_json) with one regular
+    expression, when a predicate first asks for it."""
 
     def __init__(self, body: bytes, n: int):
         self.body, self.n = body, n
@@ -127,22 +160,15 @@ class Columns:
                 if found else np.zeros(0, np.int64)
         return a
 
-    def _addrs(self, side: str) -> None:
-        found = self._check(_SIDE_ADDR[side].findall(self.body))
-        ints = [_addr_int(text.decode()) for _, text in found]
-        self._c[side] = np.array([-1 if v is None else v for v in ints], dtype=object)
-        self._c[side + "6"] = np.array([fam == b"IPv6" for fam, _ in found], dtype=bool)
-
-    def addr(self, side: str) -> np.ndarray:
-        """Addresses as integers (:func:`_addr_int`; -1 for none), an object array (IPv6 needs 129 bits)."""
-        if side not in self._c:
-            self._addrs(side)
-        return self._c[side]
+    def addr(self, side: str) -> Address:
+        if side + "fam" not in self._c:
+            words = np.array([records.address_words(t.decode()) for t in self._check(_SIDE_ADDR[side].findall(
+                self.body))], dtype=np.uint64).reshape(-1, 3)
+            self._c[side + "fam"], self._c[side + "hi"], self._c[side + "lo"] = words.T
+        return self._c[side + "fam"], self._c[side + "hi"], self._c[side + "lo"]
 
     def v6(self) -> np.ndarray:
-        if "src6" not in self._c:
-            self._addrs("src")
-        return self._c["src6"]
+        return self.addr("src")[0] == 6
 
     def sensor(self) -> np.ndarray:
         a = self._c.get("sensor")
@@ -159,7 +185,7 @@ class Columns:
         return a
 
 
-Vec = Callable[[Columns], np.ndarray]
+Vec = Callable[[Columns | TextColumns], np.ndarray]
 
 
 def _vec(pred: Predicate, vec: Vec | None) -> Predicate:
@@ -231,6 +257,12 @@ def _addr_int(text: str | None) -> int | None:
             v = None
         _ADDR_CACHE[text] = v
     return v
+
+
+def _words(v: int) -> tuple[int, np.uint64, np.uint64]:
+    """An address's integer of :func:`_addr_int` as (family, high word, low word), as columns hold them."""
+    fam, v = (6, v - (1 << 32)) if v >= 1 << 32 else (4, v)
+    return fam, np.uint64(v >> 64), np.uint64(v & ((1 << 64) - 1))
 
 
 def _src(r: Record) -> str | None:
@@ -411,7 +443,7 @@ class _Parser:
             v = _number(self.take())
             shift = word == "icmp-type"
 
-            def icmp(c: Columns) -> np.ndarray:
+            def icmp(c: Columns | TextColumns) -> np.ndarray:
                 dport, proto = c.num("destinationTransportPort"), c.num("protocolIdentifier")
                 return ((proto == 1) | (proto == 58)) & (((dport >> 8) if shift else (dport & 0xFF)) == v)
             return _vec(lambda r: (r.get("protocolIdentifier") in (1, 58)
@@ -522,7 +554,7 @@ def _duration_s(r: Record) -> float:
     return max(r["flowEndMilliseconds"] - r["flowStartMilliseconds"], 1) / 1000
 
 
-def _vduration_s(c: Columns) -> np.ndarray:
+def _vduration_s(c: Columns | TextColumns) -> np.ndarray:
     return np.maximum(c.num("flowEndMilliseconds") - c.num("flowStartMilliseconds"), 1) / 1000
 
 
@@ -557,8 +589,20 @@ def _match_addr(side: str | None, nets: list[tuple[int, int]]) -> Predicate:
         def inside(a: int | None) -> bool:
             return a is not None and any(lo <= a <= hi for lo, hi in nets)
 
-    def within(a: np.ndarray) -> np.ndarray:     # -1 (no address) is below every network
-        return np.logical_or.reduce([((a >= lo) & (a <= hi)).astype(bool) for lo, hi in nets])
+    words = [_words(lo) + _words(hi)[1:] for lo, hi in nets]
+
+    def one(a: Address, f: int, lh: np.uint64, ll: np.uint64, hh: np.uint64, hl: np.uint64) -> np.ndarray:
+        fam, ah, al = a
+        if lh == hh:        # an IPv4 network, or an IPv6 one of /64 or longer: one high word
+            inside = (al >= ll) & (al <= hl) if ll != hl else al == ll
+            return inside & (fam == f) & (ah == lh) if f == 6 else inside & (fam == f)
+        return (fam == f) & ((ah > lh) | ((ah == lh) & (al >= ll))) & ((ah < hh) | ((ah == hh) & (al <= hl)))
+
+    def within(a: Address) -> np.ndarray:
+        out = one(a, *words[0])
+        for w in words[1:]:
+            out |= one(a, *w)
+        return out
     return _by_side(side, _vec(lambda r: inside(_addr_int(_src(r))), lambda c: within(c.addr("src"))),
                     _vec(lambda r: inside(_addr_int(_dst(r))), lambda c: within(c.addr("dst"))))
 

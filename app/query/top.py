@@ -16,7 +16,7 @@ from datetime import datetime, UTC
 
 import numpy as np
 
-from app.query.filter import Columns, FilterError, Irregular, compile_filter, prefilter, vector
+from app.query.filter import Columns, FilterError, TextColumns, Irregular, compile_filter, prefilter, vector
 from app.records import port_name, proto_name
 
 METRICS = ("flows", "packets", "bytes")
@@ -176,16 +176,15 @@ class Query:
     def keeps(self, r: dict) -> bool:
         return overlaps(r, self.since_ms, self.until_ms) and (self.match is None or self.match(r))
 
-    def mask(self, body: bytes, n: int) -> np.ndarray | None:
-        """Which of the ``n`` records of a flows message (one a line) :meth:`keeps`, all at once
-        (app/query/filter.py, columns); None if the filter has no columnar form or the message does not
-        line up (then each record is decoded and tested)."""
+    def mask(self, cols: Columns | TextColumns) -> np.ndarray | None:
+        """Which records of a flows message :meth:`keeps`, all at once, from its columns (its header's, or
+        cut out of its text: app/query/filter.py); None if the filter has no columnar form or the message
+        does not line up (then each record is decoded and tested)."""
         vec = vector(self.match) if self.match is not None else None
         if vec is None and self.match is not None:
             return None
         try:
-            cols = Columns(body, n)
-            keep = vec(cols) if vec is not None else np.ones(n, dtype=bool)
+            keep = vec(cols) if vec is not None else np.ones(cols.n, dtype=bool)
             if self.since_ms is not None:
                 keep &= cols.num("flowEndMilliseconds") >= self.since_ms
             if self.until_ms is not None:

@@ -15,7 +15,8 @@ from app.api import cursor as cursors
 from app.main import settings
 from app.runtime import compat
 from app.query.top import Query
-from app.records import BATCH_HEAD, BATCH_SEP, BATCH_TAIL
+from app.query.filter import Columns, TextColumns
+from app.records import BATCH_HEAD, BATCH_SEP, BATCH_TAIL, message_columns
 
 #: Seconds past its timeout that a long poll may take at most, whatever happens in the Kafka client underneath.
 GRACE_S = 15
@@ -88,6 +89,14 @@ consumers = Consumers()
 search_consumers = Consumers(max_partition_fetch_bytes=4 << 20, check_crcs=False)
 
 
+async def has_topic(consumer: AIOKafkaConsumer, topic: str) -> bool:
+    """Whether ``topic`` exists: from the consumer's metadata when it knows the topic already (asking the
+    broker for every topic's metadata on each page of a search cost a tenth of the search), else asked."""
+    if consumer.partitions_for_topic(topic):
+        return True
+    return topic in await consumer.topics()
+
+
 async def stopped(consumer: AIOKafkaConsumer) -> None:
     try:   # a consumer whose fetcher died must not hold the answer, nor the poll's slot
         await asyncio.wait_for(consumer.stop(), STOP_S)
@@ -101,22 +110,27 @@ RAW_HEAD, RAW_SEP, RAW_TAIL = BATCH_HEAD.encode(), BATCH_SEP.encode(), BATCH_TAI
 
 
 class Lines:
-    """The records of a flows message of the record-a-line layout, each cut out only when asked for. The
-    message's newlines (the head's, one per separator, the tail's) are looked for only when a record in its
-    middle is wanted: a message taken whole needs only its length in records."""
+    """The records of a flows message of the record-a-line layout, each cut out only when asked for: where
+    each ends is in its columns (app.records.COLUMNS ``text_end``), or, for a message written without them, its
+    newlines (the head's, one per separator, the tail's) are looked for when a record in its middle is
+    wanted: a message taken whole needs only its length in records."""
 
-    __slots__ = ("value", "n", "_ends")
+    __slots__ = ("value", "n", "_ends", "_nl")
 
-    def __init__(self, value: bytes):
+    def __init__(self, value: bytes, ends: np.ndarray | None = None):
         self.value = value
-        self.n = value.count(RAW_SEP) + 1
-        self._ends: list[int] | None = None
+        # a newline after the head and after each record: counted at memory speed
+        self.n = len(ends) if ends is not None else \
+            int(np.count_nonzero(np.frombuffer(value, np.uint8) == 10)) - 1
+        self._ends = ends.astype(np.int64) if ends is not None else None
+        self._nl: np.ndarray | None = None
 
     @classmethod
-    def of(cls, value: bytes) -> Lines | None:
+    def of(cls, value: bytes, ends: np.ndarray | None = None) -> Lines | None:
+        """``ends``: where each record's text ends, if known (its columns say)."""
         if not (value.startswith(RAW_HEAD) and value.endswith(RAW_TAIL)):
             return None
-        return cls(value)
+        return cls(value, ends)
 
     def __len__(self) -> int:
         return self.n
@@ -126,12 +140,31 @@ class Lines:
 
     def span(self, i: int, j: int) -> bytes:
         """Records ``i`` to ``j - 1`` as JSON text joined by ``,`` (and newlines): one piece of an answer."""
-        if i == 0 and j == self.n:
-            return self.value[len(RAW_HEAD):-len(RAW_TAIL)]
-        e = self._ends
-        if e is None:
-            e = self._ends = np.flatnonzero(np.frombuffer(self.value, np.uint8) == 10).tolist()
-        return self.value[e[i] + 1:e[j] - (1 if j < self.n else 0)]
+        return self.spans(np.array([i]), np.array([j]))[0]
+
+    def spans(self, starts: np.ndarray, stops: np.ndarray) -> list[bytes]:
+        """:meth:`span` of each (start, stop), at once."""
+        if len(starts) == 1 and starts[0] == 0 and stops[0] == self.n:
+            return [self.value[len(RAW_HEAD):-len(RAW_TAIL)]]
+        if self._ends is not None:
+            e = self._ends
+            a = np.where(starts > 0, e[starts - 1] + len(RAW_SEP), len(RAW_HEAD))
+            b = e[stops - 1]
+        else:
+            nl = self._nl
+            if nl is None:
+                nl = self._nl = np.flatnonzero(np.frombuffer(self.value, np.uint8) == 10)
+            a, b = nl[starts] + 1, nl[stops] - (stops < self.n)
+        v = self.value
+        return [v[x:y] for x, y in zip(a.tolist(), b.tolist())]
+
+
+def runs(keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The runs of True in a boolean array: their starts and their ends (exclusive)."""
+    pad = np.zeros(len(keep) + 2, np.int8)
+    pad[1:-1] = keep
+    d = pad[1:] - pad[:-1]
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
 
 
 def batch_records(value: bytes, raw: bool) -> list:
@@ -150,7 +183,7 @@ async def poll(topic: str, cur: dict[int, cursors.Position] | None, timeout_s: f
     consumer = await consumers.take()
     ok = False
     try:
-        if topic not in await consumer.topics():
+        if not await has_topic(consumer, topic):
             ok = True
             return {"records": [], "cursor": cursors.encode(cur or {})}
         tps = [TopicPartition(topic, p) for p in range(partitions or settings.partitions)]
@@ -231,10 +264,12 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
                                            if cur is not None else None)
     ok, complete = False, True
     try:
-        if topic not in await consumer.topics():
+        if not await has_topic(consumer, topic):
             ok = True
             return {"records": [], "cursor": cursors.encode(cur or {}), "complete": True, "scanned": 0, "ends": {}}
-        last = await consumer.end_offsets(tps)
+        # the topic's ends: where a bounded search stops, unless it was told (a next page)
+        told = ends is not None and cur is not None and all(tp.partition in ends for tp in tps)
+        last = {tp: ends[tp.partition] for tp in tps} if told and ends is not None else await consumer.end_offsets(tps)
         stop = {tp: (ends or {}).get(tp.partition, last[tp]) for tp in tps}
         pos: dict[int, cursors.Position] = {}
         if cur is not None:
@@ -245,13 +280,11 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
         else:
             begin = await consumer.beginning_offsets(tps)
             pos = {tp.partition: begin[tp] for tp in tps}
-        # the next page of an unfiltered search finds the consumer of the page before where it stopped, with
-        # what it fetched ahead: only a partition it does not stand at is sought (and fetched) again. A
-        # consumer that stands nowhere it is wanted starts afresh (seeking it would wait for its fetches in
-        # flight). Filtered searches start afresh each page: measured, going on cost them more CPU
-        # (bench/README.md, bench/query.py).
+        # the next page finds the consumer of the page before where it stopped, with what it fetched ahead:
+        # only a partition it does not stand at is sought (and fetched) again. A consumer that stands nowhere
+        # it is wanted starts afresh (seeking it would wait for its fetches in flight).
         at = {tp: cursors.split(pos[tp.partition])[0] for tp in tps}
-        again = query.match is None and consumer.assignment() == set(tps) and \
+        again = consumer.assignment() == set(tps) and \
             any(compat.position(consumer, tp) == at[tp] for tp in tps)
         if again:
             consumer.resume(*tps)
@@ -277,11 +310,12 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
             wait = deadline - loop.time()
             if wait <= 0:
                 break
-            # unfiltered, no more messages than the page can still take (a message holds up to 500 records):
-            # what is fetched but not handed out stays with the consumer for the next page
+            # no more messages than the page can still take, at the share of records kept so far (a message
+            # holds up to 500): what is fetched but not handed out stays with the consumer for the next page
+            share = max(count / scanned, 0.01) if scanned else 1.0
             fetched = await consumer.getmany(*todo, timeout_ms=int(min(wait, 1.0) * 1000),
-                                             max_records=1 + (limit - count) // 500
-                                             if visit is None and query.match is None else 2000)
+                                             max_records=min(2000, 1 + int((limit - count) / share) // 500)
+                                             if visit is None else 2000)
             if not fetched and records and visit is None:
                 break   # caught up, with something to answer: do not hold it back
             for tp in sorted(fetched, key=lambda t: t.partition):
@@ -290,26 +324,38 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
                     if bounded and m.offset >= stop[tp]:
                         break
                     first = skip if m.offset == at else 0
-                    if query.skips(m.timestamp) or (query.maybe is not None and not query.maybe(m.value)):
+                    # its columns, written beside it: read instead of its text (a message written before
+                    # them is first looked through for what the filter needs, then its text is cut up)
+                    cols = message_columns(m.headers)
+                    if query.skips(m.timestamp) or \
+                            (cols is None and query.maybe is not None and not query.maybe(m.value)):
                         pos[tp.partition] = m.offset + 1   # outside the range, or holding nothing the filter needs
                         continue
-                    lines = Lines.of(m.value)
+                    lines = Lines.of(m.value, cols[0]["text_end"] if cols is not None else None)
                     recs: Lines | list
                     if lines is None:     # a message of the layout before: decoded whole
                         recs = json.loads(m.value).get("records", [])
                         keep = None
                     else:
                         recs = lines
-                        keep = query.mask(m.value, len(lines))
+                        keep = query.mask(Columns(*cols) if cols is not None else TextColumns(m.value, len(lines)))
                     n = len(recs)
                     scanned += n - first
-                    if lines is not None and keep is not None and raw and visit is None and \
-                            limit - count >= n - first and keep[first:].all():
-                        records.append(lines.span(first, n))    # all of it, as one piece of the answer
-                        count += n - first
-                        pos[tp.partition] = m.offset + 1
-                        if count >= limit:
-                            full = True
+                    if lines is not None and keep is not None and raw and visit is None:
+                        # each run of kept records as one piece of the answer (all of it: one piece)
+                        keep = keep[first:]
+                        kept = int(np.count_nonzero(keep))
+                        end = n
+                        if kept >= limit - count:
+                            kept, full = limit - count, True
+                            end = first + int(np.flatnonzero(keep)[kept - 1]) + 1
+                            keep = keep[:end - first]
+                        if kept:
+                            starts, stops = runs(keep)
+                            records += lines.spans(starts + first, stops + first)
+                            count += kept
+                        pos[tp.partition] = (m.offset, end) if end < n else m.offset + 1
+                        if full:
                             break
                         continue
                     # with a mask, only the records it keeps are looked at (and decoded only when wanted)
@@ -348,7 +394,7 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
     finally:
         if ok:
             # a consumer goes on fetching only for the next page of an unfiltered range
-            search_consumers.give(consumer, pause=complete or not bounded or query.match is not None)
+            search_consumers.give(consumer, pause=complete or not bounded)
         else:
             await stopped(consumer)
 

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from collections import Counter
 import aiohttp
 import pytest
 
+from app.records import message_columns
 from tests.conftest import AUTH, ROOT, drain, upload
 from tests.integration.test_clocks import ordinary
 from datetime import UTC
@@ -58,8 +60,16 @@ async def test_search_seeks_by_capture_time_filters_pages_and_ranks(deployment):
             stamped = 0
             for msgs in (await c.getmany(timeout_ms=5000, max_records=10_000)).values():
                 for m in msgs:
-                    windows = {x["flowsight"]["window"] for x in json.loads(m.value)["records"]}
+                    recs = json.loads(m.value)["records"]
+                    windows = {x["flowsight"]["window"] for x in recs}
                     assert windows == {m.timestamp}, (windows, m.timestamp)
+                    # and its records' columns beside it, which say what the records say
+                    cols, sensor = message_columns(m.headers)
+                    assert sensor == "tap-q" and len(cols) == len(recs)
+                    for x, col in zip(recs, cols):
+                        assert (ipaddress.ip_address(x["sourceIPv4Address"]), x["destinationTransportPort"],
+                                x["octetDeltaCount"], x["flowStartMilliseconds"], x["flowsight"]["late"]) == \
+                            (ipaddress.ip_address(int(col["srclo"])), col["dport"], col["bytes"], col["first"], bool(col["late"]))
                     stamped += 1
             assert stamped > 10
         finally:

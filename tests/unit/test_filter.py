@@ -173,10 +173,11 @@ def test_the_prefilter_passes_over_messages_without_the_needles():
         assert prefilter(compile_filter(flt)) is None, flt     # no requirement it can check: every message read
 
 
-def _lines_message(recs: list[dict]) -> bytes:
-    """A flows message as the flows agent writes it, from records of either family, with late ones."""
+def _lines_message(recs: list[dict], with_columns: bool = False):
+    """A flows message as the flows agent writes it, from records of either family, with late ones; with its
+    headers (its columns and its sensor: the first record's), as (value, headers), if ``with_columns``."""
     from app import records
-    texts = []
+    texts, rows = [], []
     for r in recs:
         fam = "IPv6" if "sourceIPv6Address" in r else "IPv4"
         key = records.flow_key(r["flowsight"]["sensor"], r[f"source{fam}Address"], r[f"destination{fam}Address"],
@@ -186,6 +187,11 @@ def _lines_message(recs: list[dict]) -> bytes:
                                          r["flowStartMilliseconds"], r["flowEndMilliseconds"], r["tcpControlBits"]],
                                          60_000, 2, r["flowsight"]["late"], json.dumps(r["flowsight"]["sensor"]),
                                          '["b1","b,2"]', 1))
+        rows.append(records.column_row(key.split("|"), [r["packetDeltaCount"], r["octetDeltaCount"],
+                                       r["flowStartMilliseconds"], r["flowEndMilliseconds"], r["tcpControlBits"]],
+                                       r["flowsight"]["late"]))
+    if with_columns:
+        return records.flows_messages(texts, rows, recs[0]["flowsight"]["sensor"])[0]
     return records.batches(texts)[0]
 
 
@@ -193,11 +199,38 @@ COLUMN_FILTERS = [t for t, _ in test_each_primitive_and_operator.pytestmark[0].a
     "host 2001:db8::1", "net 2001:db8::/32", "src net 10.0.0.0/8 and not dst host 192.0.2.1",
     "icmp-type 8", "icmp-code 0", "proto 58 and icmp-type 128", "sensor tap2 or not sensor tap1", "late and bytes > 100",
     "bps > 1m or pps < 2", "bpp >= 500", "duration < 10", "port in [53, 123]", "vlan 100 or tos > 4",
-    "host in [ 10.0.0.1 2001:db8::/64 ]", "flags SA or flags R", "not (inet6 or late)"]
+    "host in [ 10.0.0.1 2001:db8::/64 ]", "flags SA or flags R", "not (inet6 or late)", "net 0.0.0.0/0",
+    "src net ::/0", "dst net 2001:db8::/127", "net 2001:db8::/63 and not net 2001:db8:1::/48", "net 192.0.2.0/31",
+    "host 2001:db8::1 or dst host 2001:db8:0:1::1", "src net 2001:db8::/64", "net 255.255.255.254/31"]
+
+
+EDGE_RECORDS = [rec(src=s, dst=d, proto=p, dport=dp, flags=fl, late=late)
+                for s, d in (("10.0.0.1", "10.0.0.2"), ("0.0.0.0", "255.255.255.255"), ("192.0.2.1", "10.0.0.1"),
+                             ("2001:db8::1", "2001:db8::2"), ("2001:db8:1::1", "2001:db8:0:1::1"),
+                             ("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), ("::ffff:10.0.0.1", "2001:db8::3"),
+                             ("2001:db8:0:0:ffff:ffff:ffff:ffff", "2001:db9::"))
+                for p, dp, fl, late in ((6, 22, 0x12, False), (17, 53, 0, True), (58, 33024, 0, False))]
+
+
+@pytest.mark.parametrize("flt", COLUMN_FILTERS)
+def test_both_column_forms_agree_with_the_record_by_record_filter_at_the_edges_of_networks(flt):
+    """Addresses whose high or low word alone matches a network's, the ends of both families' ranges."""
+    from app.query.filter import Columns, TextColumns, vector
+    from app.records import message_columns
+    pred = compile_filter(flt)
+    vec = vector(pred)
+    raw, headers = _lines_message(EDGE_RECORDS, with_columns=True)
+    decoded = json.loads(raw)["records"]
+    want = [pred(r) for r in decoded]
+    cols = message_columns(headers)
+    assert cols is not None and len(cols[0]) == len(decoded)
+    assert vec(Columns(*cols)).tolist() == want, flt
+    assert vec(TextColumns(raw, len(decoded))).tolist() == want, flt
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["10.0.0.1", "10.0.0.2", "192.0.2.1", "2001:db8::1", "2001:db8:1::9"]),
+@given(st.lists(st.tuples(st.sampled_from(["10.0.0.1", "10.0.0.2", "192.0.2.1", "2001:db8::1", "2001:db8:1::9",
+                                           "2001:db8:1::1"]),
                           st.sampled_from(["10.0.0.2", "192.0.2.1", "2001:db8::2"]),
                           st.sampled_from([6, 17, 1, 58]), st.sampled_from([0, 22, 53, 123, 443, 40000]),
                           st.sampled_from([0, 22, 53, 2048, 32768, 33024]), st.sampled_from([0, 100]),
@@ -206,7 +239,9 @@ COLUMN_FILTERS = [t for t, _ in test_each_primitive_and_operator.pytestmark[0].a
                           st.booleans(), st.sampled_from([0, 4, 8])), min_size=0, max_size=12),
        st.sampled_from(COLUMN_FILTERS))
 def test_a_filter_over_a_whole_message_at_once_keeps_the_records_it_keeps_one_by_one(rows, flt):
-    from app.query.filter import Columns, vector
+    """Over the columns cut out of a message's text, and over those written beside it (one sensor a message)."""
+    from app.query.filter import Columns, TextColumns, vector
+    from app.records import message_columns
     recs = []
     for s, d, p, sp, dp, v, sen, b, pk, dur, fl, late, tos in rows:
         if (":" in s) != (":" in d):
@@ -220,6 +255,14 @@ def test_a_filter_over_a_whole_message_at_once_keeps_the_records_it_keeps_one_by
     pred = compile_filter(flt)
     vec = vector(pred)
     assert vec is not None, flt             # every primitive has a columnar form
-    mask = vec(Columns(raw, len(decoded)))
+    mask = vec(TextColumns(raw, len(decoded)))
     assert mask.dtype == bool and len(mask) == len(decoded)
     assert mask.tolist() == [pred(r) for r in decoded], flt
+    for r in recs:
+        r["flowsight"]["sensor"] = recs[0]["flowsight"]["sensor"]
+    raw, headers = _lines_message(recs, with_columns=True)
+    decoded = json.loads(raw)["records"]
+    cols = message_columns(headers)
+    assert cols is not None
+    mask = vec(Columns(*cols))
+    assert mask.dtype == bool and mask.tolist() == [pred(r) for r in decoded], flt

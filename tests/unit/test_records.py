@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 import json
 import struct
 
@@ -127,6 +128,59 @@ def test_egress_hands_out_the_stored_text_of_each_record_of_a_flows_message():
     body = json.loads(answer_body({"records": raw[:7], "cursor": "c1"}))
     assert body == {"records": [json.loads(r) for r in recs[:7]], "cursor": "c1"}
     assert json.loads(answer_body({"records": [], "cursor": ""})) == {"records": [], "cursor": ""}
+    # the records a mask keeps, handed out as runs: the same as cut out one by one
+    import numpy as np
+    from app.runtime.egress import runs
+    rng = np.random.default_rng(7)
+    for share in (0.0, 0.1, 0.5, 0.9, 1.0):
+        keep = rng.random(500) < share
+        keep[rng.integers(500)] = True
+        want = [json.loads(recs[n0 + i]) for i in np.flatnonzero(keep)]
+        assert json.loads(answer_body({"records": lines.spans(*runs(keep)), "cursor": "c"}))["records"] == want
+        # the same cut where the columns say each record ends, not where its newlines are
+        row = records.column_row("s|192.0.2.1|192.0.2.2|6|1|1|0|0".split("|"), [1, 1, 1, 1, 1], False)
+        value, headers = records.flows_messages(recs, [row] * len(recs), "s")[1]
+        ends = records.message_columns(headers)[0]["text_end"]
+        with_ends = Lines.of(value, ends)
+        assert json.loads(answer_body({"records": with_ends.spans(*runs(keep)), "cursor": "c"}))["records"] == want
+    assert [r.tolist() for r in runs(np.ones(500, bool))] == [[0], [500]]
+    assert [r.tolist() for r in runs(np.array([0, 0, 0, 1, 0, 1, 1, 0, 0, 1], bool))] == [[3, 5, 9], [4, 7, 10]]
+
+
+def test_a_flows_message_carries_its_records_columns_beside_it():
+    """The header says what the JSON says, message by message, for both families and late records."""
+    recs, rows = [], []
+    for i in range(1203):
+        src, dst = f"10.0.{i % 250}.1", "2001:db8::2" if i % 3 else "192.0.2.1"
+        if dst.startswith("2001"):
+            src = f"2001:db8:{i:x}::1"
+        fields = records.flow_key("tap", src, dst, 17 if i % 2 else 6, i, 53, i % 5, i % 7).split("|")
+        counts = [i + 1, 60 * i + (1 << 40), W - i, W + i, i % 64]
+        recs.append(records.record_json(W, fields, counts, W, records.END_ACTIVE_TIMEOUT, i % 4 == 0, '"tap"', "[]", i))
+        rows.append(records.column_row(fields, counts, i % 4 == 0))
+    msgs = records.flows_messages(recs, rows, "tap")
+    assert [m for m, _ in msgs] == records.batches(recs)
+    got = []
+    for value, headers in msgs:
+        cols, sensor = records.message_columns(headers)
+        assert sensor == "tap" and len(cols) == len(json.loads(value)["records"])
+        assert [value[a:b].decode() for a, b in zip([len(records.BATCH_HEAD)] + [e + 2 for e in cols["text_end"][:-1]],
+                                                    cols["text_end"])] == recs[len(got):len(got) + len(cols)]
+        got += list(zip(json.loads(value)["records"], cols))
+    assert len(got) == 1203
+    for r, c in got:
+        fam = 6 if "sourceIPv6Address" in r else 4
+        src = r.get("sourceIPv4Address") or r["sourceIPv6Address"]
+        dst = r.get("destinationIPv4Address") or r["destinationIPv6Address"]
+        assert int(c["fam"]) == fam
+        assert (int(c["srchi"]) << 64 | int(c["srclo"])) == int(ipaddress.ip_address(src))
+        assert (int(c["dsthi"]) << 64 | int(c["dstlo"])) == int(ipaddress.ip_address(dst))
+        for name, col in records.COLUMN_OF.items():
+            if name in r:
+                assert int(c[col]) == r[name], name
+        assert bool(c["late"]) == r["flowsight"]["late"]
+    assert records.message_columns([("cols", b"x" * 75), ("sensor", b"tap")]) is None
+    assert records.message_columns([("sensor", b"tap")]) is None and records.message_columns(None) is None
 
 
 def test_the_ipfix_templates_follow_the_field_list():

@@ -86,6 +86,9 @@ async def test_a_long_poll_ends_by_its_timeout_whatever_the_kafka_client_does(mo
         async def topics(self):
             return {"t"}
 
+        def partitions_for_topic(self, topic):
+            return None
+
         def assign(self, tps):
             pass
 
