@@ -16,8 +16,9 @@ from app.runtime import progress
 from app.runtime import status as status_registry
 from app.main import app, settings
 from app.records import END_ACTIVE_TIMEOUT, END_FORCED
+from app.flows.index import Index
 from app.flows.summary import Home
-from app.topics import entity_flows, flow_parts, flows as flows_topic, window_summaries
+from app.topics import entity_flows, flow_parts, flows as flows_topic, flows_index, window_summaries
 from app.flows.windows import Merger
 from tables import flows, watermarks
 
@@ -28,6 +29,8 @@ merger = Merger(settings.window_ms, settings.lateness_s * 1000, settings.idle_fl
                 entity_partitions=settings.partitions if settings.scoring and settings.entities else 0)
 _TOPICS = {"flows": flows_topic, "window-summaries": window_summaries, "entity-flows": entity_flows}
 END_NAMES = {END_ACTIVE_TIMEOUT: "window_closed", END_FORCED: "idle_flush"}
+#: the flows topic's time index: what this worker wrote to each of its partitions since the last entry
+index = Index(settings.flows_index_every)
 
 
 gaps = GapFinder(flow_parts.get_topic_name())
@@ -38,6 +41,7 @@ async def _forget(app_, revoked, **kwargs) -> None:
     mine = [tp.partition for tp in revoked if tp.topic == flow_parts.get_topic_name()]
     merger.forget(mine)
     gaps.forget(mine)
+    index.forget(mine)
 
 
 @app.on_partitions_assigned.connect
@@ -66,9 +70,16 @@ async def handle(p: int, raw: bytes | dict, timestamp_ms: int) -> None:
     # a flows batch carries its window's capture time as its Kafka record time (a query seeks by it), never
     # after this process's clock (the broker refuses records far in the future: a damaged capture time)
     wall_ms = time.time() * 1000
-    await send_all([(_TOPICS[topic], key.encode(), rec, p if topic == "flows" else plan.partitions.get(i),
-                     plan.headers.get(i), min(max(plan.stamps[i], 0), wall_ms) / 1000 if i in plan.stamps else None)
-                    for i, (topic, key, rec) in enumerate(plan.emit)], f"merge of partition {p}")
+    stamps = {i: int(min(max(t, 0), wall_ms)) for i, t in plan.stamps.items()}
+    acked = await send_all([(_TOPICS[topic], key.encode(), rec, p if topic == "flows" else plan.partitions.get(i),
+                             plan.headers.get(i), stamps[i] / 1000 if i in stamps else None)
+                            for i, (topic, key, rec) in enumerate(plan.emit)], f"merge of partition {p}")
+    # the time index, once its span's messages are acknowledged (a lost entry only makes searches read more)
+    entries = [e for i, (topic, _, _) in enumerate(plan.emit) if topic == "flows" and i in stamps
+               and acked[i] is not None and (e := index.add(p, acked[i].offset, stamps[i])) is not None]
+    if entries:
+        await send_all([(flows_index, str(p).encode(), json.dumps(e).encode(), p) for e in entries],
+                       f"time index of flows partition {p}")
     for rk, row in plan.writes.items():
         if row is None:
             if rk in flows:

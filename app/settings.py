@@ -167,6 +167,9 @@ class Settings:
     #: Bytes of flow records the flows topic keeps per partition. Its records carry their capture time, so
     #: a replay of old captures would be deleted at once by a time limit: the topic is limited by size only.
     flows_retention_bytes: int = 8 << 30
+    #: Flows messages (up to 500 records each) per entry of the flows topic's time index (app/flows/index.py):
+    #: a search of a time range passes over, unfetched, every entry's span whose capture times lie outside it.
+    flows_index_every: int = 256
     #: Uploads per minute per sensor (a token bucket holding a burst of a tenth of a minute, at least 5).
     sensor_uploads_per_min: int = 600
     #: Folder of upload spool files (default DATADIR/spool).
@@ -411,6 +414,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "query_max_s": (1, 600),
     "webhook_attempts": (1, 20),
     "flows_retention_bytes": (1 << 20, 1 << 50),
+    "flows_index_every": (1, 1 << 20),
     "sensor_uploads_per_min": (1, 1000000),
     "spool_min_free_bytes": (0, 1 << 50),
     "client_idle_timeout_s": (1, 3600),

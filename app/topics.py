@@ -31,6 +31,9 @@
 | anomalies      | sensor                   | every scored window over a threshold (app/detect/scorer.py) |
 | alerts         | sensor                   | what attention control lets through              |
 | actions        | alert id or entity       | ``ack`` of an alert, ``suppress`` of an entity (one partition) |
+| flows-index    | partition                | ``{v, partition, from, to, min, max, messages}``: |
+|                | (on that partition)      | the record times of a span of the flows partition |
+|                |                          | (app/flows/index.py)                              |
 | heartbeats     | worker address           | ``{worker, at_ms, progress: {component: {...}}}`` |
 """
 from __future__ import annotations
@@ -54,6 +57,9 @@ flow_parts = app.topic(_pre + "flow-parts", key_type=bytes, key_serializer="raw"
 flows = app.topic(_pre + "flows", key_type=bytes, key_serializer="raw", value_serializer="raw", partitions=_n,
                   internal=True, config={"retention.ms": "-1",
                                          "retention.bytes": str(settings.flows_retention_bytes)})
+# the flows topic's time index (app/flows/index.py): an entry per flows partition every few hundred messages
+flows_index = app.topic(_pre + "flows-index", key_type=bytes, key_serializer="raw", value_serializer="raw",
+                        partitions=_n, internal=True, config={"retention.ms": "-1", "retention.bytes": str(64 << 20)})
 heartbeats = app.topic(_pre + "heartbeats", key_type=bytes, key_serializer="raw", value_serializer="json",
                        partitions=1, internal=True)
 # one partition: the scorer sees every partition's summaries and frontiers in one order
@@ -72,8 +78,8 @@ alerts = app.topic(_pre + "alerts", key_type=bytes, key_serializer="raw", value_
 
 actions = app.topic(_pre + "actions", key_type=bytes, key_serializer="raw", value_serializer="json",
                     partitions=1, internal=True)
-ALL = (actions, pcap_chunks, flow_parts, flows, window_summaries, entity_flows, findings, anomalies, alerts,
-       heartbeats)
+ALL = (actions, pcap_chunks, flow_parts, flows, flows_index, window_summaries, entity_flows, findings, anomalies,
+       alerts, heartbeats)
 
 
 # -- partitioning rules: where a block's chunks go (flow parts go to the partition of their flow key,

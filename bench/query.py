@@ -6,8 +6,9 @@ It starts a Kafka broker of its own (compose/kafka/kafka.sh, port 39392), writes
 records to a flows topic of 4 partitions exactly as the flows agent writes them (batches of 500 records of one
 window, each message's record time its window's capture time), spread over DAYS days of capture time and
 50,000 hosts, then runs the searches of GET /v1/flows and /v1/top (app.runtime.egress.search) in this process
-and prints, per search, the records it read, those it passed over unread, the CPU-seconds and the records per
-CPU-second (each search run BENCH_QUERY_REPEAT times, 3 by default; the run of least CPU is shown). The search
+and prints, per search, the records it read, the megabytes of messages it fetched (the time index,
+app/flows/index.py, spares it those outside a time range; BENCH_QUERY_INDEX=0 writes none), the CPU-seconds
+and the records per CPU-second (each search run BENCH_QUERY_REPEAT times, 3 by default; the run of least CPU is shown). The search
 is one consumer: what one worker does for one query. BENCH_QUERY_COLUMNS=0 writes the messages without their
 columns (as written before them).
 """
@@ -33,6 +34,7 @@ os.environ.setdefault("FLOWSIGHT_PLACEBO_SOURCE", "false")
 
 import app.main  # noqa: E402,F401  (the worker's settings and modules, as a worker loads them)
 from app import records  # noqa: E402
+from app.flows.index import Index  # noqa: E402
 from app.query.filter import compile_filter  # noqa: E402
 from app.query.top import Query, Top  # noqa: E402
 
@@ -63,7 +65,8 @@ async def fill(n_records: int, days: int) -> int:
 
     admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{PORT}")
     await admin.start()
-    await admin.create_topics([NewTopic(TOPIC, 4, 1, topic_configs={"retention.ms": "-1"})])
+    await admin.create_topics([NewTopic(TOPIC, 4, 1, topic_configs={"retention.ms": "-1"}),
+                               NewTopic(TOPIC + "-index", 4, 1, topic_configs={"retention.ms": "-1"})])
     await admin.close()
     prod = AIOKafkaProducer(bootstrap_servers=f"127.0.0.1:{PORT}", max_batch_size=1 << 20, linger_ms=20,
                             max_request_size=4 << 20)
@@ -73,6 +76,7 @@ async def fill(n_records: int, days: int) -> int:
     per_window = max(1, n_records // windows)
     messages = 0
     sent = 0
+    acks = []
     for wi in range(windows):
         w = T0 + wi * W_MS
         texts, rows = [], []
@@ -89,11 +93,19 @@ async def fill(n_records: int, days: int) -> int:
             rows.append(records.column_row(fields, counts, False))
             sent += 1
         for batch, headers in records.flows_messages(texts, rows, "tap1"):
-            await prod.send(TOPIC, batch, partition=messages % 4, timestamp_ms=w,
-                            headers=headers if COLUMNS else None)
+            acks.append((await prod.send(TOPIC, batch, partition=messages % 4, timestamp_ms=w,
+                                         headers=headers if COLUMNS else None), w))
             messages += 1
         if sent >= n_records:
             break
+    await prod.flush()
+    # the time index, as the flows agent writes it (BENCH_QUERY_INDEX=0: none)
+    idx = Index(int(os.environ.get("FLOWSIGHT_FLOWS_INDEX_EVERY", "256")))
+    for fut, w in acks if os.environ.get("BENCH_QUERY_INDEX", "1") != "0" else ():
+        meta = fut.result()
+        entry = idx.add(meta.partition, meta.offset, w)
+        if entry is not None:
+            await prod.send(TOPIC + "-index", json.dumps(entry).encode(), partition=meta.partition)
     await prod.flush()
     await prod.stop()
     return messages
@@ -103,7 +115,7 @@ async def run(name: str, query: Query, top: bool = False) -> dict:
     from app.runtime.egress import answer_body, pages
 
     agg = Top("srcip") if top else None
-    got, scanned = 0, 0
+    got, scanned, fetched = 0, 0, 0
     c0, t0 = cpu_s(), time.perf_counter()
     # the records as GET /v1/flows answers them: each kept record's stored text, joined into the answer
     async for page in pages(TOPIC, query, visit=agg.add if agg else None, partitions=4, raw=not top):
@@ -111,9 +123,10 @@ async def run(name: str, query: Query, top: bool = False) -> dict:
             answer_body({k: v for k, v in page.items() if k not in ("ends", "count")})
         got += page["count"]
         scanned += page["scanned"]
+        fetched += page["fetched"]
     cpu, wall = cpu_s() - c0, time.perf_counter() - t0
     return {"search": name, "matched": agg.records if agg else got, "read": scanned, "cpu_s": round(cpu, 2),
-            "wall_s": round(wall, 2)}
+            "wall_s": round(wall, 2), "fetched_mb": round(fetched / 1e6)}
 
 
 async def main() -> None:
@@ -150,10 +163,12 @@ async def main() -> None:
             rows.append(r)
         print(f"\n{n:,} flow records, 4 partitions, {days} days; one search = one consumer in one process; "
               f"each search run {REPEAT} times, the run of least CPU shown (every run's CPU-s beside it)\n")
-        print("| search | matched | records read | CPU-s | wall-s | records read per CPU-s | CPU-s of each run |")
-        print("|---|---|---|---|---|---|---|")
+        print("| search | matched | records read | MB fetched | CPU-s | wall-s | records read per CPU-s | "
+              "CPU-s of each run |")
+        print("|---|---|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['search']} | {r['matched']:,} | {r['read']:,} ({r['read'] / n:.1%}) | {r['cpu_s']} | "
+            print(f"| {r['search']} | {r['matched']:,} | {r['read']:,} ({r['read'] / n:.1%}) | {r['fetched_mb']:,} | "
+                  f"{r['cpu_s']} | "
                   f"{r['wall_s']} | {r['read_per_cpu_s']:,} | {r['cpu_all']} |")
     finally:
         kafka("stop")

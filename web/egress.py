@@ -110,8 +110,8 @@ def poll_view(topic: str, partitions: int | None = None, batched: bool = False) 
                         budget = settings.query_max_s if bounded else min(timeout, settings.query_max_s)
                         found = await asyncio.wait_for(search(topic, cur, q, limit, budget, bounded, partitions,
                                                               raw=True), budget + GRACE_S)
-                        found.pop("ends", None)
-                        found.pop("count", None)
+                        for internal in ("ends", "count"):
+                            found.pop(internal, None)
                         return self.bytes(answer_body(found), content_type="application/json")
                     timeout = min(timeout, settings.long_poll_max_s)
                     answer = await bounded_poll(topic, cur, timeout, limit, from_end, partitions, batched, batched)
@@ -159,7 +159,8 @@ class TopView(View):
                 done = await asyncio.wait_for(search(FLOWS_TOPIC, None, q, 1, budget, True, visit=visit),
                                               budget + GRACE_S)
             out = {"by": by, "metric": metric, "since": q.since_ms, "until": q.until_ms, "records": top.records,
-                   "scanned": done["scanned"], "complete": done["complete"], "top": top.result(n, metric)}
+                   "scanned": done["scanned"], "fetched": done["fetched"], "complete": done["complete"],
+                   "top": top.result(n, metric)}
             if series is not None:
                 out["series"] = {"bucketMs": bucket_s * 1000, "columns": ["start", "flows", "packets", "bytes"],
                                  "rows": series.result()}

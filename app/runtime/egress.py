@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -14,10 +15,12 @@ from aiokafka.errors import KafkaError
 from app.api import cursor as cursors
 from app.main import settings
 from app.runtime import compat
+from app.flows import index
 from app.query.top import Query
 from app.query.filter import Columns, TextColumns
 from app.records import BATCH_HEAD, BATCH_SEP, BATCH_TAIL, message_columns
 
+log = logging.getLogger(__name__)
 #: Seconds past its timeout that a long poll may take at most, whatever happens in the Kafka client underneath.
 GRACE_S = 15
 STOP_S = 5
@@ -243,6 +246,74 @@ async def bounded_poll(topic: str, cur, timeout_s: float, limit: int, from_end: 
                                   timeout_s + GRACE_S)
 
 
+class TimeIndex:
+    """The entries of a flows topic's time index (topic ``<flows>-index``, app/flows/index.py) read so far, per
+    partition; read on from where it was at most every REFRESH_S. If it cannot be read, a search reads all."""
+
+    REFRESH_S = 2.0
+
+    def __init__(self, topic: str):
+        self.topic = topic
+        self.entries: dict[int, list[dict]] = {}
+        self.read_to: dict[int, int] = {}
+        self.at = -1e18
+
+    async def spans(self, partitions: int, query: Query) -> dict[int, list[tuple[int, int]]]:
+        """Per partition, the offset spans a search of ``query``'s range need not fetch."""
+        if query.window_ms <= 0 or (query.since_ms is None and query.until_ms is None):
+            return {}
+        loop = asyncio.get_running_loop()
+        if loop.time() - self.at >= self.REFRESH_S:
+            self.at = loop.time()
+            try:
+                await asyncio.wait_for(self._read(partitions), settings.query_max_s)
+            except (TimeoutError, KafkaError, OSError, ValueError) as exc:
+                log.warning("time index %s not read (%r): searches read every span", self.topic, exc)
+        return {p: index.passed_over(self.entries.get(p, []), query.window_ms, query.since_ms, query.until_ms)
+                for p in range(partitions)}
+
+    async def _read(self, partitions: int) -> None:
+        consumer = await consumers.take()
+        ok = False
+        try:
+            if not await has_topic(consumer, self.topic):
+                ok = True
+                return
+            tps = [TopicPartition(self.topic, p) for p in range(partitions)]
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                consumer.seek(tp, self.read_to.get(tp.partition, 0))
+            while any(self.read_to.get(tp.partition, 0) < ends[tp] for tp in tps):
+                fetched = await consumer.getmany(*tps, timeout_ms=1000, max_records=10_000)
+                if not fetched:
+                    break
+                for tp, msgs in fetched.items():
+                    for m in msgs:
+                        try:
+                            self.entries.setdefault(tp.partition, []).append(json.loads(m.value))
+                        except ValueError:
+                            pass
+                        self.read_to[tp.partition] = m.offset + 1
+            ok = True
+        finally:
+            if ok:
+                consumers.give(consumer)
+            else:
+                await stopped(consumer)
+
+
+_time_indexes: dict[str, TimeIndex] = {}
+
+
+def time_index(topic: str) -> TimeIndex:
+    """The time index of flows topic ``topic`` (``<topic>-index``), one per process."""
+    t = _time_indexes.get(topic)
+    if t is None:
+        t = _time_indexes[topic] = TimeIndex(topic + "-index")
+    return t
+
+
 async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Query, limit: int,
                  timeout_s: float, bounded: bool, partitions: int | None = None,
                  visit: Callable[[dict], None] | None = None, ends: dict[int, int] | None = None,
@@ -266,7 +337,8 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
     try:
         if not await has_topic(consumer, topic):
             ok = True
-            return {"records": [], "cursor": cursors.encode(cur or {}), "complete": True, "scanned": 0, "ends": {}}
+            return {"records": [], "cursor": cursors.encode(cur or {}), "complete": True, "scanned": 0, "fetched": 0,
+                    "ends": {}}
         # the topic's ends: where a bounded search stops, unless it was told (a next page)
         told = ends is not None and cur is not None and all(tp.partition in ends for tp in tps)
         last = {tp: ends[tp.partition] for tp in tps} if told and ends is not None else await consumer.end_offsets(tps)
@@ -283,6 +355,12 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
         # the next page finds the consumer of the page before where it stopped, with what it fetched ahead:
         # only a partition it does not stand at is sought (and fetched) again. A consumer that stands nowhere
         # it is wanted starts afresh (seeking it would wait for its fetches in flight).
+        # the spans of the time index whose capture times lie outside the range are not fetched at all
+        skip = await time_index(topic).spans(len(tps), query)
+        for tp in tps:
+            j = index.jump(skip.get(tp.partition, []), cursors.split(pos[tp.partition])[0])
+            if j is not None:
+                pos[tp.partition] = j
         at = {tp: cursors.split(pos[tp.partition])[0] for tp in tps}
         again = consumer.assignment() == set(tps) and \
             any(compat.position(consumer, tp) == at[tp] for tp in tps)
@@ -296,6 +374,7 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
         records: list = []
         count = 0       # records answered (with ``raw``, a piece of ``records`` may hold several)
         scanned = 0
+        fetched_bytes = 0     # of the messages handed over by the consumer (in the range or not)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
 
@@ -319,11 +398,18 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
             if not fetched and records and visit is None:
                 break   # caught up, with something to answer: do not hold it back
             for tp in sorted(fetched, key=lambda t: t.partition):
-                at, skip = cursors.split(pos[tp.partition])
+                at, skip_records = cursors.split(pos[tp.partition])
+                passed = skip.get(tp.partition)
                 for m in fetched[tp]:
                     if bounded and m.offset >= stop[tp]:
                         break
-                    first = skip if m.offset == at else 0
+                    j = index.jump(passed, m.offset) if passed else None
+                    if j is not None:       # a span outside the range: fetch on past it
+                        pos[tp.partition] = j
+                        consumer.seek(tp, j)
+                        break
+                    fetched_bytes += len(m.value)
+                    first = skip_records if m.offset == at else 0
                     # its columns, written beside it: read instead of its text (a message written before
                     # them is first looked through for what the filter needs, then its text is cut up)
                     cols = message_columns(m.headers)
@@ -390,6 +476,7 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
         complete = bounded and not left()
         ok = True
         return {"records": records, "cursor": cursors.encode(pos), "complete": complete, "scanned": scanned,
+                "fetched": fetched_bytes,
                 "ends": {tp.partition: stop[tp] for tp in tps}, "count": count}
     finally:
         if ok:

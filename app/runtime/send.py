@@ -19,29 +19,31 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 10.0
 
 
-async def send_all(sends: list[tuple], what: str) -> None:
+async def send_all(sends: list[tuple], what: str) -> list:
     """``sends``: (topic, key bytes, value, partition or None[, headers[, timestamp in s]]). Returns when every
-    one is acknowledged."""
-    pending = list(sends)
+    one is acknowledged: what Kafka acknowledged (its record metadata: partition, offset), in the order of
+    ``sends``."""
+    pending = list(range(len(sends)))
+    acked: dict[int, object] = {}
     attempt = 0
     while pending:
         futures = []
         failed = []
-        for item in pending:
-            topic, key, value, partition, *rest = item
+        for i in pending:
+            topic, key, value, partition, *rest = sends[i]
             extra = {k: v for k, v in zip(("headers", "timestamp"), rest) if v is not None}
             try:
-                futures.append((item, await topic.send(key=key, value=value, partition=partition, **extra)))
+                futures.append((i, await topic.send(key=key, value=value, partition=partition, **extra)))
             except KafkaError as exc:
-                failed.append((item, exc))
-        for item, fut in futures:
+                failed.append((i, exc))
+        for i, fut in futures:
             try:
-                await fut
+                acked[i] = await fut
             except (TimeoutError, KafkaError) as exc:
-                failed.append((item, exc))
+                failed.append((i, exc))
         if not failed:
-            return
-        pending = [item for item, _ in failed]
+            return [acked.get(i) for i in range(len(sends))]
+        pending = [i for i, _ in failed]
         attempt += 1
         delay = min(0.5 * 2 ** attempt, MAX_BACKOFF_S)
         log.warning("%s: %d of %d sends failed (%r); sending them again in %.1f s",

@@ -37,7 +37,8 @@ def port_443_from_10_1_2(r: dict) -> bool:    # 'dst port 443 and src net 10.1.2
 
 
 async def test_search_seeks_by_capture_time_filters_pages_and_ranks(deployment):
-    w = deployment(FLOWSIGHT_PLACEBO_SOURCE="false").start()
+    # a time index entry every 4 flows messages of a partition (256 on a real site)
+    w = deployment(FLOWSIGHT_PLACEBO_SOURCE="false", FLOWSIGHT_FLOWS_INDEX_EVERY="4").start()
     async with aiohttp.ClientSession(headers=AUTH) as s:
         sent = 0
         for day in range(3):
@@ -57,9 +58,12 @@ async def test_search_seeks_by_capture_time_filters_pages_and_ranks(deployment):
                              auto_offset_reset="earliest", enable_auto_commit=False)
         await c.start()
         try:
-            stamped = 0
+            stamped, total_bytes = 0, 0
+            times: dict[tuple[int, int], int] = {}
             for msgs in (await c.getmany(timeout_ms=5000, max_records=10_000)).values():
                 for m in msgs:
+                    times[(m.partition, m.offset)] = m.timestamp
+                    total_bytes += len(m.value)
                     recs = json.loads(m.value)["records"]
                     windows = {x["flowsight"]["window"] for x in recs}
                     assert windows == {m.timestamp}, (windows, m.timestamp)
@@ -74,6 +78,20 @@ async def test_search_seeks_by_capture_time_filters_pages_and_ranks(deployment):
             assert stamped > 10
         finally:
             await c.stop()
+        # the time index: each entry covers exactly the messages it counted, and their record times
+        c = AIOKafkaConsumer(w.env["FLOWSIGHT_TOPIC_PREFIX"] + "flows-index",
+                             bootstrap_servers=w.env["FLOWSIGHT_BROKER"][8:], auto_offset_reset="earliest",
+                             enable_auto_commit=False)
+        await c.start()
+        try:
+            entries = [json.loads(m.value) for msgs in (await c.getmany(timeout_ms=5000, max_records=10_000)).values()
+                       for m in msgs]
+        finally:
+            await c.stop()
+        assert len(entries) >= 4, entries
+        for e in entries:
+            spanned = [times[(e["partition"], o)] for o in range(e["from"], e["to"] + 1)]
+            assert len(spanned) == e["messages"] and (min(spanned), max(spanned)) == (e["min"], e["max"]), e
 
         params = {"since": str(since), "until": str(until), "filter": "dst port 443 and src net 10.1.2.0/24"}
         async with s.get(w.url + "/v1/flows", params=params) as r:
@@ -81,8 +99,10 @@ async def test_search_seeks_by_capture_time_filters_pages_and_ranks(deployment):
             page = await r.json()
         assert page["complete"] is True
         assert sorted(x["flowId"] for x in page["records"]) == want
-        # it read the second day's batches and not the others (they are passed over by their record time)
+        # it read the second day's batches and not the others (they are passed over by their record time), and
+        # did not even fetch the third day's (the time index): every message after its range is newer
         assert page["scanned"] <= len(day2), (page["scanned"], len(day2), len(everything))
+        assert 0 < page["fetched"] < total_bytes * 0.45, (page["fetched"], total_bytes)   # about a third
 
         # the same, 7 records at a time, each page resumed from the last cursor; RFC 3339 times
         from datetime import datetime
