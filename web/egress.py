@@ -21,7 +21,7 @@ from app.api import cursor as cursors
 from app.main import settings
 from app.topics import flows as _flows_topic
 from app.query.filter import FilterError
-from app.query.top import METRICS, BY, Series, Top
+from app.query.top import METRICS, BY, Series, Top, Visit
 from app.query.top import Query
 from app.runtime.egress import GRACE_S, answer_body, bounded_poll, poll, search  # noqa: F401  (the readers the views share)
 
@@ -149,11 +149,7 @@ class TopView(View):
             q = parse_search(qs)
             ensure_slot("later")
             top, series = Top(by), Series(bucket_s * 1000) if bucket_s else None
-
-            def visit(r: dict) -> None:
-                top.add(r)
-                if series is not None:
-                    series.add(r)
+            visit = Visit(top, series)
             async with open_polls:
                 budget = settings.query_max_s
                 done = await asyncio.wait_for(search(FLOWS_TOPIC, None, q, 1, budget, True, visit=visit),

@@ -218,7 +218,7 @@ async def top(self, filter_words: tuple[str, ...], by: str, metric: str, n: int,
     and a filter."""
     import json
 
-    from app.query.top import Top
+    from app.query.top import Top, Visit
     from app.runtime.egress import pages
     from app.topics import flows
 
@@ -228,7 +228,7 @@ async def top(self, filter_words: tuple[str, ...], by: str, metric: str, n: int,
         agg.result(1, metric)
     except ValueError as exc:
         raise self.UsageError(str(exc)) from None
-    async for _ in pages(flows.get_topic_name(), q, 1, visit=agg.add):
+    async for _ in pages(flows.get_topic_name(), q, 1, visit=Visit(agg)):
         pass
     rows = agg.result(n, metric)
     if as_json:

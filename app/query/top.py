@@ -10,6 +10,7 @@ Also the time range of a query. Pure code.
 """
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, UTC
@@ -49,15 +50,103 @@ BY: dict[str, Callable[[dict], list[str]]] = {
 }
 
 
+#: The same from a message's columns (app.records.COLUMNS): the columns of each side's key.
+_COLUMN_KEYS: dict[str, list[list[str]]] = {
+    "srcip": [["fam", "srchi", "srclo"]], "dstip": [["fam", "dsthi", "dstlo"]],
+    "ip": [["fam", "srchi", "srclo"], ["fam", "dsthi", "dstlo"]],
+    "srcport": [["sport", "proto"]], "dstport": [["dport", "proto"]], "port": [["sport", "proto"], ["dport", "proto"]],
+    "proto": [["proto"]], "pair": [["fam", "srchi", "srclo", "dsthi", "dstlo"]], "sensor": [[]],
+}
+
+
+def _address(fam: int, hi: int, lo: int) -> str:
+    """An address's text from its columns, as the records write it (``inet_ntop``)."""
+    if fam == 6:
+        return socket.inet_ntop(socket.AF_INET6, (hi << 64 | lo).to_bytes(16))
+    return socket.inet_ntop(socket.AF_INET, lo.to_bytes(4)) if fam == 4 else ""
+
+
+def _key_text(by: str, k: tuple) -> str:
+    if by in ("srcip", "dstip", "ip"):
+        return _address(*k)
+    if by in ("srcport", "dstport", "port"):
+        return port_name(*k)
+    if by == "proto":
+        return proto_name(k[0])
+    if by == "pair":
+        return f"{_address(k[0], k[1], k[2])} -> {_address(k[0], k[3], k[4])}"
+    return k[0]
+
+
+def _grouped(keys: np.ndarray, counts: list[np.ndarray]) -> tuple[list, list[list[int]]]:
+    """The distinct rows of ``keys`` and, for each, the number of its rows and the sum of each of ``counts``
+    (exact integers)."""
+    uniq, inv, n = np.unique(keys, return_inverse=True, return_counts=True)
+    order = np.argsort(inv, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(n)[:-1]))
+    sums = [np.add.reduceat(c[order], starts).tolist() for c in counts]
+    return uniq.tolist(), [n.tolist(), *sums]
+
+
 class Top:
-    """Flows, packets and bytes per value of one element (``by``: a key of :data:`BY`)."""
+    """Flows, packets and bytes per value of one element (``by``: a key of :data:`BY`), from records
+    (:meth:`add`) or from a message's columns (:meth:`add_columns`) alike."""
 
     def __init__(self, by: str):
         if by not in BY:
             raise ValueError(f"by={by!r}: expected one of {', '.join(BY)}")
         self.by, self.key = by, BY[by]
         self.sums: dict[str, list[int]] = {}
+        self._col_sums: dict[tuple, list[int]] = {}     # by the columns' key, made text by result()
         self.records = 0
+
+    def add_columns(self, c: Columns, keep: np.ndarray) -> None:
+        """The records of a message that ``keep`` says, from its columns."""
+        a = c.cols[np.flatnonzero(keep)]
+        if not len(a):
+            return
+        self.records += len(a)
+        p, b = a["packets"].astype(np.int64), a["bytes"].astype(np.int64)
+        sides = _COLUMN_KEYS[self.by]
+        for k, names in enumerate(sides):
+            if not names:     # the sensor: one for the whole message
+                self._merge([(c.sensor()[0],)], [[len(a)], [int(p.sum())], [int(b.sum())]])
+                continue
+            rows = np.stack([a[n].astype(np.uint64) for n in names], axis=1)
+            if k:             # the other side, where it is not the same as the first (``ip``, ``port``)
+                first = np.stack([a[n].astype(np.uint64) for n in sides[0]], axis=1)
+                other = np.flatnonzero((rows != first).any(axis=1))
+                rows, pk, bk = rows[other], p[other], b[other]
+            else:
+                pk, bk = p, b
+            if len(rows):
+                keys = np.ascontiguousarray(rows).view([("", np.uint64)] * len(names)).ravel()
+                uniq, sums = _grouped(keys, [pk, bk])
+                self._merge(uniq, sums)
+
+    def _merge(self, keys: list, sums: list[list[int]]) -> None:
+        col = self._col_sums
+        for k, f, pk, bk in zip(keys, *sums):
+            s = col.get(k)
+            if s is None:
+                col[k] = [f, pk, bk]
+            else:
+                s[0] += f
+                s[1] += pk
+                s[2] += bk
+
+    def _text_keys(self) -> None:
+        """Fold what came from columns into :attr:`sums`, by the same text keys as records give."""
+        for k, (f, p, b) in self._col_sums.items():
+            key = _key_text(self.by, tuple(int(v) for v in k) if self.by != "sensor" else k)
+            s = self.sums.get(key)
+            if s is None:
+                self.sums[key] = [f, p, b]
+            else:
+                s[0] += f
+                s[1] += p
+                s[2] += b
+        self._col_sums = {}
 
     def add(self, r: dict) -> None:
         self.records += 1
@@ -76,6 +165,7 @@ class Top:
         if metric not in METRICS:
             raise ValueError(f"metric={metric!r}: expected one of {', '.join(METRICS)}")
         i = METRICS.index(metric)
+        self._text_keys()
         rows = sorted(self.sums.items(), key=lambda kv: (-kv[1][i], kv[0]))[:n]
         return [{"key": k, "flows": s[0], "packets": s[1], "bytes": s[2]} for k, s in rows]
 
@@ -88,6 +178,21 @@ class Series:
             raise ValueError("a bucket of at least 1 ms")
         self.bucket_ms = bucket_ms
         self.sums: dict[int, list[int]] = {}
+
+    def add_columns(self, c: Columns, keep: np.ndarray) -> None:
+        a = c.cols[np.flatnonzero(keep)]
+        if not len(a):
+            return
+        t = a["first"].astype(np.int64)
+        uniq, (f, p, b) = _grouped(t - t % self.bucket_ms, [a["packets"].astype(np.int64), a["bytes"].astype(np.int64)])
+        for k, fk, pk, bk in zip(uniq, f, p, b):
+            s = self.sums.get(k)
+            if s is None:
+                self.sums[k] = [fk, pk, bk]
+            else:
+                s[0] += fk
+                s[1] += pk
+                s[2] += bk
 
     def add(self, r: dict) -> None:
         t = r["flowStartMilliseconds"]
@@ -103,6 +208,22 @@ class Series:
     def result(self) -> list[list[int]]:
         """``[bucket start ms, flows, packets, bytes]`` in time order."""
         return [[t, *s] for t, s in sorted(self.sums.items())]
+
+
+class Visit:
+    """What a search hands each record it keeps to (aggregates: :class:`Top`, :class:`Series`), or, for a
+    message with columns, the columns and which of its records it keeps (:meth:`columns`): nothing decoded."""
+
+    def __init__(self, *aggregates: Top | Series | None):
+        self.aggregates = [a for a in aggregates if a is not None]
+
+    def __call__(self, r: dict) -> None:
+        for a in self.aggregates:
+            a.add(r)
+
+    def columns(self, c: Columns, keep: np.ndarray) -> None:
+        for a in self.aggregates:
+            a.add_columns(c, keep)
 
 
 def parse_time(text: str, name: str = "time") -> int:

@@ -427,6 +427,14 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
                         keep = query.mask(Columns(*cols) if cols is not None else TextColumns(m.value, len(lines)))
                     n = len(recs)
                     scanned += n - first
+                    by_columns = getattr(visit, "columns", None)
+                    if by_columns is not None and cols is not None and keep is not None:
+                        if first:     # an aggregate: from the columns, nothing decoded
+                            keep = keep.copy()
+                            keep[:first] = False
+                        by_columns(Columns(*cols), keep)
+                        pos[tp.partition] = m.offset + 1
+                        continue
                     if lines is not None and keep is not None and raw and visit is None:
                         # each run of kept records as one piece of the answer (all of it: one piece)
                         keep = keep[first:]

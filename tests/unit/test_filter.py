@@ -6,6 +6,7 @@ import json
 import time
 from collections import defaultdict
 
+import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -266,3 +267,36 @@ def test_a_filter_over_a_whole_message_at_once_keeps_the_records_it_keeps_one_by
     assert cols is not None
     mask = vec(Columns(*cols))
     assert mask.dtype == bool and mask.tolist() == [pred(r) for r in decoded], flt
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["10.0.0.1", "10.0.0.2", "192.0.2.1", "2001:db8::1", "::ffff:10.0.0.1"]),
+                          st.sampled_from(["10.0.0.2", "10.0.0.1", "2001:db8::1", "2001:db8::2"]),
+                          st.sampled_from([6, 17, 1, 58, 47]), st.sampled_from([0, 22, 53, 443]),
+                          st.sampled_from([0, 22, 53, 2048]), st.integers(1, 1 << 40), st.integers(1, 1 << 33),
+                          st.integers(0, 3_600_000), st.booleans()), min_size=1, max_size=40),
+       st.sampled_from(["srcip", "dstip", "ip", "srcport", "dstport", "port", "proto", "pair", "sensor"]),
+       st.sampled_from([60_000, 7_000]))
+def test_top_and_series_from_columns_are_those_of_the_records(rows, by, bucket_ms):
+    """An aggregate over a message's columns (nothing decoded) gives what one over its decoded records gives."""
+    from app.query.filter import Columns
+    from app.query.top import Series, Top, Visit
+    from app.records import message_columns
+    recs = []
+    for s, d, p, sp, dp, b, pk, first, kept in rows:
+        if (":" in s) != (":" in d):
+            d = "2001:db8::2" if ":" in s else "192.0.2.1"
+        recs.append(rec(src=s, dst=d, proto=p, sport=sp, dport=dp, nbytes=b, packets=pk, first=first,
+                        last=first + 5, sensor="tap-7"))
+    raw, headers = _lines_message(recs, with_columns=True)
+    decoded = json.loads(raw)["records"]
+    keep = np.array([r[-1] for r in rows])
+    by_records, by_columns = (Top(by), Series(bucket_ms)), (Top(by), Series(bucket_ms))
+    for r, k in zip(decoded, keep):
+        if k:
+            Visit(*by_records)(r)
+    Visit(*by_columns).columns(Columns(*message_columns(headers)), keep)
+    for metric in ("flows", "packets", "bytes"):
+        assert by_columns[0].result(100, metric) == by_records[0].result(100, metric)
+    assert by_columns[0].records == by_records[0].records
+    assert by_columns[1].result() == by_records[1].result()
