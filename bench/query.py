@@ -36,7 +36,7 @@ import app.main  # noqa: E402,F401  (the worker's settings and modules, as a wor
 from app import records  # noqa: E402
 from app.flows.index import Index  # noqa: E402
 from app.query.filter import compile_filter  # noqa: E402
-from app.query.top import Query, Top  # noqa: E402
+from app.query.top import Query, Top, Visit  # noqa: E402
 
 TOPIC = "bench-query-flows"
 W_MS = 60_000
@@ -111,14 +111,15 @@ async def fill(n_records: int, days: int) -> int:
     return messages
 
 
-async def run(name: str, query: Query, top: bool = False) -> dict:
+async def run(name: str, query: Query, top: str | None = None) -> dict:
+    """One search; ``top``: an aggregate by that element instead (GET /v1/top)."""
     from app.runtime.egress import answer_body, pages
 
-    agg = Top("srcip") if top else None
+    agg = Top(top) if top else None
     got, scanned, fetched = 0, 0, 0
     c0, t0 = cpu_s(), time.perf_counter()
     # the records as GET /v1/flows answers them: each kept record's stored text, joined into the answer
-    async for page in pages(TOPIC, query, visit=agg.add if agg else None, partitions=4, raw=not top):
+    async for page in pages(TOPIC, query, visit=Visit(agg) if agg else None, partitions=4, raw=not top):
         if not top:
             answer_body({k: v for k, v in page.items() if k not in ("ends", "count")})
         got += page["count"]
@@ -141,15 +142,18 @@ async def main() -> None:
               f"{time.perf_counter() - t:.0f} s", file=sys.stderr)
         day = T0 + (days // 2) * DAY_MS
         cases = [
-            ("every record, no filter", Query.of(None, None, None, W_MS), False),
+            ("every record, no filter", Query.of(None, None, None, W_MS), None),
             ("'dst port 443 and src net 10.0.0.0/8'", Query.of(compile_filter("dst port 443 and src net 10.0.0.0/8"),
-                                                               None, None, W_MS), False),
+                                                               None, None, W_MS), None),
             ("'bytes > 150k' (no needle: every message's columns read)",
-             Query.of(compile_filter("bytes > 150k"), None, None, W_MS), False),
+             Query.of(compile_filter("bytes > 150k"), None, None, W_MS), None),
             ("'host 10.1.2.3' (needle: messages without it unread)",
-             Query.of(compile_filter("host 10.1.2.3"), None, None, W_MS), False),
-            (f"one day of {days}, 'proto udp'", Query.of(compile_filter("proto udp"), day, day + DAY_MS, W_MS), False),
-            (f"top srcip, one hour of {days} days", Query.of(None, day, day + 3_600_000, W_MS), True),
+             Query.of(compile_filter("host 10.1.2.3"), None, None, W_MS), None),
+            (f"one day of {days}, 'proto udp'", Query.of(compile_filter("proto udp"), day, day + DAY_MS, W_MS), None),
+            (f"top srcip, one hour of {days} days", Query.of(None, day, day + 3_600_000, W_MS), "srcip"),
+            ("top dstport of 'proto tcp', every record", Query.of(compile_filter("proto tcp"), None, None, W_MS),
+             "dstport"),
+            (f"top srcip, one day of {days}", Query.of(None, day, day + DAY_MS, W_MS), "srcip"),
         ]
         rows = []
         for name, q, top in cases:

@@ -78,6 +78,13 @@ def _key_text(by: str, k: tuple) -> str:
     return k[0]
 
 
+def _sum_by(groups: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Exact int64 sums of ``values`` per group number."""
+    out = np.zeros(n, np.int64)
+    np.add.at(out, groups, values)
+    return out
+
+
 def _grouped(keys: np.ndarray, counts: list[np.ndarray]) -> tuple[list, list[list[int]]]:
     """The distinct rows of ``keys`` and, for each, the number of its rows and the sum of each of ``counts``
     (exact integers)."""
@@ -92,12 +99,17 @@ class Top:
     """Flows, packets and bytes per value of one element (``by``: a key of :data:`BY`), from records
     (:meth:`add`) or from a message's columns (:meth:`add_columns`) alike."""
 
+    #: rows of packed keys pushed before they are grouped (memory: 32 bytes a row)
+    COMPACT_ROWS = 1 << 20
+
     def __init__(self, by: str):
         if by not in BY:
             raise ValueError(f"by={by!r}: expected one of {', '.join(BY)}")
         self.by, self.key = by, BY[by]
         self.sums: dict[str, list[int]] = {}
         self._col_sums: dict[tuple, list[int]] = {}     # by the columns' key, made text by result()
+        self._packed: list[tuple[np.ndarray, ...]] = []  # keys packed in one number: (keys, flows, packets, bytes)
+        self._packed_rows = 0
         self.records = 0
 
     def add_columns(self, c: Columns, keep: np.ndarray) -> None:
@@ -119,10 +131,44 @@ class Top:
                 rows, pk, bk = rows[other], p[other], b[other]
             else:
                 pk, bk = p, b
+            # most keys fit one 64-bit number (IPv4 addresses and pairs, ports, protocols): grouped with the
+            # message's others in numpy, many messages at once; the rest (IPv6) by a row of numbers each
+            if names[0] == "fam":
+                v4 = rows[:, 0] == 4
+                packed = rows[v4, 2] if len(names) == 3 else rows[v4, 2] << np.uint64(32) | rows[v4, 4]
+                self._push(packed, pk[v4], bk[v4])
+                rows, pk, bk = rows[~v4], pk[~v4], bk[~v4]
+            else:
+                self._push(rows[:, 0] << np.uint64(8) | rows[:, 1] if len(names) == 2 else rows[:, 0], pk, bk)
+                rows = rows[:0]
             if len(rows):
                 keys = np.ascontiguousarray(rows).view([("", np.uint64)] * len(names)).ravel()
                 uniq, sums = _grouped(keys, [pk, bk])
                 self._merge(uniq, sums)
+
+    def _push(self, keys: np.ndarray, p: np.ndarray, b: np.ndarray) -> None:
+        if len(keys):
+            self._packed.append((keys, np.ones(len(keys), np.int64), p, b))
+            self._packed_rows += len(keys)
+            if self._packed_rows >= self.COMPACT_ROWS:
+                self._compact()
+
+    def _compact(self) -> None:
+        """The packed keys so far, grouped into one chunk of one distinct key a row."""
+        if self._packed_rows:
+            keys = np.concatenate([c[0] for c in self._packed])
+            uniq, inv = np.unique(keys, return_inverse=True)
+            self._packed = [(uniq, *(_sum_by(inv, np.concatenate([c[k] for c in self._packed]), len(uniq))
+                                     for k in (1, 2, 3)))]
+        self._packed_rows = 0     # rows pushed since the packed keys were last grouped
+
+    def _unpacked(self, k: int) -> str:
+        by = self.by
+        if by in ("srcip", "dstip", "ip"):
+            return _address(4, 0, k)
+        if by == "pair":
+            return f"{_address(4, 0, k >> 32)} -> {_address(4, 0, k & 0xFFFFFFFF)}"
+        return port_name(k >> 8, k & 0xFF) if by in ("srcport", "dstport", "port") else proto_name(k)
 
     def _merge(self, keys: list, sums: list[list[int]]) -> None:
         col = self._col_sums
@@ -137,8 +183,14 @@ class Top:
 
     def _text_keys(self) -> None:
         """Fold what came from columns into :attr:`sums`, by the same text keys as records give."""
+        self._compact()
+        for keys, fs, ps, bs in self._packed:
+            for k, f, p, b in zip(keys.tolist(), fs.tolist(), ps.tolist(), bs.tolist()):
+                self._col_sums[("packed", k)] = [f, p, b]
+        self._packed, self._packed_rows = [], 0
         for k, (f, p, b) in self._col_sums.items():
-            key = _key_text(self.by, tuple(int(v) for v in k) if self.by != "sensor" else k)
+            key = self._unpacked(k[1]) if k[0] == "packed" else \
+                _key_text(self.by, tuple(int(v) for v in k) if self.by != "sensor" else k)
             s = self.sums.get(key)
             if s is None:
                 self.sums[key] = [f, p, b]

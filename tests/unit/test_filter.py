@@ -292,10 +292,14 @@ def test_top_and_series_from_columns_are_those_of_the_records(rows, by, bucket_m
     decoded = json.loads(raw)["records"]
     keep = np.array([r[-1] for r in rows])
     by_records, by_columns = (Top(by), Series(bucket_ms)), (Top(by), Series(bucket_ms))
+    by_columns[0].COMPACT_ROWS = 3        # grouped along the way, as after a million rows
     for r, k in zip(decoded, keep):
         if k:
             Visit(*by_records)(r)
-    Visit(*by_columns).columns(Columns(*message_columns(headers)), keep)
+    cols = Columns(*message_columns(headers))
+    half = np.arange(len(keep)) < len(keep) // 2      # as two messages
+    Visit(*by_columns).columns(cols, keep & half)
+    Visit(*by_columns).columns(cols, keep & ~half)
     for metric in ("flows", "packets", "bytes"):
         assert by_columns[0].result(100, metric) == by_records[0].result(100, metric)
     assert by_columns[0].records == by_records[0].records
