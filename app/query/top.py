@@ -78,6 +78,17 @@ def _key_text(by: str, k: tuple) -> str:
     return k[0]
 
 
+def _tally(sums: dict, key, f: int, p: int, b: int) -> None:
+    """Flows, packets and bytes added to a key's sums."""
+    s = sums.get(key)
+    if s is None:
+        sums[key] = [f, p, b]
+    else:
+        s[0] += f
+        s[1] += p
+        s[2] += b
+
+
 def _sum_by(groups: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     """Exact int64 sums of ``values`` per group number."""
     out = np.zeros(n, np.int64)
@@ -171,15 +182,8 @@ class Top:
         return port_name(k >> 8, k & 0xFF) if by in ("srcport", "dstport", "port") else proto_name(k)
 
     def _merge(self, keys: list, sums: list[list[int]]) -> None:
-        col = self._col_sums
         for k, f, pk, bk in zip(keys, *sums):
-            s = col.get(k)
-            if s is None:
-                col[k] = [f, pk, bk]
-            else:
-                s[0] += f
-                s[1] += pk
-                s[2] += bk
+            _tally(self._col_sums, k, f, pk, bk)
 
     def _text_keys(self) -> None:
         """Fold what came from columns into :attr:`sums`, by the same text keys as records give."""
@@ -191,26 +195,14 @@ class Top:
         for k, (f, p, b) in self._col_sums.items():
             key = self._unpacked(k[1]) if k[0] == "packed" else \
                 _key_text(self.by, tuple(int(v) for v in k) if self.by != "sensor" else k)
-            s = self.sums.get(key)
-            if s is None:
-                self.sums[key] = [f, p, b]
-            else:
-                s[0] += f
-                s[1] += p
-                s[2] += b
+            _tally(self.sums, key, f, p, b)
         self._col_sums = {}
 
     def add(self, r: dict) -> None:
         self.records += 1
         p, b = r["packetDeltaCount"], r["octetDeltaCount"]
         for k in self.key(r):
-            s = self.sums.get(k)
-            if s is None:
-                self.sums[k] = [1, p, b]
-            else:
-                s[0] += 1
-                s[1] += p
-                s[2] += b
+            _tally(self.sums, k, 1, p, b)
 
     def result(self, n: int, metric: str = "bytes") -> list[dict]:
         """The ``n`` biggest by ``metric`` (ties by key), each with all three metrics."""
@@ -238,24 +230,11 @@ class Series:
         t = a["first"].astype(np.int64)
         uniq, (f, p, b) = _grouped(t - t % self.bucket_ms, [a["packets"].astype(np.int64), a["bytes"].astype(np.int64)])
         for k, fk, pk, bk in zip(uniq, f, p, b):
-            s = self.sums.get(k)
-            if s is None:
-                self.sums[k] = [fk, pk, bk]
-            else:
-                s[0] += fk
-                s[1] += pk
-                s[2] += bk
+            _tally(self.sums, k, fk, pk, bk)
 
     def add(self, r: dict) -> None:
         t = r["flowStartMilliseconds"]
-        t -= t % self.bucket_ms
-        s = self.sums.get(t)
-        if s is None:
-            self.sums[t] = [1, r["packetDeltaCount"], r["octetDeltaCount"]]
-        else:
-            s[0] += 1
-            s[1] += r["packetDeltaCount"]
-            s[2] += r["octetDeltaCount"]
+        _tally(self.sums, t - t % self.bucket_ms, 1, r["packetDeltaCount"], r["octetDeltaCount"])
 
     def result(self) -> list[list[int]]:
         """``[bucket start ms, flows, packets, bytes]`` in time order."""
