@@ -257,6 +257,9 @@ class TimeIndex:
     partition; read on from where it was at most every REFRESH_S. If it cannot be read, a search reads all."""
 
     REFRESH_S = 2.0
+    #: entries kept per partition, the newest (one covers 256 messages, some 60 MB: 4,096 are far more than
+    #: a partition keeps; older ones only name offsets retention deleted, and a search reads what none covers)
+    KEEP = 4096
 
     def __init__(self, topic: str):
         self.topic = topic
@@ -295,12 +298,14 @@ class TimeIndex:
                 if not fetched:
                     break
                 for tp, msgs in fetched.items():
+                    kept = self.entries.setdefault(tp.partition, [])
                     for m in msgs:
                         try:
-                            self.entries.setdefault(tp.partition, []).append(json.loads(m.value))
+                            kept.append(json.loads(m.value))
                         except ValueError:
                             pass
                         self.read_to[tp.partition] = m.offset + 1
+                    del kept[:-self.KEEP]
             ok = True
         finally:
             if ok:
