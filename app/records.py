@@ -451,13 +451,15 @@ class PartsMsg(TypedDict):
 
 
 class AnnounceMsg(TypedDict):
-    """flow-parts: an upload accepted, so its sensor's clock waits for its chunks (web/ingest.py)."""
+    """flow-parts: an upload being received or accepted, so its sensor's clock waits for its chunks
+    (web/ingest.py)."""
 
     announce: bool
     block: str
     sensor: str
     chunks: int
     top: NotRequired[int]
+    release: NotRequired[bool]   #: the upload so named has ended: stop holding for it
 
 
 class SummaryMsg(TypedDict):

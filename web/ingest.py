@@ -84,10 +84,11 @@ receiving: dict[str, int] = {}
 RATE_GRACE_S = 1.5 * settings.client_idle_timeout_s
 
 
-async def receive(request, out, sensor: str, spool: str | None = None) -> tuple[int, str]:
+async def receive(request, out, sensor: str, spool: str | None = None,
+                  arriving: Arriving | None = None) -> tuple[int, str]:
     """Stream the body to ``out``: (size, sha256), or UploadError (cut off, too big, too slow, disk full).
     ``spool``: the spool folder, whose volume keeps ``spool_min_free_bytes`` free while the body is written
-    (a body of undeclared length, chunked, is checked as it comes)."""
+    (a body of undeclared length, chunked, is checked as it comes); ``arriving`` is fed the first bytes."""
     digest = hashlib.sha256()
     size = 0
     room = 0        # bytes that may still be written before the volume is looked at again
@@ -115,6 +116,8 @@ async def receive(request, out, sensor: str, spool: str | None = None) -> tuple[
             room -= len(piece)
             digest.update(piece)
             out.write(piece)
+            if arriving is not None:
+                arriving.feed(piece)
             elapsed = loop.time() - t0
             if elapsed > RATE_GRACE_S and size < settings.min_upload_rate * elapsed:
                 raise UploadError(408, f"upload too slow: {size} bytes in {elapsed:.0f} s, under "
@@ -148,7 +151,7 @@ _orphans: set[asyncio.Task] = set()
 def _orphan_done(task: asyncio.Task) -> None:
     _orphans.discard(task)
     if not task.cancelled() and task.exception() is not None:
-        log.info("a timed-out upload's chunks finally failed: %r", task.exception())
+        log.info("an upload's sends in the background finally failed: %r", task.exception())
 
 
 async def announce(plan: pcap.Chunks, block_id: str, sensor: str) -> None:
@@ -162,6 +165,76 @@ async def announce(plan: pcap.Chunks, block_id: str, sensor: str) -> None:
                       "top": int(plan.idx.ts_ns.min()) // 1_000_000, "parts": []}).encode()
     await asyncio.gather(*[await flow_parts.send(key=block_id.encode(), value=msg, partition=p)
                            for p in range(settings.partitions)])
+
+
+#: An upload's first bytes, read for its first capture time while the rest is still arriving.
+HEAD_BYTES = 256 << 10
+#: While an upload arrives, its hold is announced again this often (a hold not heard of for the flows
+#: agent's ``hold_ms``, a minute, lapses: an upload whose worker died stops holding its sensor's clock).
+TOUCH_S = 15.0
+
+
+class Arriving:
+    """An upload still being received holds its sensor's clock at its first capture time.
+
+    A shipper sends several files at once. Without this, the file whose body ends first is
+    accepted, announced and decoded first; a file still arriving with older packets is then
+    late where it is older, though it was sent at the same moment. So once the first
+    :data:`HEAD_BYTES` are in, every flow-parts partition hears of the upload under a name no
+    chunk has (``receiving/<id>``: a block id cannot contain '/'), from its first packet's
+    time, and again every :data:`TOUCH_S` seconds; when the upload ends, accepted (its block's
+    own announce has gone out by then) or refused, a ``release`` ends the hold. A release
+    that is lost only makes the hold lapse after a minute."""
+
+    def __init__(self, sensor: str):
+        self.sensor = sensor
+        self.name = f"receiving/{os.urandom(8).hex()}"
+        self.head = bytearray()
+        self.task: asyncio.Task | None = None
+
+    def feed(self, piece: bytes) -> None:
+        if self.head is None or self.task is not None:
+            return
+        self.head += piece[:HEAD_BYTES - len(self.head)]
+        if len(self.head) < HEAD_BYTES:
+            return
+        head, self.head = bytes(self.head), None
+        try:
+            ts = pcap.index(head).ts_ns
+        except pcap.CaptureError:
+            return                      # refused once the body is in, with the reason
+        if len(ts):
+            self.task = asyncio.ensure_future(self._hold(int(ts.min()) // 1_000_000))
+
+    def _message(self, **extra) -> bytes:
+        return json.dumps({"announce": True, "block": self.name, "sensor": self.sensor, "chunks": 1,
+                           "parts": [], **extra}).encode()
+
+    async def _hold(self, top_ms: int) -> None:
+        msg = self._message(top=top_ms)
+        while True:
+            try:
+                await asyncio.gather(*[await flow_parts.send(key=self.name.encode(), value=msg, partition=p)
+                                       for p in range(settings.partitions)])
+            except (KafkaError, ConnectionError) as exc:   # the upload goes on; its block's announce still holds
+                log.info("announcing upload %s of %s failed: %r", self.name, self.sensor, exc)
+            await asyncio.sleep(TOUCH_S)
+
+    def end(self) -> None:
+        """The upload is over: stop announcing it, and release its hold (in the background)."""
+        self.head = None
+        if self.task is None:
+            return
+        self.task.cancel()
+        self.task = None
+        release = asyncio.ensure_future(self._release())
+        _orphans.add(release)
+        release.add_done_callback(_orphan_done)
+
+    async def _release(self) -> None:
+        msg = self._message(release=True)
+        await asyncio.gather(*[await flow_parts.send(key=self.name.encode(), value=msg, partition=p)
+                               for p in range(settings.partitions)])
 
 
 def block_chunk_bytes(known: dict | None, block_id: str) -> int:
@@ -336,10 +409,11 @@ class Captures(View):
                               f"{settings.max_upload_bytes} bytes")
         check_space(spool_dir(), request.content_length or 0)
         fd, path = tempfile.mkstemp(prefix="upload-", suffix=".pcap", dir=spool_dir())
+        arriving = Arriving(sensor)
         try:
             try:
                 with os.fdopen(fd, "wb") as out:
-                    size, sha = await receive(request, out, sensor, spool_dir())
+                    size, sha = await receive(request, out, sensor, spool_dir(), arriving)
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise UploadError(507, "the spool volume filled up during the upload; retry later") from None
@@ -385,5 +459,6 @@ class Captures(View):
                      block_id, sensor, chunks, idx.packets, size, extra={"block_id": block_id, "sensor": sensor})
             return 202, {**answer, "chunks": chunks, "duplicate": False}
         finally:
+            arriving.end()
             os.unlink(path)
 

@@ -367,10 +367,20 @@ class Merger:
         return out, rows
 
     def _announce(self, p: int, sensor: str, clock: SensorClock, msg: AnnounceMsg, plan: Plan, now_ms: int) -> Plan:
-        """A block of several chunks was accepted: hold its sensor's clock at its first capture time until its
-        chunks arrive (or it sends nothing for ``hold_ms``). Announcing it again changes nothing."""
+        """A block is on its way: hold its sensor's clock at its first capture time until its chunks arrive (or
+        it sends nothing for ``hold_ms``). Announcing it again only says it is still coming. An upload still
+        being received is announced the same way, under a name no chunk has, and released (``release``) when it ends
+        (web/ingest.py): the accepted block's own announce has taken over by then, or it was refused."""
         source = source_of(sensor, msg["block"])
-        if (msg.get("chunks") or 0) >= 1 and source not in clock.holds:
+        hold = clock.holds.get(source)
+        if msg.get("release"):
+            if hold is not None:
+                del clock.holds[source]
+                self._advance(p, sensor, clock, plan, now_ms)
+                return plan
+        elif hold is not None:
+            hold.touched_ms = now_ms
+        elif (msg.get("chunks") or 0) >= 1:
             clock.hold(source, msg["chunks"], msg.get("top"), now_ms)
         plan.marks[watermark_key(p, sensor)] = clock.to_json()
         self._frontier(p, sensor, clock, plan)

@@ -5,6 +5,8 @@
   scored once, and each scored summary equals that sensor's records of the window.
 - The upload of an ordinary capture, a pause (its windows flushed), then the SYN
   flood capture of test_alerts.py: the flood's window is scored with all its flows.
+- Two files sent at once, the newer one decoded while the older one is still
+  arriving: the older one's records are on time.
 - Three weeks of warm-up for a new sensor ending just before a real SYN flood
   capture from ../shared/pcaps: one alert, naming the victim.
 - kill -9 of a worker during a replay: the same alerts and flowIds as a run
@@ -145,6 +147,57 @@ async def test_a_window_after_an_idle_pause_is_scored_with_every_partitions_flow
     assert hit[0]["observed"]["failed"]["observed"] == 1500
     assert hit[0]["topDestinations"][0] == {"host": TARGET, "flows": 1500}
     assert models["site-a"]["late_records"] == 0
+    assert not w.errors(), w.log_tail()
+
+
+async def test_a_file_still_arriving_when_a_newer_one_is_decoded_is_on_time(deployment):
+    """A shipper sends two files at once and the newer one's body ends first: it is accepted and decoded while
+    the older one is still arriving. The older file's records are on time, not late (its upload held its
+    sensor's clock from its first packets on), and nothing is counted twice."""
+    import web.routes  # noqa: F401  (imports web.ingest in its order)
+    from web.ingest import HEAD_BYTES
+    w = deployment(FLOWSIGHT_PLACEBO_SOURCE="false").start()
+    t0 = 1_765_000_020
+    old, n_old = ordinary(t0, 300, seed=5, per_s=10)
+    new, n_new = ordinary(t0 + 600, 120, seed=6, per_s=5)
+    assert len(old) > 2 * HEAD_BYTES
+    newer_done = asyncio.Event()
+
+    async def trickle():
+        yield old[:HEAD_BYTES + 4096]
+        await newer_done.wait()
+        yield old[HEAD_BYTES + 4096:]
+
+    async def send_old(s: aiohttp.ClientSession) -> tuple[int, dict]:
+        headers = {"Content-Type": "application/octet-stream", "X-Sensor": "ship", "X-Block-Id": "old", **AUTH}
+        async with s.put(w.url + "/v1/captures", data=trickle(), headers=headers) as r:
+            return r.status, await r.json(content_type=None)
+
+    async with aiohttp.ClientSession(headers=AUTH) as s:
+        older = asyncio.ensure_future(send_old(s))
+        await asyncio.sleep(2)                                  # its first bytes are in
+        status, answer = await upload(s, w.url, new, sensor="ship", block_id="new")
+        assert status == 202, answer
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:                      # the newer file is decoded...
+            async with s.get(w.url + "/v1/blocks/ship~new") as r:
+                row = await r.json() if r.status == 200 else {}
+            if row and len(row.get("done") or []) and row["done"][0] == [0, answer["chunks"] - 1]:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError(f"the newer file was not decoded in 30 s: {row}")
+        await asyncio.sleep(7)                                  # ...merged, and the sensor idle past its flush
+        newer_done.set()
+        status, answer = await older
+        assert status == 202, answer
+        records, _ = await drain(s, w.url, None, lambda got: sum(
+            r["packetDeltaCount"] for r in got if r["flowsight"]["sensor"] == "ship") >= n_old + n_new, quiet_s=6)
+    ours = [r for r in records if r["flowsight"]["sensor"] == "ship"]
+    assert sum(r["packetDeltaCount"] for r in ours) == n_old + n_new
+    assert len({r["flowId"] for r in ours}) == len(ours)
+    late = [r for r in ours if r["flowsight"]["late"]]
+    assert not late, f"{len(late)} of {len(ours)} records late, from windows {sorted({r['flowsight']['window'] for r in late})}"
     assert not w.errors(), w.log_tail()
 
 

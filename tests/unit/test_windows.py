@@ -553,3 +553,49 @@ def test_a_closed_window_sends_the_detectors_records_to_their_actors_partitions(
     off = Merger(W, 5_000, 5_000)
     off.on_parts(0, msg("b", 0, probe), {}, 0)
     assert all(t != "entity-flows" for t, _, _ in off.on_parts(0, msg("b", 1, part(W, t=W + 6_000)), {}, 0).emit)
+
+
+def test_an_upload_still_arriving_holds_its_sensors_clock_until_its_release():
+    """A shipper sends ten files at once; the one whose body ends first is decoded first. The others were
+    announced (web/ingest.py: Arriving) as soon as their first packets came in, so their older packets are
+    on time; a release ends the hold; announcing again keeps a long upload's hold from lapsing."""
+    def run(early: bool) -> Harness:
+        h = Harness()
+        h.merger.hold_ms = 60_000
+        if early:
+            h.feed({"announce": True, "block": "receiving/1", "sensor": "s", "chunks": 1, "top": 1, "parts": []},
+                   now_ms=0)
+        h.feed({"announce": True, "block": "new", "sensor": "s", "chunks": 2, "top": 10 * W, "parts": []},
+               now_ms=1_000)
+        for i in range(2):
+            h.feed({**msg("new", i, part((10 + i) * W, t=(10 + i) * W + 1)), "chunks": 2}, now_ms=2_000)
+        if early:
+            assert h.out == []
+            h.feed({"announce": True, "block": "receiving/1", "sensor": "s", "chunks": 1, "top": 1, "parts": []},
+                   now_ms=50_000)                            # still arriving
+            h.feed({"tick": 1}, now_ms=100_000)             # 100 s after it began, 50 s after it was last heard of
+            assert h.out == []
+        h.feed({"announce": True, "block": "old", "sensor": "s", "chunks": 1, "top": 1, "parts": []}, now_ms=100_500)
+        if early:
+            h.feed({"announce": True, "block": "receiving/1", "sensor": "s", "release": True, "parts": []},
+                   now_ms=100_600)
+            assert h.out == []                               # the accepted block's own announce holds on
+        h.feed({**msg("old", 0, part(0, key=skey("s", 3), packets=4, t=1), part(W, key=skey("s", 4), t=W + 1)),
+                "chunks": 1}, now_ms=101_000)
+        return h
+
+    h = run(early=True)
+    assert not [r for r in h.out if r["flowsight"]["late"]]
+    assert sorted(r["flowsight"]["window"] for r in h.out) == [0, W]   # "new" waits for its lateness
+    assert not h.merger.clocks[0]["s"].holds
+    before = run(early=False)                                # what the shipper's older file went through
+    assert sorted(r["flowsight"]["window"] for r in before.out if r["flowsight"]["late"]) == [0, W]
+    h2 = Harness()                                           # a release that never comes: the hold lapses
+    h2.merger.hold_ms = 60_000
+    h2.feed({"announce": True, "block": "receiving/2", "sensor": "s", "chunks": 1, "top": 1, "parts": []}, now_ms=0)
+    h2.feed({**msg("b", 0, part(10 * W, t=10 * W + 1), part(11 * W, key=skey("s", 2), t=11 * W + 1)),
+             "chunks": 1}, now_ms=1_000)
+    h2.feed({"tick": 1}, now_ms=30_000)                    # idle for 29 s, but an upload is arriving
+    assert h2.out == []
+    h2.feed({"tick": 1}, now_ms=61_000)                    # not heard of for a minute: idle flush
+    assert sorted(r["flowsight"]["window"] for r in h2.out) == [10 * W, 11 * W]
