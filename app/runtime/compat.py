@@ -7,6 +7,7 @@ what it installed and warns of a version it was not written for):
 
 - **produce encoding** (a patch, off with ``FLOWSIGHT_COMPAT_PATCHES=false``):
   see below;
+- **responses read with one copy** (a patch, off with the same setting): see below;
 - **hardened error pages** (a patch, off with the same setting): the aiohttp
   server's request handler class is swapped for one whose parser errors carry
   the security headers (:func:`hardened_runner`, put in place of Faust's runner by web/security.py);
@@ -18,6 +19,18 @@ what it installed and warns of a version it was not written for):
   under an older consumer generation without processing them; app/runtime/gaps.py
   finds and reads them again (a guard that costs nothing when nothing is
   skipped, so it is always on).
+
+Responses read with one copy (a patch, off with the same setting). aiokafka
+reads each connection through an ``asyncio.StreamReader`` of a 64 KiB limit: every
+piece the socket gives (up to 256 KiB) is copied into the reader's buffer,
+each response is copied out of it again, and past 128 KiB buffered the socket
+is paused and resumed (two ``epoll_ctl`` calls and a loop turn each time). A
+search reading a flows topic spent about a third of its CPU there
+(bench/query.py). :class:`FrameReader` keeps the pieces as they came and joins
+a response from them once (a response that came in one piece is handed over as
+it is), and pauses the socket only past :data:`READ_LIMIT`. It is put in place
+of each new connection's reader by aiokafka's protocol class, which is handed
+that reader first.
 
 Produce requests encoded with one copy of their record batches, not eight.
 
@@ -38,8 +51,10 @@ requests and versions are left alone.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
+from collections import deque
 from importlib import metadata
 
 from aiokafka.protocol import produce
@@ -93,6 +108,108 @@ def install_produce_encoding() -> list[int]:
     return taken
 
 
+#: A connection's reader pauses its socket past twice this many bytes not yet read.
+READ_LIMIT = 1 << 20
+
+
+class FrameReader(asyncio.StreamReader):
+    """aiokafka's connection reader, which it asks only for ``readexactly`` and ``at_eof``: the pieces the
+    socket gave are kept as they came, and ``readexactly`` joins its bytes from them once."""
+
+    _pieces: deque
+    _held: int
+
+    @classmethod
+    def adopt(cls, reader: asyncio.StreamReader, limit: int) -> bool:
+        """Make a new (empty) StreamReader one of these; False if it is not new."""
+        if type(reader) is not asyncio.StreamReader or reader._buffer or reader._eof:
+            return False
+        reader.__class__ = cls
+        reader._pieces, reader._held = deque(), 0   # type: ignore[attr-defined]
+        reader._limit = max(reader._limit, limit)
+        return True
+
+    def feed_data(self, data) -> None:
+        assert not self._eof, "feed_data after feed_eof"
+        if not data:
+            return
+        self._pieces.append(data if isinstance(data, bytes) else bytes(data))
+        self._held += len(data)
+        self._wakeup_waiter()
+        if self._transport is not None and not self._paused and self._held > 2 * self._limit:
+            try:
+                self._transport.pause_reading()
+            except NotImplementedError:   # cannot be paused: everything is kept
+                self._transport = None
+            else:
+                self._paused = True
+
+    def at_eof(self) -> bool:
+        return self._eof and not self._held
+
+    async def readexactly(self, n: int) -> bytes:
+        if n < 0:
+            raise ValueError("readexactly size can not be less than zero")
+        if self._exception is not None:
+            raise self._exception
+        if n == 0:
+            return b""
+        while self._held < n:
+            if self._eof:
+                partial = b"".join(self._pieces)
+                self._pieces.clear()
+                self._held = 0
+                raise asyncio.IncompleteReadError(partial, n)
+            await self._wait_for_data("readexactly")
+        # what is left of a piece after a response ends inside it is kept as a view of it, never copied
+        first = self._pieces[0]
+        if len(first) == n:                  # a response in one piece: as it came
+            out = bytes(self._pieces.popleft())
+        elif len(first) > n:
+            view = memoryview(first)
+            out, self._pieces[0] = bytes(view[:n]), view[n:]
+        else:
+            take, need = [], n
+            while need:
+                piece = self._pieces[0]
+                if len(piece) <= need:
+                    take.append(self._pieces.popleft())
+                    need -= len(piece)
+                else:
+                    view = memoryview(piece)
+                    take.append(view[:need])
+                    self._pieces[0] = view[need:]
+                    need = 0
+            out = b"".join(take)
+        self._held -= n
+        if self._paused and self._held <= self._limit:
+            self._paused = False
+            self._transport.resume_reading()
+        return out
+
+
+def install_frame_reader() -> bool:
+    """Give every new aiokafka connection a :class:`FrameReader`, through the protocol class it hands its
+    reader to; False (nothing changed) if that class no longer takes the reader as its second argument.
+    Idempotent."""
+    from aiokafka import conn
+
+    init = conn.AIOKafkaProtocol.__init__
+    if getattr(init, "frame_reader", False):
+        return True
+    import inspect
+    if list(inspect.signature(init).parameters)[:3] != ["self", "closed_fut", "args"]:
+        return False
+
+    def __init__(self, closed_fut, reader, *args, **kw):
+        FrameReader.adopt(reader, READ_LIMIT)
+        init(self, closed_fut, reader, *args, **kw)
+
+    __init__.frame_reader = True   # type: ignore[attr-defined]
+    conn.AIOKafkaProtocol.__init__ = __init__
+    return True
+
+
 def version_mismatches() -> dict[str, tuple[str, str | None]]:
     """``package -> (pinned, installed)`` for every pinned package whose installed version differs."""
     out = {}
@@ -116,8 +233,10 @@ def install(patches: bool = True) -> dict[str, object]:
     installed["patches"] = patches
     installed["produce_encoding"] = install_produce_encoding() if patches else []
     installed["hardened_errors"] = patches
-    log.info("compat: produce requests v%s encoded with one copy of each batch; hardened HTTP error pages: %s; "
-             "skipped-offset guard: on", installed["produce_encoding"] or "-", "on" if patches else "off")
+    installed["frame_reader"] = install_frame_reader() if patches else False
+    log.info("compat: produce requests v%s encoded with one copy of each batch; responses read with one copy: "
+             "%s; hardened HTTP error pages: %s; skipped-offset guard: on", installed["produce_encoding"] or "-",
+             "on" if installed["frame_reader"] else "off", "on" if patches else "off")
     return dict(installed)
 
 
