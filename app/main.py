@@ -132,3 +132,9 @@ from agents import ledger as _ledger, score as _score, ticks as _ticks, watchdog
 from agents import entities as _entities, webhooks as _webhooks  # noqa: E402,F401
 from web import routes as _routes  # noqa: E402,F401
 from app.cli import commands as _commands  # noqa: E402,F401
+
+# everything is imported: what start-up made stays out of the garbage collector's way (app/runtime/memory.py)
+memory.settle()
+memory.track_collections()
+from app.runtime import status as _status  # noqa: E402
+_status.register("memory", memory.collections)

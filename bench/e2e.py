@@ -238,14 +238,15 @@ def profiled(workers: list[Worker], broker: Broker, span: str):
                            capture_output=True, check=False)
 
 
-async def work_share(w: Worker) -> dict[str, int]:
+async def work_share(w: Worker) -> dict[str, object]:
     """What a worker did, from its progress counters: MB uploaded to it, chunks decoded, flow-parts messages
-    merged, records emitted, windows scored."""
+    merged, records emitted, windows scored; and the CPU-seconds of its garbage collections."""
     async with aiohttp.ClientSession() as s:
-        p = (await w.health(s)).get("progress", {})
+        h = await w.health(s)
+    p = h.get("progress", {})
     return {"MB in": p.get("ingest", {}).get("bytes", 0) >> 20, "chunks": p.get("decode", {}).get("chunks", 0),
             "merged": p.get("merge", {}).get("messages", 0), "records": p.get("emit", {}).get("records", 0),
-            "scored": p.get("score", {}).get("windows", 0)}
+            "scored": p.get("score", {}).get("windows", 0), "gc CPU-s": h.get("memory", {}).get("gc_cpu_s")}
 
 
 async def wait_ready(workers: list[Worker], topic_prefix: str, timeout_s: float = 180) -> None:

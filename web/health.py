@@ -87,6 +87,7 @@ class Health(View):
             "export": status.read("export"),
             "progress": progress.snapshot(),
             "placebo": status.read("placebo"),
+            "memory": status.read("memory"),
         }
         ok = connected and reachable and not app.rebalancing
         return self.json({"status": "ok" if ok else "degraded", **body}, status=200 if ok else 503)

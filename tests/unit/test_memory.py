@@ -1,6 +1,7 @@
-"""app/runtime/memory.py: freed chunk-sized buffers are reused, not faulted in again."""
+"""app/runtime/memory.py: freed chunk-sized buffers are reused, not faulted in again; what start-up made is frozen."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -38,3 +39,14 @@ def test_kept_memory_is_reused_rather_than_faulted_in_again():
 def test_nothing_is_tuned_with_keep_0():
     from app.runtime import memory
     assert memory.keep_freed(0) is False
+
+
+def test_the_worker_freezes_what_it_made_at_start_and_counts_its_garbage_collections():
+    # in a process of its own: freezing is for the whole process
+    probe = ("import gc, json\nimport app.main\nfrom app.runtime import memory, status\n"
+             "frozen = gc.get_freeze_count()\ngc.collect()\n"
+             "print(json.dumps([frozen, status.read('memory')]))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    frozen, report = json.loads(out.stdout.split("\n")[-2])
+    assert frozen > 50_000 and report["frozen_objects"] == frozen      # modules, Faust, the app
+    assert report["gc"]["2"]["collections"] >= 1 and report["gc_cpu_s"] >= 0
