@@ -361,10 +361,17 @@ def address_words(text: str) -> tuple[int, int, int]:
 def column_row(key_fields: list[str], counts: list[int], late: bool) -> tuple:
     """A record's element of :data:`COLUMNS`, from what :func:`record_json` is given."""
     _, src, dst, proto, sport, dport, vlan, tos = key_fields
+    return columns_of(src, dst, int(proto), int(sport), int(dport), int(vlan), int(tos), counts, late)
+
+
+def columns_of(src: str, dst: str, proto: int, sport: int, dport: int, vlan: int, tos: int, counts: list[int],
+               late: bool) -> tuple:
+    """:func:`column_row` from a flow key's fields already converted (a loop that needs them as numbers for
+    other things too converts them once)."""
     fam, sh, sl = address_words(src)
     _, dh, dl = address_words(dst)
-    return (sh, sl, dh, dl, counts[0], counts[1], counts[2], counts[3], int(sport), int(dport), int(vlan),
-            counts[4], int(proto), int(tos), fam, late, 0)
+    return (sh, sl, dh, dl, counts[0], counts[1], counts[2], counts[3], sport, dport, vlan,
+            counts[4], proto, tos, fam, late, 0)
 
 
 def flows_messages(records: list[str], rows: list[tuple], sensor: str) -> list[tuple[bytes, list]]:

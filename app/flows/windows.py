@@ -58,8 +58,8 @@ from typing import cast
 from app.flows import ranges
 from app.flows.clock import NEVER, SensorClock
 from app.records import (DAY_MS, END_ACTIVE_TIMEOUT, END_FORCED, MESSAGE_VERSIONS, SEP, AnnounceMsg, FlowsRows,
-                         FrontierMsg, LateMsg, SummariesMsg, SummaryMsg, column_row, flow_ids, flows_messages, id_text,
-                         late_id_text, record_json, source_block, source_sensor, watermark_key)
+                         FrontierMsg, LateMsg, SummariesMsg, SummaryMsg, column_row, columns_of, flow_ids,
+                         flows_messages, id_text, late_id_text, record_json, source_block, source_sensor, watermark_key)
 from app.records import source as source_of
 from app.flows.summary import Home, Summary
 from app.detect.entities import EntityRows
@@ -464,16 +464,17 @@ class Merger:
             for key, fid in zip(keys, ids):
                 c = win.flows[key]
                 f = key.split(SEP)
-                _, src, dst, proto, sport, dport = f[:6]
+                _, src, dst, proto_, sport_, dport_, vlan, tos = f
+                proto, sport, dport = int(proto_), int(sport_), int(dport_)
                 bj = block_sets.get(blocks := frozenset((c[5],) if isinstance(c[5], str) else c[5]))
                 if bj is None:
                     bj = block_sets[blocks] = json.dumps(sorted(blocks))
                 records.append(record_json(w, f, c, window_ms, reason, False, sensor_json, bj, fid))
-                rows.append(column_row(f, c, False))
+                rows.append(columns_of(src, dst, proto, sport, dport, int(vlan), int(tos), c, False))
                 inside = src in home
-                stats.add(src, dst, int(proto), int(sport), int(dport), c[0], c[1], c[4], inside)
+                stats.add(src, dst, proto, sport, dport, c[0], c[1], c[4], inside)
                 if picks is not None:
-                    picks.add(src, dst, inside, dst in home, int(proto), int(sport), int(dport), c)
+                    picks.add(src, dst, inside, dst in home, proto, sport, dport, c)
             plan.ends[reason] += len(records)
             for batch, headers in flows_messages(records, rows, sensor):
                 plan.stamps[len(plan.emit)] = w
