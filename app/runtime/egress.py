@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -325,6 +326,83 @@ def time_index(topic: str) -> TimeIndex:
     return t
 
 
+@dataclass(slots=True)
+class Piece:
+    """What one flows message gives a page of a search: ``records`` (dicts, JSON text, or with ``raw`` runs
+    of records' stored text), how many records they hold (``kept``), how many were looked at, whether the
+    page is full, and the record the next page resumes at (None: past the message)."""
+
+    records: list = field(default_factory=list)
+    kept: int = 0
+    scanned: int = 0
+    full: bool = False
+    resume: int | None = None
+
+
+def cut_message(value: bytes, cols: tuple[np.ndarray, str] | None, first: int, query: Query, room: int,
+                visit: Callable[[dict], None] | None, raw: bool) -> Piece | None:
+    """The records of one flows message that ``query`` keeps, from record ``first`` on, at most ``room`` (with
+    ``visit`` each is handed to it instead, or the message's columns if it takes them: an aggregate). ``cols``:
+    the message's columns (:func:`~app.records.message_columns`), read instead of its text; a message written
+    without them is first looked through for what the filter needs (None if it holds none of it), then its
+    text is cut up. Only the records the filter keeps are decoded, and only when they must be."""
+    if cols is None and query.maybe is not None and not query.maybe(value):
+        return None
+    lines = Lines.of(value, cols[0]["text_end"] if cols is not None else None)
+    recs: Lines | list
+    if lines is None:     # a message of the layout before: decoded whole
+        recs, keep = json.loads(value).get("records", []), None
+    else:
+        recs = lines
+        keep = query.mask(Columns(*cols) if cols is not None else TextColumns(value, len(lines)))
+    n = len(recs)
+    out = Piece(scanned=n - first)
+    by_columns = getattr(visit, "columns", None)
+    if by_columns is not None and cols is not None and keep is not None:
+        if first:     # an aggregate: from the columns, nothing decoded
+            keep = keep.copy()
+            keep[:first] = False
+        by_columns(Columns(*cols), keep)
+        return out
+    if lines is not None and keep is not None and raw and visit is None:
+        # each run of kept records as one piece of the answer (all of it: one piece)
+        keep = keep[first:]
+        kept = int(np.count_nonzero(keep))
+        end = n
+        if kept >= room:
+            kept, out.full = room, True
+            end = first + int(np.flatnonzero(keep)[kept - 1]) + 1
+            keep = keep[:end - first]
+        if kept:
+            starts, stops = runs(keep)
+            out.records, out.kept = lines.spans(starts + first, stops + first), kept
+        out.resume = end if end < n else None
+        return out
+    for i in (range(first, n) if keep is None else (np.flatnonzero(keep[first:]) + first).tolist()):
+        r = recs[i]
+        if keep is not None:
+            if visit is not None or not raw:
+                r = json.loads(r)
+        elif lines is not None:
+            d = json.loads(r)
+            if not query.keeps(d):
+                continue
+            r = d if visit is not None or not raw else r
+        elif not query.keeps(r):
+            continue
+        elif raw and visit is None:
+            r = json.dumps(r, separators=(",", ":")).encode()
+        if visit is not None:
+            visit(r)
+            continue
+        out.records.append(r)
+        out.kept += 1
+        if out.kept >= room:
+            out.full, out.resume = True, (i + 1 if i + 1 < n else None)
+            break
+    return out
+
+
 async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Query, limit: int,
                  timeout_s: float, bounded: bool, partitions: int | None = None,
                  visit: Callable[[dict], None] | None = None, ends: dict[int, int] | None = None,
@@ -420,76 +498,19 @@ async def search(topic: str, cur: dict[int, cursors.Position] | None, query: Que
                         consumer.seek(tp, j)
                         break
                     fetched_bytes += len(m.value)
-                    first = skip_records if m.offset == at else 0
-                    # its columns, written beside it: read instead of its text (a message written before
-                    # them is first looked through for what the filter needs, then its text is cut up)
-                    cols = message_columns(m.headers)
-                    if query.skips(m.timestamp) or \
-                            (cols is None and query.maybe is not None and not query.maybe(m.value)):
-                        pos[tp.partition] = m.offset + 1   # outside the range, or holding nothing the filter needs
-                        continue
-                    lines = Lines.of(m.value, cols[0]["text_end"] if cols is not None else None)
-                    recs: Lines | list
-                    if lines is None:     # a message of the layout before: decoded whole
-                        recs = json.loads(m.value).get("records", [])
-                        keep = None
-                    else:
-                        recs = lines
-                        keep = query.mask(Columns(*cols) if cols is not None else TextColumns(m.value, len(lines)))
-                    n = len(recs)
-                    scanned += n - first
-                    by_columns = getattr(visit, "columns", None)
-                    if by_columns is not None and cols is not None and keep is not None:
-                        if first:     # an aggregate: from the columns, nothing decoded
-                            keep = keep.copy()
-                            keep[:first] = False
-                        by_columns(Columns(*cols), keep)
+                    piece = None if query.skips(m.timestamp) else \
+                        cut_message(m.value, message_columns(m.headers), skip_records if m.offset == at else 0,
+                                    query, limit - count, visit, raw)
+                    if piece is None:     # outside the range, or holding nothing the filter needs
                         pos[tp.partition] = m.offset + 1
                         continue
-                    if lines is not None and keep is not None and raw and visit is None:
-                        # each run of kept records as one piece of the answer (all of it: one piece)
-                        keep = keep[first:]
-                        kept = int(np.count_nonzero(keep))
-                        end = n
-                        if kept >= limit - count:
-                            kept, full = limit - count, True
-                            end = first + int(np.flatnonzero(keep)[kept - 1]) + 1
-                            keep = keep[:end - first]
-                        if kept:
-                            starts, stops = runs(keep)
-                            records += lines.spans(starts + first, stops + first)
-                            count += kept
-                        pos[tp.partition] = (m.offset, end) if end < n else m.offset + 1
-                        if full:
-                            break
-                        continue
-                    # with a mask, only the records it keeps are looked at (and decoded only when wanted)
-                    for i in (range(first, n) if keep is None else (np.flatnonzero(keep[first:]) + first).tolist()):
-                        r = recs[i]
-                        if keep is not None:
-                            if visit is not None or not raw:
-                                r = json.loads(r)
-                        elif lines is not None:
-                            d = json.loads(r)
-                            if not query.keeps(d):
-                                continue
-                            r = d if visit is not None or not raw else r
-                        elif not query.keeps(r):
-                            continue
-                        elif raw and visit is None:
-                            r = json.dumps(r, separators=(",", ":")).encode()
-                        if visit is not None:
-                            visit(r)
-                            continue
-                        records.append(r)
-                        count += 1
-                        if count >= limit:
-                            pos[tp.partition] = (m.offset, i + 1) if i + 1 < n else m.offset + 1
-                            full = True
-                            break
-                    if full:
+                    records += piece.records
+                    count += piece.kept
+                    scanned += piece.scanned
+                    pos[tp.partition] = m.offset + 1 if piece.resume is None else (m.offset, piece.resume)
+                    if piece.full:
+                        full = True
                         break
-                    pos[tp.partition] = m.offset + 1
                 if full:
                     break
         complete = bounded and not left()

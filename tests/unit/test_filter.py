@@ -304,3 +304,40 @@ def test_top_and_series_from_columns_are_those_of_the_records(rows, by, bucket_m
         assert by_columns[0].result(100, metric) == by_records[0].result(100, metric)
     assert by_columns[0].records == by_records[0].records
     assert by_columns[1].result() == by_records[1].result()
+
+
+@pytest.mark.parametrize("flt", ["", "host 10.0.0.1", "proto udp", "not (inet6 or late)", "dst port 22",
+                                 "net 2001:db8::/32 or sensor tap2", "bytes > 100000"])
+def test_a_message_cut_for_a_page_keeps_what_the_filter_keeps_in_every_form_of_message(flt):
+    """A search cuts each message into what a page answers (app.runtime.egress.cut_message): with its columns,
+    without them (its text looked through), in the layout before records were written a line each, as
+    records or as their stored text, from a record on (a cursor inside the message), and up to the room the
+    page has left, saying where the next page resumes."""
+    import app.main  # noqa: F401  (egress is imported by the worker's modules, in their order)
+    from app.query.top import Query
+    from app.records import message_columns
+    from app.runtime.egress import cut_message
+    pred = compile_filter(flt) if flt else None
+    query = Query.of(pred, None, None, 60_000)
+    value, headers = _lines_message(EDGE_RECORDS, with_columns=True)
+    decoded = json.loads(value)["records"]
+    n = len(decoded)
+    forms = {"columns": (value, message_columns(headers)), "text": (_lines_message(EDGE_RECORDS), None),
+             "whole JSON": (json.dumps({"records": decoded}, separators=(",", ":")).encode(), None)}
+    for form, (body, cols) in forms.items():
+        for first in (0, 5):
+            keep = [i for i in range(first, n) if pred is None or pred(decoded[i])]
+            for room in (1000, 3):
+                for raw in (True, False):
+                    piece = cut_message(body, cols, first, query, room, None, raw)
+                    what = (form, first, room, raw)
+                    if piece is None:      # passed over unread: only when nothing in it is kept
+                        assert cols is None and not keep, what
+                        continue
+                    got = json.loads(b"[" + b",".join(bytes(p) for p in piece.records) + b"]") if raw \
+                        else piece.records
+                    assert got == [decoded[i] for i in keep[:room]], what
+                    assert piece.kept == len(got) and piece.scanned == n - first, what
+                    assert piece.full == (len(keep) >= room), what
+                    resume = keep[room - 1] + 1 if len(keep) >= room else n
+                    assert piece.resume == (resume if resume < n else None), what
