@@ -246,7 +246,8 @@ async def work_share(w: Worker) -> dict[str, object]:
     p = h.get("progress", {})
     return {"MB in": p.get("ingest", {}).get("bytes", 0) >> 20, "chunks": p.get("decode", {}).get("chunks", 0),
             "merged": p.get("merge", {}).get("messages", 0), "records": p.get("emit", {}).get("records", 0),
-            "scored": p.get("score", {}).get("windows", 0), "gc CPU-s": h.get("memory", {}).get("gc_cpu_s")}
+            "scored": p.get("score", {}).get("windows", 0), "gc CPU-s": h.get("memory", {}).get("gc_cpu_s"),
+            "gc by generation": {g: (v["collections"], v["cpu_s"]) for g, v in h.get("memory", {}).get("gc", {}).items()}}
 
 
 async def wait_ready(workers: list[Worker], topic_prefix: str, timeout_s: float = 180) -> None:

@@ -45,8 +45,9 @@ def test_the_worker_freezes_what_it_made_at_start_and_counts_its_garbage_collect
     # in a process of its own: freezing is for the whole process
     probe = ("import gc, json\nimport app.main\nfrom app.runtime import memory, status\n"
              "frozen = gc.get_freeze_count()\ngc.collect()\n"
-             "print(json.dumps([frozen, status.read('memory')]))")
+             "print(json.dumps([frozen, status.read('memory'), gc.get_threshold() == memory.THRESHOLDS]))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    frozen, report = json.loads(out.stdout.split("\n")[-2])
+    frozen, report, thresholds = json.loads(out.stdout.split("\n")[-2])
     assert frozen > 50_000 and report["frozen_objects"] == frozen      # modules, Faust, the app
     assert report["gc"]["2"]["collections"] >= 1 and report["gc_cpu_s"] >= 0
+    assert thresholds
