@@ -253,11 +253,12 @@ async def work_share(w: Worker) -> dict[str, object]:
 async def wait_ready(workers: list[Worker], topic_prefix: str, timeout_s: float = 180) -> None:
     """Until the workers hold every partition of the topics they consume between them.
 
-    window-summaries counts too: a topic created at the first start can still show no partitions in the
-    metadata of the group's first assignment, and the metadata refresh that finds them some 15 s later
-    rebalances the group. Measured from then on, a run would pay that rebalance (and redo what it had
-    not committed)."""
-    want = {"flow-parts": 8, "pcap-chunks": 8, "window-summaries": 1}
+    window-summaries, findings, entity-flows and actions count too: a topic created at the first start can
+    still show no partitions in the metadata of the group's first assignment, and the metadata refresh
+    that finds them some 15 s later rebalances the group. Measured from then on, a run would pay that
+    rebalance (and redo what it had not committed); one such run had scored no window when its last
+    record was read."""
+    want = {"flow-parts": 8, "pcap-chunks": 8, "window-summaries": 1, "findings": 1, "entity-flows": 8, "actions": 1}
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession() as s:
         while time.monotonic() < deadline:
