@@ -21,12 +21,13 @@ objects a hot loop makes (a search makes one view per run of records it keeps)
 trigger a full collection every few hundred thousand. A search of a flows topic
 spent 15% of its CPU in them (bench/query.py). :func:`settle`, once everything
 is imported, collects once and moves what is left to the collector's permanent
-generation (``gc.freeze``), which it never goes through again, and makes
+generation (``gc.freeze``), which it never goes through again, and makes full
 collections rarer: the flows agent's open windows hold a few hundred thousand
 lists that live for a minute or more, and with Python's thresholds a worker
-spent 8.2 of its 50 CPU-seconds in collections on bench/e2e.py's 0.94 GiB (5.4
-in 32 full ones); with :data:`THRESHOLDS`, 1.2 of 43. A cycle of garbage lives a
-little longer: it is freed at the next collection of its generation.
+spent 8.2 of its 50 CPU-seconds in collections on bench/e2e.py's 0.94 GiB, 5.4
+of them in 32 full ones (:data:`THRESHOLDS`). A cycle of garbage that lived long
+enough to reach the oldest generation lives longer: it is freed at the next full
+collection.
 :func:`track_collections` counts each generation's collections and their CPU
 time, for /v1/health.
 """
@@ -53,9 +54,11 @@ def keep_freed(keep_mb: int) -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, (keep_mb << 20) // 2)) and bool(mallopt(M_TRIM_THRESHOLD, keep_mb << 20))
 
 
-#: The collector's thresholds once settled: a young collection every 20,000 net allocations (Python's
-#: default is 700), an older one every 20 of those, a full one every 20 of these (10 and 10).
-THRESHOLDS = (20_000, 20, 20)
+#: The collector's thresholds once settled: young and middle collections as Python's defaults have them
+#: (700 net allocations, 10 of those), a full one every 100 middle ones, not 10. Young collections must stay
+#: frequent: the Kafka client leaves cycles of garbage that hold fetched buffers, and with a young
+#: collection every 20,000 allocations a search process grew to 5.8 GB, against 0.5 with 700.
+THRESHOLDS = (700, 10, 100)
 
 
 def settle() -> int:
