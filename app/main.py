@@ -104,6 +104,7 @@ class EscapeControls(logging.Formatter):
     def __init__(self, inner: logging.Formatter | None) -> None:
         super().__init__()
         self.inner = inner or logging.Formatter()
+        self.escape = escape_controls   # kept: a message logged while the interpreter exits finds it still here
 
     def format(self, record: logging.LogRecord) -> str:
         out = self.inner.format(record)
@@ -113,7 +114,7 @@ class EscapeControls(logging.Formatter):
             return out
         if msg.isprintable():
             return out
-        return out.replace(msg, escape_controls(msg), 1) if msg in out else escape_controls(out)
+        return out.replace(msg, self.escape(msg), 1) if msg in out else self.escape(out)
 
 
 @app.task

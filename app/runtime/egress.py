@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from app.api import cursor as cursors
-from app.main import settings
+from app.main import app, settings
 from app.runtime import compat
 from app.flows import index
 from app.query.top import Query
@@ -85,12 +85,24 @@ class Consumers:
         for consumer in old:
             await stopped(consumer)
 
+    async def close(self) -> None:
+        """Stop every idle consumer (the worker stops: one left to the interpreter's exit is not closed)."""
+        idle, self.idle = self.idle, []
+        for consumer, _ in idle:
+            await stopped(consumer)
+
 
 #: the long polls' consumers, and the searches' (which read whole ranges: larger fetches). A search does not
 #: check the CRC of each record batch again (a third of its CPU): the broker checked it when it was written,
 #: and a search only reads; the pipeline's consumers, the long polls and the exports still check.
 consumers = Consumers()
 search_consumers = Consumers(max_partition_fetch_bytes=4 << 20, check_crcs=False)
+
+
+@app.on_before_shutdown.connect
+async def _close_consumers(app_, **kwargs) -> None:
+    await consumers.close()
+    await search_consumers.close()
 
 
 async def has_topic(consumer: AIOKafkaConsumer, topic: str) -> bool:
