@@ -138,4 +138,4 @@ from app.cli import commands as _commands  # noqa: E402,F401
 memory.settle()
 memory.track_collections()
 from app.runtime import status as _status  # noqa: E402
-_status.register("memory", memory.collections)
+_status.register("memory", memory.gc_report)

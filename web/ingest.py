@@ -154,6 +154,12 @@ def _orphan_done(task: asyncio.Task) -> None:
         log.info("an upload's sends in the background finally failed: %r", task.exception())
 
 
+async def to_every_partition(key: str, msg: bytes) -> None:
+    """Send one message to every flow-parts partition (each partition's sensor clock must hear it)."""
+    await asyncio.gather(*[await flow_parts.send(key=key.encode(), value=msg, partition=p)
+                           for p in range(settings.partitions)])
+
+
 async def announce(plan: pcap.Chunks, block_id: str, sensor: str) -> None:
     """Tell every flow-parts partition that a block is coming, and from what capture time, before any of its
     chunks can reach them: its sensor's clock waits for it (app/flows/clock.py), so a newer upload decoded first
@@ -163,8 +169,7 @@ async def announce(plan: pcap.Chunks, block_id: str, sensor: str) -> None:
         return
     msg = json.dumps({"announce": True, "block": block_id, "sensor": sensor, "chunks": len(plan),
                       "top": int(plan.idx.ts_ns.min()) // 1_000_000, "parts": []}).encode()
-    await asyncio.gather(*[await flow_parts.send(key=block_id.encode(), value=msg, partition=p)
-                           for p in range(settings.partitions)])
+    await to_every_partition(block_id, msg)
 
 
 #: An upload's first bytes, read for its first capture time while the rest is still arriving.
@@ -214,8 +219,7 @@ class Arriving:
         msg = self._message(top=top_ms)
         while True:
             try:
-                await asyncio.gather(*[await flow_parts.send(key=self.name.encode(), value=msg, partition=p)
-                                       for p in range(settings.partitions)])
+                await to_every_partition(self.name, msg)
             except (KafkaError, ConnectionError) as exc:   # the upload goes on; its block's announce still holds
                 log.info("announcing upload %s of %s failed: %r", self.name, self.sensor, exc)
             await asyncio.sleep(TOUCH_S)
@@ -232,9 +236,7 @@ class Arriving:
         release.add_done_callback(_orphan_done)
 
     async def _release(self) -> None:
-        msg = self._message(release=True)
-        await asyncio.gather(*[await flow_parts.send(key=self.name.encode(), value=msg, partition=p)
-                               for p in range(settings.partitions)])
+        await to_every_partition(self.name, self._message(release=True))
 
 
 def block_chunk_bytes(known: dict | None, block_id: str) -> int:

@@ -161,26 +161,20 @@ class FrameReader(asyncio.StreamReader):
                 self._held = 0
                 raise asyncio.IncompleteReadError(partial, n)
             await self._wait_for_data("readexactly")
-        # what is left of a piece after a response ends inside it is kept as a view of it, never copied
-        first = self._pieces[0]
-        if len(first) == n:                  # a response in one piece: as it came
-            out = bytes(self._pieces.popleft())
-        elif len(first) > n:
-            view = memoryview(first)
-            out, self._pieces[0] = bytes(view[:n]), view[n:]
-        else:
-            take, need = [], n
-            while need:
-                piece = self._pieces[0]
-                if len(piece) <= need:
-                    take.append(self._pieces.popleft())
-                    need -= len(piece)
-                else:
-                    view = memoryview(piece)
-                    take.append(view[:need])
-                    self._pieces[0] = view[need:]
-                    need = 0
-            out = b"".join(take)
+        # what is left of a piece after a response ends inside it is kept as a view of it, never copied; a
+        # response that is one whole piece goes out as it came (joining one bytes object returns it)
+        take, need = [], n
+        while need:
+            piece = self._pieces[0]
+            if len(piece) <= need:
+                take.append(self._pieces.popleft())
+                need -= len(piece)
+            else:
+                view = memoryview(piece)
+                take.append(view[:need])
+                self._pieces[0] = view[need:]
+                need = 0
+        out = b"".join(take)
         self._held -= n
         if self._paused and self._held <= self._limit:
             self._paused = False

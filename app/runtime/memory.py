@@ -89,7 +89,7 @@ def track_collections() -> None:
         gc.callbacks.append(_timed)
 
 
-def collections() -> dict:
+def gc_report() -> dict:
     """Per generation, the collections and their CPU-seconds since :func:`track_collections`; the objects
     :func:`settle` froze."""
     return {"gc": {str(g): {"collections": n, "cpu_s": round(t, 3)} for g, (n, t) in sorted(_collections.items())},
