@@ -790,8 +790,9 @@ class Actor:
             p.flagged = t
         # a long connection to an address the host had not talked to before it opened (RITA's long
         # connections), unless the bytes it carries were found above
-        conn = p.longest(t)
-        if conn is not None and t - p.flagged > DAY_MS:
+        # (a pair younger than a long connection cannot have one: its connections began after it did)
+        conn = p.longest(t) if t - p.flagged > DAY_MS and t - p.first >= cfg.long_ms - LONG_GAP else None
+        if conn is not None:
             sport, (c_first, c_last, c_bytes) = conn
             open_ms = c_last - c_first
             if open_ms >= cfg.long_ms and p.first >= c_first - LONG_GAP:

@@ -317,7 +317,7 @@ class SensorScorer:
         for fam in FAMILIES:
             rows = [r for d in days for r in self.history[fam].get(d, [])]
             quiet = {q for d in days for q in self.quiet.get(d, ())}
-            rows = [r for r in rows if f"{fam}|{r.entity}|{r.t_ms}" not in quiet]
+            rows = [r for r in rows if f"{entity_key(fam, r.entity)}|{r.t_ms}" not in quiet]
             for i, rung in enumerate(RUNGS):
                 if fam == "host-bytes" and rung == "L0":
                     continue
@@ -384,7 +384,7 @@ class SensorScorer:
         day = t_ms // DAY_MS
         marks = self.quiet.setdefault(day, [])
         if len(marks) < self.cfg.keep_per_day:
-            marks.append(f"{family}|{entity}|{t_ms}")
+            marks.append(f"{entity_key(family, entity)}|{t_ms}")
         for old in [d for d in self.quiet if d <= day - self.cfg.calib_days]:
             del self.quiet[old]
 
