@@ -44,11 +44,17 @@ FAMILIES = ("traffic", "host-bytes")
 SERIES = 36
 RUNGS = ("L0", "L1", "L2")
 DEFAULT_THRESHOLDS = {"L0": 3.0, "L1": 8.0, "L2": 4.0}
-#: Findings per entity that a sensor's anomaly of failed attempts, ports or fan-in may be the other side of.
-SCAN_LIKE = ("horizontal-scan", "vertical-scan", "brute-force")
-#: Findings per entity that a host's bytes anomaly (or the sensor's volume) may be the other side of.
+#: What each class of finding moves among the sensor's metric groups (:data:`METRIC_GROUPS`): a sensor's anomaly
+#: about one of them, naming the finding's source or target, is the other side of the same event. A scan's
+#: failed attempts; a vertical scan's ports and the flows into its target; a brute force's flows into the
+#: service; a DNS tunnel's flows into its resolver; an upload's bytes.
+MOVES = {"horizontal-scan": ("attempts",), "vertical-scan": ("attempts", "ports", "fan-in"),
+         "brute-force": ("attempts", "fan-in"), "dns-tunnel": ("fan-in",),
+         "exfiltration": ("volume",), "slow-exfiltration": ("volume",)}
+#: Findings whose flows all go to a few addresses they name (a DNS tunnel's resolvers): those are who they are
+#: about too, as the target of the sensor's fan-in.
+TARGETS = {"dns-tunnel": "resolvers"}
 UPLOADS = ("exfiltration", "slow-exfiltration")
-ATTEMPTS = ("attempts", "ports", "fan-in")
 #: Windows apart within which an alert explains the other side's anomaly (one event, one alert).
 EXPLAIN_WINDOWS = 3
 #: The groups of the sensor's metrics an anomaly can be about (:meth:`SensorScorer.about`).
@@ -360,7 +366,8 @@ class SensorScorer:
                 self._quiet(t_ms, c["type"], c["entity"])
                 continue
             who = [c["entity"]] if c["type"] == "host-bytes" else \
-                [h for h, _ in summary.failed_src.most_common(1)] + [h for h, _ in summary.src_bytes.most_common(1)]
+                [h for h, _ in summary.failed_src.most_common(1)] + [h for h, _ in summary.src_bytes.most_common(1)] \
+                + ([h for h, _ in summary.dst_flows.most_common(1)] if c.get("about") == "fan-in" else [])
             by = self._explained(t_ms, c["type"], about, who)
             if by:
                 anomalies.append({**self.explain(t_ms, c, sc, summary, rung), "attention": "explained",
@@ -422,7 +429,9 @@ class SensorScorer:
             return {**rec, "attention": "muted"}, None
         if finding.get("habitual"):
             return {**rec, "attention": "habitual"}, None
-        who = [entity.split(" ")[0]]
+        # the sources it is about, and for a finding whose flows converge on addresses, those (a tunnel's
+        # resolvers: the target of the sensor's fan-in anomaly it makes)
+        who = [entity.split(" ")[0]] + list(finding.get("evidence", {}).get(TARGETS.get(kind, ""), {}))[:5]
         by = self._explained(t_ms, kind, entity, who)
         if by:
             self._raised(t_ms, kind, entity, by, who, own=False)
@@ -453,11 +462,13 @@ class SensorScorer:
 
     def _explained(self, t_ms: int, kind: str, entity: str, who: list[str]) -> str | None:
         """The id of an alert raised within :data:`EXPLAIN_WINDOWS` windows that is about the same thing from the
-        other side: a sensor's failed attempts, ports or fan-in and a scan or brute force; a sensor's volume and an
-        exfiltration; a host's bytes and any finding about that host; an exfiltration and a slow one of the same
-        pair; each naming the other's source (``who``: the sources an anomaly is
-        about, a sensor's top source of failed attempts and of bytes: a second attacker is not hidden); or the
-        alert that explained this (type, entity) in the windows before (it goes on). None if there is none."""
+        other side: a sensor's anomaly and a finding that moves what it is about (:data:`MOVES`); a host's bytes
+        and any finding about that host; an exfiltration and a slow one of the same pair; each naming the other's
+        source or target (``who``: the addresses an anomaly is about, a sensor's top source of failed attempts
+        and of bytes, and the target of its fan-in: a second attacker is not hidden). The other side is an
+        alert raised, never an anomaly that one explained (an attack does not take over what another
+        explained). Or the alert that explained this (type, entity) in the windows before (it goes on). None if
+        there is none."""
         horizon = t_ms - EXPLAIN_WINDOWS * self.cfg.window_ms
         about = entity.split(" ")[-1]
         for t, k, e, aid, own, them in reversed(self.raised):
@@ -467,12 +478,10 @@ class SensorScorer:
                 if own:
                     return None                         # its own episode: attention control extends it
                 return aid                              # it goes on, still explained by another's alert
-            if not set(who) & set(them):
-                continue
-            if kind == "traffic" and (k in SCAN_LIKE and about in ATTEMPTS or k in UPLOADS and about == "volume"):
-                return aid
-            if k == "traffic" and (kind in SCAN_LIKE and e.split(" ")[-1] in ATTEMPTS or
-                                   kind in UPLOADS and e.split(" ")[-1] == "volume"):
+            if not own or not set(who) & set(them):
+                continue                                # the other side is an alert, not what it explained
+            if kind == "traffic" and about in MOVES.get(k, ()) or \
+                    k == "traffic" and e.split(" ")[-1] in MOVES.get(kind, ()):
                 return aid
             if kind == "host-bytes" and k in ENTITY_MODELS or kind in ENTITY_MODELS and k == "host-bytes":
                 return aid                              # a host's bytes and what a detector found it doing

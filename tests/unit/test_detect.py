@@ -490,6 +490,56 @@ def test_a_hosts_bytes_and_what_a_detector_found_it_doing_are_one_event():
     assert [a["entity"] for a in sc.window(t0 + 120_000, Summary())[1]] == ["10.0.0.31"]
 
 
+def test_a_dns_tunnel_and_the_fan_in_it_makes_on_its_resolver_are_one_event():
+    """A tunnel's queries pile up on the resolver: the sensor's fan-in anomaly on it and the tunnel finding,
+    whichever comes first, raise one alert. A fan-in on another address, or a burst of bytes, stands alone."""
+    from collections import Counter
+    t0 = 1_767_600_000_000
+    on_resolver = Summary(dst_flows=Counter({"10.0.9.53": 500, "198.51.100.1": 20}))
+    on_other = Summary(dst_flows=Counter({"10.0.9.80": 500, "10.0.9.53": 60}))
+    tunnel = {"sensor": "s", "type": "dns-tunnel", "entity": "10.0.0.30 dns", "windowStartMs": t0,
+              "windowLengthMs": 60_000, "score": 2.0, "threshold": 150.0, "title": "DNS tunnel?",
+              "evidence": {"flows": 400, "resolvers": {"10.0.9.53": 400}}}
+    first_finding = _scorer_of([_crafted(9.0, "fanin"), _crafted(9.0, "fanin"), _crafted(9.0, "bytes")])
+    assert first_finding.attend(tunnel)[1] is not None
+    anomalies, alerts, _ = first_finding.window(t0 + 60_000, on_resolver)
+    assert alerts == [] and anomalies[0]["attention"] == "explained"
+    assert anomalies[0]["explainedBy"] == "s|dns-tunnel|10.0.0.30 dns|" + str(t0)
+    first_sensor = _scorer_of([_crafted(9.0, "fanin")])
+    assert len(first_sensor.window(t0, on_resolver)[1]) == 1
+    anomaly, alert = first_sensor.attend({**tunnel, "windowStartMs": t0 + 60_000})
+    assert alert is None and anomaly["explainedBy"].startswith("s|traffic|s|")
+    elsewhere = _scorer_of([_crafted(9.0, "fanin")])
+    assert elsewhere.attend(tunnel)[1] is not None
+    assert len(elsewhere.window(t0 + 60_000, on_other)[1]) == 1            # another address's fan-in
+    volume = _scorer_of([_crafted(9.0, "bytes")])
+    assert volume.attend(tunnel)[1] is not None
+    assert len(volume.window(t0 + 60_000, on_resolver)[1]) == 1            # bytes: not the tunnel's doing
+
+
+def test_two_attacks_at_once_are_two_alerts_whatever_the_sensor_anomaly_between_them():
+    """A horizontal scan from 10.0.0.181 while 10.0.1.15 tunnels through the resolver: the sensor's fan-in on the
+    resolver is not the scan's doing (a horizontal scan makes failed attempts, not fan-in). And when a vertical
+    scan, which does make fan-in, explains that anomaly, the tunnel is not explained through it: each attack
+    raises its own alert."""
+    from collections import Counter
+    t0 = 1_767_600_000_000
+    busy = Summary(failed_src=Counter({"10.0.0.181": 300}), dst_flows=Counter({"10.0.9.53": 600, "10.0.5.5": 300}))
+    finding = {"sensor": "s", "windowStartMs": t0, "windowLengthMs": 60_000, "score": 2.0, "threshold": 1.0,
+               "title": "", "evidence": {}}
+    tunnel = {**finding, "type": "dns-tunnel", "entity": "10.0.1.15 dns", "windowStartMs": t0 + 60_000,
+              "evidence": {"resolvers": {"10.0.9.53": 400}}}
+    sc = _scorer_of([_crafted(9.0, "fanin")])
+    assert sc.attend({**finding, "type": "horizontal-scan", "entity": "10.0.0.181"})[1] is not None
+    assert len(sc.window(t0 + 60_000, busy)[1]) == 1                    # the fan-in: its own alert
+    assert sc.attend(tunnel)[0]["attention"] == "explained"             # by the fan-in's alert: one event
+    sc = _scorer_of([_crafted(9.0, "fanin")])
+    assert sc.attend({**finding, "type": "vertical-scan", "entity": "10.0.0.181"})[1] is not None
+    anomalies, alerts, _ = sc.window(t0 + 60_000, busy)
+    assert alerts == [] and anomalies[0]["explainedBy"].startswith("s|vertical-scan|")
+    assert sc.attend(tunnel)[1] is not None
+
+
 def test_a_steady_upload_that_turns_into_a_burst_is_one_event():
     t0 = 1_767_600_000_000
     sc = _scorer_of([])
