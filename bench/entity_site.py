@@ -42,7 +42,7 @@ import numpy as np
 
 from app.detect.entities import Actor, EntityConfig, EntityRows
 from app.detect.scorer import ScoreConfig, SensorScorer
-from app.flows.summary import Home, Summary
+from app.flows.summary import METRICS, Home, Summary
 
 W_MS = 300_000
 PER_DAY = 288
@@ -417,12 +417,29 @@ def actor_of(alert: dict) -> str:
     return str(alert["entity"]).split(" ")[0]
 
 
+def moved(ev: Event, i: int, alert: dict) -> bool:
+    """Whether an event's records, in a sensor alert's window or one of the two before, account for at least
+    half of what one of the alert's metrics rose by (the metrics as the sensor's summary counts them)."""
+    for j in (i, i - 1, i - 2):
+        rows = ev.rows.get(j)
+        if not rows:
+            continue
+        own = Summary()
+        for src, dst, proto, sport, dport, pk, by, _first, flags in rows:
+            own.add(src, dst, proto, sport, dport, pk, by, flags, False)
+        mine = dict(zip(METRICS, own.metrics()))
+        if any(mine[n] >= 0.5 * (v["observed"] - v["expected"]) > 0 for n, v in alert["observed"].items()):
+            return True
+    return False
+
+
 def evaluate(run_: dict) -> dict:
     """Per class: events, detected within 3 windows (beacons: 2 hours; long connections: 3 windows after 4 hours
     open), delays, alerts per detected event; benign jobs' alerts after their second day; false alerts per day.
 
-    An alert about an entity belongs to the event of its source; one of the sensor's or of an inside host's
-    (the ladder's) to an event active in its window or the two before (attacks first), else it is false."""
+    An alert about an entity belongs to the event of its source; one of an inside host's (the ladder's) to an
+    event of that host active in its window or the two before; one of the sensor's to an event whose records
+    made at least half of what the alert's metrics rose by (:func:`moved`; attacks first); else it is false."""
     per: dict[str, dict] = {k: {"n": 0, "hit": 0, "delays": [], "alerts": 0} for k in CLASSES}
     benign_late: dict[str, int] = {k: 0 for k in BENIGN}
     benign_early: dict[str, int] = {k: 0 for k in BENIGN}
@@ -442,8 +459,9 @@ def evaluate(run_: dict) -> dict:
                 # the ladder sees volumes: an event that moves them (not a beacon's trickle) in that window
                 if ev.kind in ("beacon", "monitor-poll", "slow-exfiltration", "long-connection", "chat-session"):
                     continue
-                if any(j in ev.rows for j in (i, i - 1, i - 2)) and \
-                        (a["type"] == "traffic" or actor_of(a) in (ev.actor, *(r[1] for r in ev.rows.get(i, [])[:50]))):
+                if a["type"] == "traffic" and moved(ev, i, a) or a["type"] == "host-bytes" and \
+                        any(j in ev.rows for j in (i, i - 1, i - 2)) and \
+                        actor_of(a) in (ev.actor, *(r[1] for r in ev.rows.get(i, [])[:50])):
                     owner[k] = ev
                     break
             elif actor_of(a) == ev.actor and ev.start <= i <= ev.end + HOUR_W:
