@@ -465,10 +465,11 @@ class SensorScorer:
         other side: a sensor's anomaly and a finding that moves what it is about (:data:`MOVES`); a host's bytes
         and any finding about that host; an exfiltration and a slow one of the same pair; each naming the other's
         source or target (``who``: the addresses an anomaly is about, a sensor's top source of failed attempts
-        and of bytes, and the target of its fan-in: a second attacker is not hidden). The other side is an
-        alert raised, never an anomaly that one explained (an attack does not take over what another
-        explained). Or the alert that explained this (type, entity) in the windows before (it goes on). None if
-        there is none."""
+        and of bytes, and the target of its fan-in: a second attacker is not hidden). A sensor's anomaly that
+        an alert explained pairs with nothing more (its sources are the window's, not one attack's: two attacks
+        at once stay two alerts); a finding that one explained does (an upload alerted as a burst goes on as a
+        steady one). Or the alert that explained this (type, entity) in the windows before (it goes on). None
+        if there is none."""
         horizon = t_ms - EXPLAIN_WINDOWS * self.cfg.window_ms
         about = entity.split(" ")[-1]
         for t, k, e, aid, own, them in reversed(self.raised):
@@ -478,8 +479,8 @@ class SensorScorer:
                 if own:
                     return None                         # its own episode: attention control extends it
                 return aid                              # it goes on, still explained by another's alert
-            if not own or not set(who) & set(them):
-                continue                                # the other side is an alert, not what it explained
+            if not own and k == "traffic" or not set(who) & set(them):
+                continue        # a sensor's anomaly that an alert explained names the window's sources, not its own
             if kind == "traffic" and about in MOVES.get(k, ()) or \
                     k == "traffic" and e.split(" ")[-1] in MOVES.get(kind, ()):
                 return aid

@@ -569,6 +569,30 @@ def test_a_burst_that_goes_on_for_half_an_hour_then_reads_as_a_steady_upload_is_
     assert sc.attend(later)[1] is not None                  # another address: another event
 
 
+def test_an_upload_explained_by_its_bursts_alert_goes_on_explaining_the_sensors_volume():
+    """The burst's alert, then its steady upload (explained by it) for an hour: the sensor's bytes jump while the
+    host is its top sender, long after the burst's own window; still the same event. With another top sender,
+    the sensor's bytes are another event."""
+    from collections import Counter
+    t0 = 1_767_600_000_000
+
+    def volume_after_an_hour(sender: str) -> list[dict]:
+        sc = _scorer_of([_crafted(9.0, "bytes")])
+        w = sc.cfg.window_ms
+        burst = {"sensor": "s", "type": "exfiltration", "entity": "10.0.0.50 > 203.0.113.9", "windowStartMs": t0,
+                 "windowLengthMs": w, "score": 1.5, "threshold": 3e8, "title": "exfiltration?", "evidence": {}}
+        assert sc.attend(burst)[1] is not None
+        for k in range(1, 12):
+            slow = {**burst, "type": "slow-exfiltration", "windowStartMs": t0 + k * w, "title": "slow exfiltration?"}
+            assert sc.attend(slow)[0]["attention"] == "explained"
+        return sc.window(t0 + 12 * w, Summary(src_bytes=Counter({sender: 9e8})))[0]
+
+    same = volume_after_an_hour("10.0.0.50")
+    assert same[0]["attention"] == "explained"
+    assert same[0]["explainedBy"] == "s|exfiltration|10.0.0.50 > 203.0.113.9|" + str(t0)
+    assert volume_after_an_hour("10.0.0.77")[0]["attention"] == "alert"
+
+
 def test_a_sensors_first_days_are_left_out_of_calibration_once_there_are_later_ones():
     """While its models learn the site's day and week a new sensor scores high: calibrating on those days would
     set thresholds no later day reaches."""
