@@ -397,6 +397,9 @@ def main() -> None:
     ap.add_argument("--entities", action="store_true",
                     help="instead: the detectors per entity on bench/entity_site.py's site, with the ladder beside")
     ap.add_argument("--quick", action="store_true", help="with --entities: 3 warm-up and 2 scored days, 2 per class")
+    ap.add_argument("--days", metavar="WARM,SCORED,PER_CLASS", default=None,
+                    help="with --entities: warm-up days, scored days and attacks per class and seed "
+                         "(default 14,14,8: a month, as the site's evaluation was specified; --quick: 3,2,2)")
     ap.add_argument("--budget", type=float, default=2.0, help="with --entities: alerts per day (B)")
     ap.add_argument("--control", action="store_true",
                     help="with --entities: the same seeds without attacks too (false alerts per day against B)")
@@ -471,7 +474,8 @@ def entity_report(args) -> dict:
     per detected event; false alerts per day; benign jobs' alerts after their second day; the cost."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import entity_site
-    warm, scored, per_class = (3, 2, 2) if args.quick else (7, 7, 6)
+    warm, scored, per_class = (int(x) for x in args.days.split(",")) if args.days else \
+        (3, 2, 2) if args.quick else (14, 14, 8)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     t0 = time.time()
     jobs = [(s, warm, scored, per_class, args.budget) for s in seeds]
