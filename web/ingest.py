@@ -196,6 +196,7 @@ class Arriving:
         self.name = f"receiving/{os.urandom(8).hex()}"
         self.head = bytearray()
         self.task: asyncio.Task | None = None
+        self.ended = asyncio.Event()
 
     def feed(self, piece: bytes) -> None:
         if self.head is None or self.task is not None:
@@ -216,27 +217,30 @@ class Arriving:
                            "parts": [], **extra}).encode()
 
     async def _hold(self, top_ms: int) -> None:
+        """Announce until the upload ends, then release. Never cancelled in the middle of its sends: a send
+        cancelled there would be lost half-way over the partitions, and the release goes after the last
+        announce on every partition."""
         msg = self._message(top=top_ms)
-        while True:
+        while not self.ended.is_set():
             try:
                 await to_every_partition(self.name, msg)
             except (KafkaError, ConnectionError) as exc:   # the upload goes on; its block's announce still holds
                 log.info("announcing upload %s of %s failed: %r", self.name, self.sensor, exc)
-            await asyncio.sleep(TOUCH_S)
+            try:
+                await asyncio.wait_for(self.ended.wait(), TOUCH_S)
+            except TimeoutError:
+                pass
+        await to_every_partition(self.name, self._message(release=True))
 
     def end(self) -> None:
         """The upload is over: stop announcing it, and release its hold (in the background)."""
         self.head = None
+        self.ended.set()
         if self.task is None:
             return
-        self.task.cancel()
+        _orphans.add(self.task)
+        self.task.add_done_callback(_orphan_done)
         self.task = None
-        release = asyncio.ensure_future(self._release())
-        _orphans.add(release)
-        release.add_done_callback(_orphan_done)
-
-    async def _release(self) -> None:
-        await to_every_partition(self.name, self._message(release=True))
 
 
 def block_chunk_bytes(known: dict | None, block_id: str) -> int:
